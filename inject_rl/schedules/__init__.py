@@ -1,0 +1,59 @@
+"""Signal-driven schedules implementing `optax.schedules.StatefulSchedule`.
+
+Each works with unmodified `optax.inject_hyperparams` for any numeric hyperparameter, reads one
+training signal by name from the `extra_args` given to `update`, and ignores every other key.
+"""
+
+from inject_rl.schedules._bandit import Bandit, BanditState, bandit
+from inject_rl.schedules._combinators import (
+    Clip,
+    ClipState,
+    Constant,
+    ConstantState,
+    FromStepSchedule,
+    StepState,
+    Warmup,
+    WarmupState,
+    clip,
+    constant,
+    from_step_schedule,
+    warmup,
+)
+from inject_rl.schedules._common import EPISODE_SIGNALS, MissingSignalError, Window
+from inject_rl.schedules._kl_target import KLTarget, KLTargetState, kl_target
+from inject_rl.schedules._plateau import Plateau, PlateauState, plateau
+from inject_rl.schedules._progress import Progress, ProgressState, progress
+from inject_rl.schedules._spike_guard import SpikeGuard, SpikeGuardState, spike_guard
+
+__all__ = [
+    "EPISODE_SIGNALS",
+    "Bandit",
+    "BanditState",
+    "Clip",
+    "ClipState",
+    "Constant",
+    "ConstantState",
+    "FromStepSchedule",
+    "KLTarget",
+    "KLTargetState",
+    "MissingSignalError",
+    "Plateau",
+    "PlateauState",
+    "Progress",
+    "ProgressState",
+    "SpikeGuard",
+    "SpikeGuardState",
+    "StepState",
+    "Warmup",
+    "WarmupState",
+    "Window",
+    "bandit",
+    "clip",
+    "constant",
+    "from_step_schedule",
+    "kl_target",
+    "plateau",
+    "progress",
+    "spike_guard",
+    "warmup",
+]

@@ -1,0 +1,190 @@
+"""Machinery shared by the signal-driven schedules: reading a signal, `every` windows, selection.
+
+A schedule reads one named training signal from `extra_args`. This module holds the rules every
+schedule obeys (see DESIGN.md "Schedules"), so that they are written once:
+
+* a missing signal is a trace-time error naming the schedule, the key and the keys it got;
+* a non-finite value, or an episode statistic with ``episode_count == 0``, is not counted;
+* with ``every=k`` the rule acts once per ``k`` counted updates, on their mean (optax's
+  ``accumulation_size`` idea).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+# Signals that are statistics over finished episodes; they are meaningless (often NaN) when no
+# episode finished in the batch, which `episode_count == 0` says.
+EPISODE_SIGNALS = ("episode_return", "episode_length")
+
+
+class MissingSignalError(ValueError):
+    """A schedule did not find the training signal it reads in `extra_args`."""
+
+
+class Window(NamedTuple):
+    """Running sum of the counted signal values since the rule last acted."""
+
+    total: jax.Array  # shape=(), dtype=float32
+    count: jax.Array  # shape=(), dtype=int32
+    every: jax.Array  # shape=(), dtype=int32; act once per `every` counted updates
+
+
+def f32(x: Any) -> jax.Array:
+    """`x` as a float32 array (schedule state and outputs are float32 whatever the params)."""
+    return jnp.asarray(x, dtype=jnp.float32)
+
+
+def i32(x: Any) -> jax.Array:
+    """`x` as an int32 array."""
+    return jnp.asarray(x, dtype=jnp.int32)
+
+
+def init_window(every: int) -> Window:
+    """An empty window acting every `every` counted updates."""
+    return Window(total=f32(0.0), count=i32(0), every=i32(every))
+
+
+def read_signal(owner: str, signal: str, extra_args: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+    """Returns `(value, counted)`: the float32 signal and whether it may be used.
+
+    Args:
+      owner: the schedule's name, for the error message.
+      signal: the `extra_args` key the schedule reads.
+      extra_args: the keyword arguments given to `update`.
+
+    Returns:
+      The signal as a float32 scalar and a bool scalar, False when the value is non-finite or
+      when it is an episode statistic and `extra_args["episode_count"] == 0`.
+
+    Raises:
+      MissingSignalError: `signal` is not a key of `extra_args` (at trace time).
+      ValueError: the signal is not a scalar.
+    """
+    if signal not in extra_args:
+        raise MissingSignalError(
+            f"{owner}: expected training signal {signal!r} in extra_args, "
+            f"got keys {sorted(extra_args)}"
+        )
+    value = f32(extra_args[signal])
+    if value.ndim != 0:
+        raise ValueError(
+            f"{owner}: signal {signal!r} must be a scalar, got shape {value.shape}; "
+            "reduce it (e.g. with inject_rl.signals.sync) before opt.update"
+        )
+    counted = jnp.isfinite(value)
+    if signal in EPISODE_SIGNALS and "episode_count" in extra_args:
+        counted &= jnp.asarray(extra_args["episode_count"]) > 0
+    return jnp.where(counted, value, 0.0), counted
+
+
+def accumulate(window: Window, value: jax.Array, counted: jax.Array) -> tuple[Window, jax.Array, jax.Array]:
+    """Adds a counted value to the window.
+
+    Returns:
+      `(window, ready, mean)`: the new window (emptied when `ready`), whether the rule acts on
+      this update, and the mean of the window's values (what the rule acts on).
+    """
+    total = window.total + jnp.where(counted, value, 0.0)
+    count = window.count + counted.astype(jnp.int32)
+    ready = counted & (count >= window.every)
+    mean = total / jnp.maximum(count, 1).astype(jnp.float32)
+    new_window = Window(
+        total=jnp.where(ready, f32(0.0), total),
+        count=jnp.where(ready, i32(0), count),
+        every=window.every,
+    )
+    return new_window, ready, mean
+
+
+def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
+    """`jnp.where` over two pytrees of identical structure (keeps dtypes of `on_false`)."""
+    return jax.tree.map(
+        lambda a, b: jnp.where(pred, a, b).astype(jnp.asarray(b).dtype), on_true, on_false
+    )
+
+
+def as_schedule(owner: str, schedule: Any) -> optax.schedules.StatefulSchedule:
+    """Accepts a stateful schedule, an optax step schedule (callable of count) or a number."""
+    # Imported here: _combinators imports this module.
+    from inject_rl.schedules._combinators import constant, from_step_schedule
+
+    if isinstance(schedule, optax.schedules.StatefulSchedule):
+        return schedule
+    if callable(schedule):
+        return from_step_schedule(schedule)
+    if isinstance(schedule, numbers.Real) and not isinstance(schedule, bool):
+        return constant(float(schedule))
+    raise TypeError(
+        f"{owner}: schedule must be a StatefulSchedule, an optax step schedule or a number, "
+        f"got {type(schedule).__name__}"
+    )
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def check_real(owner: str, name: str, value: Any) -> float:
+    """Returns `value` as a float, or raises TypeError when it is not a real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
+    return float(value)
+
+
+def check_range(
+    owner: str,
+    name: str,
+    value: Any,
+    low: float = -math.inf,
+    high: float = math.inf,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Validates `low <(=) value <(=) high` and returns `value` as a float.
+
+    Raises:
+      ValueError: naming the argument, its value and the allowed range.
+    """
+    v = check_real(owner, name, value)
+    bad = (
+        math.isnan(v)
+        or (v <= low if low_open else v < low)
+        or (v >= high if high_open else v > high)
+    )
+    if bad:
+        lo = f"({low}" if low_open else f"[{low}"
+        hi = f"{high})" if high_open else f"{high}]"
+        raise ValueError(f"{owner}: {name} must be in {lo}, {hi}, got {name}={value!r}")
+    return v
+
+
+def check_int(owner: str, name: str, value: Any, low: int) -> int:
+    """Validates an integer `>= low`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{owner}: {name} must be an integer >= {low}, got {name}={value!r}")
+    return int(value)
+
+
+def check_signal(owner: str, signal: Any) -> str:
+    """Validates a signal name (any non-empty string: users may pass their own signals)."""
+    if not isinstance(signal, str) or not signal.isidentifier():
+        raise ValueError(
+            f"{owner}: signal must be an extra_args keyword name such as 'episode_return', "
+            f"'kl' or 'loss', got signal={signal!r}"
+        )
+    return signal
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    """Validates that `value` is one of `allowed`."""
+    if value not in allowed:
+        raise ValueError(f"{owner}: {name} must be one of {allowed}, got {name}={value!r}")
+    return value
