@@ -59,6 +59,10 @@ def jax_env_ids() -> list[str]:
     )
 
 
+def _available() -> str:
+    return ", ".join(jax_env_ids())
+
+
 def is_jax_env(env_id: str) -> bool:
     """Whether `make(env_id)` can build an in-graph env; False for unknown or host-only ids.
 
@@ -68,12 +72,13 @@ def is_jax_env(env_id: str) -> bool:
     Returns:
         True if `env_id` resolves to a supported functional JAX env.
     """
-    from gymnasium.envs.registration import registry
+    import gymnasium
 
-    spec = registry.get(env_id)
-    return (
-        spec is not None and _excluded_reason(spec) is None and _entry_point_is_functional_jax(spec)
-    )
+    try:
+        spec = gymnasium.spec(env_id)  # same resolution as `make`
+    except gymnasium.error.Error:
+        return False
+    return _excluded_reason(spec) is None and _entry_point_is_functional_jax(spec)
 
 
 def make(
@@ -107,23 +112,22 @@ def make(
     """
     import gymnasium
 
-    available = ", ".join(jax_env_ids())
     try:
         spec = gymnasium.spec(env_id)
     except gymnasium.error.Error as e:
-        raise ValueError(f"unknown env id {env_id!r} ({e}); JAX env ids: {available}") from None
+        raise ValueError(f"unknown env id {env_id!r} ({e}); JAX env ids: {_available()}") from None
 
     if not _entry_point_is_functional_jax(spec):
         raise ValueError(
             f"{env_id!r} has no functional JAX form, so it cannot be stepped in-graph; run it on "
-            f"the host loop ({_HOST_LOOP}) or use one of the JAX env ids: {available}"
+            f"the host loop ({_HOST_LOOP}) or use one of the JAX env ids: {_available()}"
         )
     reason = _excluded_reason(spec)
     if reason is not None:
         raise ValueError(
             f"{env_id!r} is a functional JAX env, but {spec.namespace}/* ids are excluded from "
             f"inject_rl.envs ({reason}); run it on the host loop ({_HOST_LOOP}) or use one of "
-            f"the JAX env ids: {available}"
+            f"the JAX env ids: {_available()}"
         )
 
     limit = spec.max_episode_steps if max_episode_steps is None else max_episode_steps

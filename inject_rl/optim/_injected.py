@@ -55,7 +55,9 @@ def _cast_like(new: Any, old: Any) -> Any:
     return jnp.asarray(new).astype(dtype)
 
 
-def _keep_dtypes(tx: optax.GradientTransformationExtraArgs) -> optax.GradientTransformationExtraArgs:
+def _keep_dtypes(
+    tx: optax.GradientTransformationExtraArgs,
+) -> optax.GradientTransformationExtraArgs:
     """Casts each state leaf back to its input dtype and the updates to the grads' dtypes.
 
     With bf16 params and float32 hyperparameters Adam's `mu` turns from bf16 into float32 on
@@ -78,11 +80,16 @@ def _keep_dtypes(tx: optax.GradientTransformationExtraArgs) -> optax.GradientTra
 
 def _check_names(factory: Callable[..., Any], names: list[str]) -> None:
     params = inspect.signature(factory).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
+    name = getattr(factory, "__name__", repr(factory))
+    variadic = [p.name for p in params.values() if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if variadic:
+        # inject_hyperparams binds by signature and would call `factory(kwargs={...})`.
+        raise ValueError(
+            f"{name} has variadic parameters ({', '.join(variadic)}), which "
+            "optax.inject_hyperparams cannot inject; wrap it in a function with named parameters"
+        )
     unknown = [n for n in names if n not in params]
     if unknown:
-        name = getattr(factory, "__name__", repr(factory))
         raise ValueError(
             f"{name} has no parameter {', '.join(map(repr, unknown))}; "
             f"its parameters are: {', '.join(params)}"
@@ -137,7 +144,8 @@ def injected(
         keyword arguments.
 
     Raises:
-        ValueError: if a hyperparameter is not a parameter of `factory`, or `clip` <= 0.
+        ValueError: if a hyperparameter is not a parameter of `factory`, if `factory` takes
+            `*args`/`**kwargs` (which `inject_hyperparams` cannot bind), or if `clip` <= 0.
         TypeError: if `clip` is neither None, a number nor a schedule.
 
     Example:

@@ -1,5 +1,6 @@
 """Tests for inject_rl.envs: gymnasium functional JAX envs stepped in-graph with autoreset."""
 
+import dataclasses
 import functools
 
 import gymnasium
@@ -35,8 +36,13 @@ def _random_action(env: JaxEnv, key: jax.Array) -> jax.Array:
     return jax.random.uniform(key, env.action_shape, minval=env.action_low, maxval=env.action_high)
 
 
-def _rollout(env: JaxEnv, key: jax.Array, num_envs: int, num_steps: int, policy=_random_action):
-    """jit(scan) of vmapped envs; returns (states before each step, keys per step, timesteps)."""
+@functools.cache
+def _rollout_fn(env: JaxEnv, num_envs: int, num_steps: int):
+    """jit(scan) of `num_envs` vmapped envs under random actions, compiled once per arguments.
+
+    The returned function maps a key to `(states, step_keys, timesteps)`, each stacked over
+    `[num_steps, num_envs]`: the state each step started from, the key it was given, its output.
+    """
 
     @jax.jit
     def run(key):
@@ -45,7 +51,7 @@ def _rollout(env: JaxEnv, key: jax.Array, num_envs: int, num_steps: int, policy=
 
         def body(state, key):
             action_key, step_key = jax.random.split(key)
-            actions = jax.vmap(policy, in_axes=(None, 0))(
+            actions = jax.vmap(_random_action, in_axes=(None, 0))(
                 env, jax.random.split(action_key, num_envs)
             )
             step_keys = jax.random.split(step_key, num_envs)
@@ -55,7 +61,11 @@ def _rollout(env: JaxEnv, key: jax.Array, num_envs: int, num_steps: int, policy=
         _, out = lax.scan(body, state, jax.random.split(key, num_steps))
         return out
 
-    return run(key)
+    return run
+
+
+def _rollout(env: JaxEnv, key: jax.Array, num_envs: int, num_steps: int):
+    return _rollout_fn(env, num_envs, num_steps)(key)
 
 
 # ---------------------------------------------------------------------------------- basics
@@ -164,6 +174,19 @@ def test_vmapped_scan_rollout_terminates_and_autoresets():
     assert ((np.abs(final[:, 0]) > 2.4) | (np.abs(final[:, 2]) > 12 * 2 * np.pi / 360)).all()
 
 
+def test_termination_at_the_time_limit_is_not_truncation():
+    """Episodes that terminate on their last allowed step are terminated, not truncated."""
+    limit = 10
+    env = _env(CARTPOLE, limit)
+    states, _, ts = _rollout(env, jax.random.key(3), num_envs=8, num_steps=1000)
+    terminated, truncated = np.asarray(ts.terminated), np.asarray(ts.truncated)
+    at_limit = np.asarray(states.step) + 1 == limit
+    assert (terminated & at_limit).sum() > 0  # the case under test occurs
+    assert not (terminated & truncated).any()
+    np.testing.assert_array_equal(truncated, at_limit & ~terminated)
+    assert truncated.sum() > 0
+
+
 def test_truncation_at_max_episode_steps():
     env = make(CARTPOLE, max_episode_steps=5)
     assert env.max_episode_steps == 5
@@ -203,13 +226,16 @@ def test_pendulum_never_terminates_and_truncates_at_200():
 
 
 def test_continuous_actions_are_clipped_to_the_box():
-    env = _env(PENDULUM)
+    # Pendulum clips torque to +-2 itself, so narrow the Box to see JaxEnv's own clipping.
+    env = dataclasses.replace(_env(PENDULUM), action_space=gymnasium.spaces.Box(-1.0, 1.0, (1,)))
     state, _ = env.reset(jax.random.key(0))
     key = jax.random.key(1)
-    _, big = env.step(state, jnp.array([50.0]), key)
-    _, bound = env.step(state, jnp.array([2.0]), key)
+    _, big = env.step(state, jnp.array([1.7]), key)
+    _, bound = env.step(state, jnp.array([1.0]), key)
+    _, inside = env.step(state, jnp.array([0.5]), key)
     np.testing.assert_array_equal(big.next_obs, bound.next_obs)
     np.testing.assert_array_equal(big.reward, bound.reward)
+    assert not np.array_equal(inside.next_obs, bound.next_obs)
 
 
 def test_wrong_action_shape_is_rejected():
@@ -272,6 +298,42 @@ def test_matches_gymnasium_func_env_step_by_step(env_id, func_env_cls):
         np.testing.assert_allclose(state.func_state, ref_state, **_EQUIV_TOL)
 
 
+class _NoisyCartPole(CartPoleFunctional):
+    """CartPole whose transition and observation consume their key (gymnasium's ignore it)."""
+
+    def transition(self, state, action, rng=None, params=None):
+        next_state = super().transition(state, action, rng, params)
+        return next_state + 1e-3 * jax.random.normal(jax.random.fold_in(rng, 1), (4,))
+
+    def observation(self, state, rng, params=None):
+        return state + 1e-3 * jax.random.normal(jax.random.fold_in(rng, 2), (4,))
+
+
+def test_keys_reach_the_func_env_as_documented():
+    """A FuncEnv that uses its keys sees exactly the documented ones (also: JaxEnv is generic)."""
+    ref = _NoisyCartPole()
+    env = JaxEnv(
+        id="test/NoisyCartPole",
+        func_env=ref,
+        params=ref.get_default_params(),
+        max_episode_steps=None,
+        observation_space=ref.observation_space,
+        action_space=ref.action_space,
+    )
+    params = ref.get_default_params()
+    reset_key, step_key = jax.random.split(jax.random.key(4))
+    state, obs = jax.jit(env.reset)(reset_key)
+    ref_state = ref.initial(reset_key, params)
+    np.testing.assert_allclose(obs, ref.observation(ref_state, reset_key, params), **_EQUIV_TOL)
+
+    state, ts = jax.jit(env.step)(state, jnp.int32(1), step_key)
+    k = jax.random.split(step_key)[0]
+    ref_next = ref.transition(ref_state, 1, k, params)
+    np.testing.assert_allclose(state.func_state, ref_next, **_EQUIV_TOL)
+    np.testing.assert_allclose(ts.next_obs, ref.observation(ref_next, k, params), **_EQUIV_TOL)
+    assert not ts.truncated  # max_episode_steps=None: no time limit
+
+
 def test_reset_matches_gymnasium_functional_jax_env():
     """Gymnasium's FunctionalJaxEnv.reset(seed=s) uses split(key(s))[0] for initial/observation."""
     gym_env = gymnasium.make(CARTPOLE, disable_env_checker=True).unwrapped
@@ -286,12 +348,15 @@ def test_reset_matches_gymnasium_functional_jax_env():
 @pytest.mark.parametrize("env_id", ENV_IDS, ids=["cartpole", "pendulum"])
 def test_same_key_gives_bitwise_identical_trajectories(env_id):
     env = _env(env_id)
-    first = _rollout(env, jax.random.key(9), num_envs=4, num_steps=300)
-    second = _rollout(env, jax.random.key(9), num_envs=4, num_steps=300)
-    other = _rollout(env, jax.random.key(10), num_envs=4, num_steps=300)
-    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second), strict=True):
-        np.testing.assert_array_equal(_data(a), _data(b))
-    assert not np.array_equal(first[2].next_obs, other[2].next_obs)
+    first = _rollout(env, jax.random.key(9), num_envs=4, num_steps=250)
+    again = _rollout(env, jax.random.key(9), num_envs=4, num_steps=250)
+    # A separately built env and a separate compilation must reproduce the same bits too.
+    fresh = _rollout_fn(make(env_id), 4, 250)(jax.random.key(9))
+    for other in (again, fresh):
+        for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(other), strict=True):
+            np.testing.assert_array_equal(_data(a), _data(b))
+    different = _rollout(env, jax.random.key(10), num_envs=4, num_steps=250)
+    assert not np.array_equal(first[2].next_obs, different[2].next_obs)
 
 
 def _is_key(x) -> bool:

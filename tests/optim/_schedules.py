@@ -48,5 +48,5 @@ class Recording:
         return RecordingState(last, state.calls + 1)
 
     def __call__(self, state: RecordingState, **extra_args) -> jax.Array:
-        assert self.key in extra_args, f"missing {self.key!r} in {sorted(extra_args)}"
+        del state, extra_args  # `init` calls this without extra_args
         return jnp.asarray(self.value, jnp.float32)

@@ -1,0 +1,73 @@
+"""What every agent shares: the result type, config checks and hyperparameter metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+import optax
+
+from inject_rl.optim import hyperparams
+
+
+class TrainResult(NamedTuple):
+    """What an agent's `train` returns."""
+
+    params: Any  # trained params (device 0's copy, on the host)
+    opt_state: Any  # optimizer state, schedule states included (device 0's copy)
+    metrics: dict[str, np.ndarray]  # name -> value per learner iteration (`step`: env steps)
+    state: Any  # the full final training state, leading [num_devices] axis on every leaf
+    config: Any  # the agent's Config
+    compile_s: float  # seconds tracing + compiling the training step
+    train_s: float  # seconds in the compiled training calls
+
+
+def hp_metrics(opt_state: Any) -> dict[str, jax.Array]:
+    """`hp/<name>` for every injected hyperparameter (empty for a plain optimizer)."""
+    return {f"hp/{k}": v for k, v in hyperparams(opt_state).items()}
+
+
+def check_config(cfg: Any, *, positive_ints=(), positive=(), unit=(), nonneg=()) -> None:
+    """Eager validation of a frozen Config: one-line ValueError naming the field and range."""
+    name = type(cfg).__module__.rsplit(".", 1)[-1]
+    for f in positive_ints:
+        v = getattr(cfg, f)
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name}: {f} must be an integer >= 1, got {f}={v!r}")
+    for f in positive:
+        v = getattr(cfg, f)
+        if not _real(v) or not v > 0:
+            raise ValueError(f"{name}: {f} must be a number > 0, got {f}={v!r}")
+    for f in nonneg:
+        v = getattr(cfg, f)
+        if not _real(v) or not v >= 0:
+            raise ValueError(f"{name}: {f} must be a number >= 0, got {f}={v!r}")
+    for f in unit:
+        v = getattr(cfg, f)
+        if not _real(v) or not 0 <= v <= 1:
+            raise ValueError(f"{name}: {f} must be in [0, 1], got {f}={v!r}")
+
+
+def _real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_optimizer(optimizer: Any) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation(ExtraArgs), "
+            f"got {type(optimizer).__name__}"
+        )
+
+
+def replace(cfg: Any, **changes: Any) -> Any:
+    """`dataclasses.replace` that names unknown fields in a one-line ValueError."""
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(changes) - fields)
+    if unknown:
+        raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(fields)}")
+    return dataclasses.replace(cfg, **changes)

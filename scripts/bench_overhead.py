@@ -1,0 +1,119 @@
+"""Step-time overhead of signal-driven schedules over plain optax Adam, measured side by side.
+
+Prints the median time of a jitted Adam update on a small MLP's parameters for plain `optax.adam`
+and for `optax.inject_hyperparams(optax.adam)` with two stateful schedules (learning rate
+`kl_target`, b1 `plateau`) fed signals every step, in two settings: one jitted call per update
+(what a host loop pays) and 1,000 updates inside one `lax.scan` (what an on-device loop pays).
+Repetitions alternate between the variants so machine noise hits both alike.
+
+    python scripts/bench_overhead.py [--reps 15] [--hidden 64]
+
+Ends with `overhead ratio: X.XXX` (scan setting, injected / plain; goal <= 1.03).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from inject_rl import schedules
+
+SCAN_STEPS = 1000
+
+
+def mlp_params(hidden: int, key) -> dict:
+    sizes = [(4, hidden), (hidden, hidden), (hidden, 2)]
+    keys = jax.random.split(key, len(sizes))
+    return {
+        f"layer{i}": {"w": jax.random.normal(k, s) * 0.1, "b": jnp.zeros(s[1])}
+        for i, (k, s) in enumerate(zip(keys, sizes, strict=True))
+    }
+
+
+def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
+    return {
+        "plain optax.adam": optax.with_extra_args_support(optax.adam(3e-4)),
+        "inject_hyperparams(adam) + 2 schedules": optax.inject_hyperparams(optax.adam)(
+            learning_rate=schedules.kl_target(3e-4),
+            b1=schedules.plateau(0.9, factor=1.05, max_value=0.99),
+        ),
+    }
+
+
+def build(opt, params):
+    signals = {"kl": jnp.float32(0.012), "episode_return": jnp.float32(100.0),
+               "episode_count": jnp.float32(4.0)}
+
+    def update(params, state, grads):
+        updates, state = opt.update(grads, state, params, **signals)
+        return optax.apply_updates(params, updates), state
+
+    step = jax.jit(update)
+
+    @jax.jit
+    def scan(params, state, grads):
+        def body(carry, _):
+            return update(*carry, grads), None
+
+        return jax.lax.scan(body, (params, state), None, length=SCAN_STEPS)[0]
+
+    return step, scan
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--hidden", type=int, default=64)
+    args = parser.parse_args()
+    if args.reps < 3 or args.hidden < 1:
+        parser.error(f"--reps must be >= 3 and --hidden >= 1, got {args.reps=} {args.hidden=}")
+
+    params = mlp_params(args.hidden, jax.random.key(0))
+    grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
+    n = sum(p.size for p in jax.tree.leaves(params))
+    print(f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
+          f"jax {jax.__version__}, optax {optax.__version__}; MLP with {n} params")
+
+    built = {}
+    for name, opt in variants().items():
+        step, scan = build(opt, params)
+        state = opt.init(params)
+        p, s = jax.tree.map(jnp.copy, params), state
+        p, s = step(p, s, grads)  # compile
+        jax.block_until_ready(scan(params, state, grads))  # compile
+        built[name] = (step, scan, p, s, state)
+
+    per_call = {k: [] for k in built}
+    per_scan = {k: [] for k in built}
+    calls = 200
+    for _ in range(args.reps):
+        for name, (step, scan, p, s, state) in built.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                p, s = step(p, s, grads)
+            jax.block_until_ready(p)
+            per_call[name].append((time.perf_counter() - t) / calls)
+            built[name] = (step, scan, p, s, state)
+            t = time.perf_counter()
+            jax.block_until_ready(scan(params, state, grads))
+            per_scan[name].append((time.perf_counter() - t) / SCAN_STEPS)
+
+    plain, inj = list(built)
+    print(f"{'variant':42s} {'jit call (us)':>14s} {'in scan (us)':>13s}")
+    for name in built:
+        print(f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
+              f"{statistics.median(per_scan[name]) * 1e6:13.2f}")
+    call_ratio = statistics.median(per_call[inj]) / statistics.median(per_call[plain])
+    scan_ratio = statistics.median(per_scan[inj]) / statistics.median(per_scan[plain])
+    print(f"per-call ratio: {call_ratio:.3f}")
+    print(f"overhead ratio: {scan_ratio:.3f}")
+
+
+if __name__ == "__main__":
+    main()
