@@ -1,1 +1,38 @@
-"""inject-rl agents: one module per agent, all sharing the `Config` / `train` / `evaluate` contract."""
+"""inject-rl agents: one module per agent, all sharing one contract.
+
+Each agent module has a frozen `Config` dataclass, `config_for(env_id, **overrides)`,
+`train(config, *, optimizer=None, num_devices=None, callback=None, resume=None) -> TrainResult`
+and `evaluate(result, *, episodes=20, seed=0) -> float`. Modules are imported on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from agents._common import TrainResult
+
+# name -> (module, one-line description). The first one is the CLI's default agent.
+AGENTS: dict[str, tuple[str, str]] = {
+    "ppo": ("agents.ppo", "PPO, clipped surrogate + GAE; discrete or continuous actions"),
+    "dqn": ("agents.dqn", "double DQN with on-device replay; discrete actions"),
+}
+
+
+def names() -> list[str]:
+    """Registered agent names."""
+    return list(AGENTS)
+
+
+def get(name: str) -> ModuleType:
+    """The agent module registered as `name`.
+
+    Raises:
+      ValueError: unknown name (lists the known ones).
+    """
+    if name not in AGENTS:
+        raise ValueError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
+    return importlib.import_module(AGENTS[name][0])
+
+
+__all__ = ["AGENTS", "TrainResult", "get", "names"]

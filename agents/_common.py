@@ -52,6 +52,18 @@ def check_config(cfg: Any, *, positive_ints=(), positive=(), unit=(), nonneg=())
             raise ValueError(f"{name}: {f} must be in [0, 1], got {f}={v!r}")
 
 
+def check_injectable(cfg: Any, **ranges: tuple[float, bool]) -> None:
+    """Fields that take a number or a schedule: numbers must be > low (>= low when inclusive)."""
+    name = type(cfg).__module__.rsplit(".", 1)[-1]
+    for f, (low, inclusive) in ranges.items():
+        v = getattr(cfg, f)
+        if isinstance(v, optax.schedules.StatefulSchedule) or (callable(v) and not _real(v)):
+            continue
+        if not _real(v) or not (v >= low if inclusive else v > low):
+            op = ">=" if inclusive else ">"
+            raise ValueError(f"{name}: {f} must be a number {op} {low} or a schedule, got {f}={v!r}")
+
+
 def _real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 

@@ -17,12 +17,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+import distrax
 import rlax
 
 from agents import _common
 from agents.networks import actor_critic
 from inject_rl import envs, loops
-from inject_rl.optim import injected
+from inject_rl.optim import carried, current, injected
 from inject_rl.schedules import kl_target
 from inject_rl.signals import EpisodeStats, sync
 
@@ -40,8 +41,8 @@ class Config:
     num_minibatches: int = 1  # minibatches per epoch
     gamma: float = 0.98  # discount
     gae_lambda: float = 0.8  # GAE lambda
-    clip_eps: float = 0.2  # PPO ratio clip
-    ent_coef: float = 0.0  # entropy bonus weight
+    clip_eps: Any = 0.2  # float | StatefulSchedule; PPO ratio clip (injected, hp/clip_eps)
+    ent_coef: Any = 0.0  # float | StatefulSchedule; entropy bonus weight (injected, hp/ent_coef)
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # global-norm gradient clip of the default optimizer
     learning_rate: Any = None  # float | StatefulSchedule; None: kl_target(lr_init, ...)
@@ -72,10 +73,11 @@ class Config:
             self,
             positive_ints=("total_steps", "num_envs", "rollout_len", "epochs", "num_minibatches",
                            "iterations_per_call"),
-            positive=("clip_eps", "lr_init", "kl_target", "max_grad_norm"),
-            nonneg=("ent_coef", "vf_coef"),
+            positive=("lr_init", "kl_target", "max_grad_norm"),
+            nonneg=("vf_coef",),
             unit=("gamma", "gae_lambda"),
         )
+        _common.check_injectable(self, clip_eps=(0.0, False), ent_coef=(0.0, True))
         if self.steps_per_iteration % self.num_minibatches:
             raise ValueError(
                 f"ppo: num_envs * rollout_len ({self.steps_per_iteration}) must be divisible by "
@@ -116,38 +118,49 @@ class Batch(NamedTuple):
     target: jax.Array  # [N] value target
 
 
-def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
-    """Adam whose learning rate follows the KL-adaptive rule, once per epoch on its mean KL."""
+def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+                      ) -> optax.GradientTransformationExtraArgs:
+    """`factory` (Adam) whose learning rate follows the KL-adaptive rule once per epoch, chained
+    with the injected loss coefficients `ent_coef` and `clip_eps`.
+
+    `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`; Adam's `eps` defaults to 1e-5.
+    """
     lr = cfg.learning_rate
     if lr is None:
         lr = kl_target(cfg.lr_init, target=cfg.kl_target, every=cfg.num_minibatches)
-    return injected(optax.adam, learning_rate=lr, eps=1e-5, clip=cfg.max_grad_norm)
+    if factory is optax.adam:
+        hyperparams.setdefault("eps", 1e-5)
+    return optax.chain(
+        injected(factory, learning_rate=lr, clip=cfg.max_grad_norm, **hyperparams),
+        carried(ent_coef=cfg.ent_coef, clip_eps=cfg.clip_eps),
+    )
 
 
 class _Policy:
-    """Sampling, log-probabilities and entropy for the env's action space (rlax distributions)."""
+    """Sampling, log-probabilities and entropy for the env's action space (distrax)."""
 
     def __init__(self, env: envs.JaxEnv, hidden):
         self.discrete = env.discrete
         out = env.num_actions if env.discrete else int(math.prod(env.action_shape))
         self.net = actor_critic(out, env.discrete, hidden)
-        self.dist = rlax.softmax() if env.discrete else rlax.gaussian_diagonal()
 
-    def _args(self, out):
+    def _dist(self, out):
         if self.discrete:
-            return (out.logits,)
-        return (out.logits, jnp.broadcast_to(jnp.exp(out.log_std), out.logits.shape))
+            return distrax.Categorical(logits=out.logits)
+        # Unsquashed Gaussian; the env clips actions to its bounds.
+        scale = jnp.broadcast_to(jnp.exp(out.log_std), out.logits.shape)
+        return distrax.MultivariateNormalDiag(out.logits, scale)
 
     def sample(self, params, obs, key):
         out = self.net.apply(params, obs)
-        action = self.dist.sample(key, *self._args(out))
+        action, log_prob = self._dist(out).sample_and_log_prob(seed=key)
         action = action.astype(jnp.int32) if self.discrete else action
-        return action, {"log_prob": self.dist.logprob(action, *self._args(out)), "value": out.value}
+        return action, {"log_prob": log_prob, "value": out.value}
 
     def evaluate(self, params, obs, action):
         out = self.net.apply(params, obs)
-        args = self._args(out)
-        return self.dist.logprob(action, *args), self.dist.entropy(*args), out.value
+        dist = self._dist(out)
+        return dist.log_prob(action), dist.entropy(), out.value
 
     def greedy(self, params, obs):
         out = self.net.apply(params, obs)
@@ -175,15 +188,15 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         return TrainState(params, opt.init(params), actor, jax.random.fold_in(k_run, device_index),
                           jnp.zeros((), jnp.int32))
 
-    def loss_fn(params, mb: Batch):
+    def loss_fn(params, mb: Batch, ent_coef, clip_eps):
         log_prob, entropy, value = policy.evaluate(params, mb.obs, mb.action)
         log_ratio = log_prob - mb.log_prob
         ratio = jnp.exp(log_ratio)
         adv = (mb.advantage - mb.advantage.mean()) / (mb.advantage.std() + 1e-8)
-        pg_loss = rlax.clipped_surrogate_pg_loss(ratio, adv, cfg.clip_eps)
+        pg_loss = rlax.clipped_surrogate_pg_loss(ratio, adv, clip_eps)
         value_loss = 0.5 * jnp.mean(jnp.square(value - mb.target))
         entropy = jnp.mean(entropy)
-        loss = pg_loss + cfg.vf_coef * value_loss - cfg.ent_coef * entropy
+        loss = pg_loss + cfg.vf_coef * value_loss - ent_coef * entropy
         kl = jnp.mean(ratio - 1.0 - log_ratio)  # the k3 estimator of KL(behaviour || current)
         return loss, {"loss": loss, "value_loss": value_loss, "entropy": entropy, "kl": kl}
 
@@ -213,7 +226,10 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
 
         def minibatch(carry, mb):
             params, opt_state, first = carry
-            grads, aux = jax.grad(loss_fn, has_aux=True)(params, mb)
+            # Injected coefficients come from the optimizer state when it carries them.
+            ent_coef = current(opt_state, "ent_coef", _constant(cfg.ent_coef))
+            clip_eps = current(opt_state, "clip_eps", _constant(cfg.clip_eps))
+            grads, aux = jax.grad(loss_fn, has_aux=True)(params, mb, ent_coef, clip_eps)
             if axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name)
             aux = sync(aux, axis_name)
@@ -221,7 +237,7 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
             # so a schedule on the return (plateau, bandit...) sees each rollout exactly once.
             signals = {
                 **aux,
-                "grad_norm": optax.global_norm(grads),
+                "grad_norm": optax.tree.norm(grads),
                 "episode_return": episodes["episode_return"],
                 "episode_length": episodes["episode_length"],
                 "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
@@ -251,8 +267,20 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
     return init, iteration, policy
 
 
+def _constant(x):
+    # A user's own optimizer without `carried` coefficients: a schedule given in the config
+    # cannot be honoured then, so say so rather than silently use its initial value.
+    if isinstance(x, optax.schedules.StatefulSchedule) or callable(x):
+        raise ValueError(
+            "ppo: ent_coef/clip_eps schedules need the optimizer to carry them; chain "
+            "inject_rl.optim.carried(ent_coef=..., clip_eps=...) into your optimizer"
+        )
+    return x
+
+
 def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
-          callback: Callable[[int, dict], None] | None = None) -> _common.TrainResult:
+          callback: Callable[..., None] | None = None,
+          resume: tuple[Any, int] | None = None) -> _common.TrainResult:
     """Trains PPO on the anakin loop.
 
     Args:
@@ -260,7 +288,10 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
       optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
         `update` receives every signal as keyword `extra_args` on every learner step.
       num_devices: devices to `pmap` over (None: 1).
-      callback: `callback(call_index, metrics)` after every host call.
+      callback: `callback(call_index, metrics, state)` after every host call; `state` is the
+        replicated training state (copy what you keep: it is donated to the next call).
+      resume: `(state, next_call)` to continue a run from a checkpoint (bitwise as if
+        uninterrupted).
 
     Returns:
       A `TrainResult`.
@@ -273,7 +304,8 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
     init, iteration, _ = make_learner(cfg, env, opt, len(devices))
     res = loops.run(init, iteration, num_calls=cfg.num_calls,
                     iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                    callback=callback)
+                    callback=callback, state=None if resume is None else resume[0],
+                    start_call=0 if resume is None else resume[1])
     final = loops.unreplicate(res.state)
     return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
                                res.compile_s, res.train_s)

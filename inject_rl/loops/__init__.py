@@ -8,6 +8,7 @@ from inject_rl.loops._anakin import (
     run,
     unreplicate,
 )
+from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
 from inject_rl.loops._rollout import (
     ActorState,
     Policy,
@@ -23,6 +24,8 @@ __all__ = [
     "ActorState",
     "LoopResult",
     "Policy",
+    "ReplayBuffer",
+    "ReplayBufferState",
     "Transition",
     "devices_for",
     "env_step",

@@ -75,7 +75,7 @@ def run(
     num_calls: int,
     iterations_per_call: int,
     num_devices: int | None = None,
-    callback: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    callback: Callable[[int, dict[str, np.ndarray], Any], None] | None = None,
     state: Any = None,
     start_call: int = 0,
 ) -> LoopResult:
@@ -87,7 +87,8 @@ def run(
       num_calls: host calls; the iteration count is `num_calls * iterations_per_call`.
       iterations_per_call: iterations per compiled call (a `lax.scan`).
       num_devices: devices to `pmap` over (None: 1).
-      callback: called after each call with its index and that call's metrics (device 0).
+      callback: `callback(call_index, metrics, state)` after each call; metrics are device
+        0's, `state` is replicated and donated to the next call (copy what you keep).
       state: a replicated state to continue from (e.g. a checkpoint) instead of `init`.
       start_call: index of the first call (for callbacks when resuming).
 
@@ -121,6 +122,6 @@ def run(
         train_s += time.perf_counter() - t
         history.append(metrics)
         if callback is not None:
-            callback(i, metrics)
+            callback(i, metrics, state)
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
     return LoopResult(state, merged, compile_s, train_s)

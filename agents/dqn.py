@@ -1,0 +1,360 @@
+"""Double DQN on the anakin loop, with an injectable epsilon and a signal-driven learning rate.
+
+Maths from rlax: `double_q_learning` vmapped over the batch (the online network selects the
+next action, the target network values it; van Hasselt et al. 2016) under a Huber loss
+(`rlax.huber_loss`, delta 1, as in the DQN paper and SB3). Experience goes to an on-device ring
+buffer (`inject_rl.loops.ReplayBuffer`) holding `next_obs` from the env's `TimeStep` (the true
+next observation, before autoreset) and `discount = gamma * (1 - terminated)`, so a time-limit
+truncation still bootstraps. The target network is a hard copy of the online one every
+`target_update_every` learner steps.
+
+Every learner step passes all its signals (`loss`, `td_error`, `grad_norm`, `episode_return`,
+`episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`, reduced across
+devices with `inject_rl.signals.sync`. Epsilon is a `StatefulSchedule` too: its state lives in
+`TrainState` and is updated once per iteration with the same signal names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import rlax
+
+from agents import _common
+from agents.networks import q_network
+from inject_rl import envs, loops
+from inject_rl.loops import ReplayBuffer
+from inject_rl.optim import injected
+from inject_rl.schedules import constant, from_step_schedule, progress
+from inject_rl.signals import EpisodeStats, sync
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """DQN settings; defaults solve phys2d/CartPole-v1 within 1e5 steps (rl-zoo's tuning)."""
+
+    env_id: str = "phys2d/CartPole-v1"  # a gymnasium functional JAX env, discrete actions
+    total_steps: int = 100_000  # env steps (rounded up to whole host calls)
+    seed: int = 0  # fixes the whole run
+    num_envs: int = 8  # envs in total, split evenly over devices
+    train_every: int = 25  # steps per env per iteration, acted before the learner steps
+    gradient_steps: int = 100  # learner steps per iteration
+    batch_size: int = 64  # transitions per learner step in total, split evenly over devices
+    buffer_size: int = 100_000  # replay capacity in total, split evenly over devices
+    learning_starts: int = 1_000  # env steps (all envs) before the first learner step
+    gamma: float = 0.99  # discount
+    target_update_every: int = 100  # learner steps between hard target-network copies
+    max_grad_norm: float = 10.0  # global-norm gradient clip of the default optimizer
+    learning_rate: Any = None  # float | StatefulSchedule; None: anneal lr_init on the return
+    lr_init: float = 2.3e-3  # learning rate of the default schedule while returns are low
+    lr_final: float = 2.3e-4  # ... and once the smoothed return reaches lr_return_high
+    lr_return_high: float = 500.0  # return at which the default schedule reaches lr_final
+    epsilon: Any = None  # float | StatefulSchedule; None: linear over epsilon_fraction
+    epsilon_start: float = 1.0  # default epsilon schedule: first value
+    epsilon_end: float = 0.04  # default epsilon schedule: final value
+    epsilon_fraction: float = 0.16  # default epsilon schedule: fraction of iterations to anneal
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of the Q-network
+    eval_every: int = 10  # iterations between greedy evaluations keeping the best params; 0: off
+    eval_episodes: int = 10  # greedy episodes per evaluation and device (not training steps)
+    iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs * self.train_every
+
+    @property
+    def num_calls(self) -> int:
+        per_call = self.steps_per_iteration * self.iterations_per_call
+        return max(1, math.ceil(self.total_steps / per_call))
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_calls * self.iterations_per_call
+
+    @property
+    def num_evaluations(self) -> int:
+        return self.num_iterations // self.eval_every if self.eval_every else 0
+
+    def validate(self) -> Config:
+        _common.check_config(
+            self,
+            positive_ints=("total_steps", "num_envs", "train_every", "gradient_steps",
+                           "batch_size", "buffer_size", "target_update_every", "eval_episodes",
+                           "iterations_per_call"),
+            positive=("lr_init", "lr_final", "max_grad_norm", "epsilon_fraction"),
+            unit=("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction"),
+        )
+        for f in ("learning_starts", "eval_every"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"dqn: {f} must be an integer >= 0, got {f}={v!r}")
+        if self.steps_per_iteration > self.buffer_size:
+            raise ValueError(
+                f"dqn: buffer_size must hold one iteration (num_envs * train_every = "
+                f"{self.steps_per_iteration}), got buffer_size={self.buffer_size}"
+            )
+        _check_injectable("epsilon", self.epsilon, 0.0, 1.0)
+        _check_injectable("learning_rate", self.learning_rate, 0.0, math.inf)
+        if envs.is_jax_env(self.env_id):
+            _check_discrete(envs.make(self.env_id))
+        return self
+
+
+def _check_injectable(name: str, v: Any, low: float, high: float) -> None:
+    if v is None or isinstance(v, optax.schedules.StatefulSchedule) or callable(v):
+        return
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise TypeError(f"dqn: {name} must be None, a number or a schedule, got {name}={v!r}")
+    if not (low <= v <= high and math.isfinite(v)):
+        raise ValueError(f"dqn: {name} must be in [{low}, {high}], got {name}={v!r}")
+
+
+def _check_discrete(env: envs.JaxEnv) -> None:
+    if not env.discrete:
+        raise ValueError(
+            f"dqn needs a discrete action space, but {env.id} has a continuous one "
+            f"({env.action_space}); use ppo or sac"
+        )
+
+
+# Tuned per env; `config_for(env_id)` starts from these.
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def config_for(env_id: str, **overrides: Any) -> Config:
+    """The preset for `env_id` (defaults otherwise), with `overrides`."""
+    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
+
+
+class Experience(NamedTuple):
+    """One replayed transition (no batch axis in the buffer's item; `[N]` in a batch)."""
+
+    obs: jax.Array  # [*obs] float32
+    action: jax.Array  # [] int32
+    reward: jax.Array  # [] float32
+    discount: jax.Array  # [] float32: gamma * (1 - terminated); truncation bootstraps
+    next_obs: jax.Array  # [*obs] float32: true next observation, before autoreset
+
+
+class TrainState(NamedTuple):
+    """Everything one device carries between iterations."""
+
+    params: Any
+    target_params: Any
+    opt_state: Any
+    epsilon_state: Any  # the epsilon schedule's state
+    replay: loops.ReplayBufferState  # differs per device
+    actor: loops.ActorState
+    key: jax.Array
+    step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
+    updates: jax.Array  # shape=(), dtype=int32; learner steps so far
+    iteration: jax.Array  # shape=(), dtype=int32; iterations so far
+    best_params: Any  # params with the best greedy evaluation so far
+    best_return: jax.Array  # shape=(), dtype=float32; -inf before the first evaluation
+
+
+def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
+    """Adam whose learning rate falls log-linearly from `lr_init` to `lr_final` as the smoothed
+    episode return rises to `lr_return_high` (`progress`), so a solved policy is fine-tuned
+    gently instead of forgotten."""
+    lr = cfg.learning_rate
+    if lr is None:
+        lr = progress(cfg.lr_init, cfg.lr_final, signal="episode_return", low=0.0,
+                      high=cfg.lr_return_high, smoothing=0.9, interpolation="log")
+    return injected(optax.adam, learning_rate=lr, clip=cfg.max_grad_norm)
+
+
+def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
+    """`cfg.epsilon` as a StatefulSchedule (None: linear decay over `epsilon_fraction` of the
+    iterations; a number: constant; an optax step schedule: counted in iterations)."""
+    eps = cfg.epsilon
+    if eps is None:
+        n = max(1, round(cfg.epsilon_fraction * cfg.num_iterations))
+        return from_step_schedule(optax.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, n))
+    if isinstance(eps, optax.schedules.StatefulSchedule):
+        return eps
+    if callable(eps):
+        return from_step_schedule(eps)
+    return constant(float(eps))
+
+
+def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
+                 num_devices: int, eps: optax.schedules.StatefulSchedule):
+    """`(init, iteration, net)` for `inject_rl.loops.run`."""
+    _check_discrete(env)
+    for name in ("num_envs", "batch_size", "buffer_size"):
+        if getattr(cfg, name) % num_devices:
+            raise ValueError(
+                f"dqn: {name} must be divisible by the number of devices ({num_devices}), "
+                f"got {name}={getattr(cfg, name)}"
+            )
+    envs_per_device = cfg.num_envs // num_devices
+    batch_per_device = cfg.batch_size // num_devices
+    net = q_network(env.num_actions, cfg.hidden)
+    eval_steps = cfg.eval_episodes * num_devices * (env.max_episode_steps or 0)
+
+    def init(device_index):
+        key = jax.random.key(cfg.seed)
+        k_params, k_env, k_run = jax.random.split(key, 3)
+        params = net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
+        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
+        item = Experience(jnp.zeros(env.obs_shape), jnp.zeros((), jnp.int32), jnp.zeros(()),
+                          jnp.zeros(()), jnp.zeros(env.obs_shape))
+        replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
+        zero = jnp.zeros((), jnp.int32)
+        return TrainState(params, params, opt.init(params), eps.init(), replay, actor,
+                          jax.random.fold_in(k_run, device_index), zero, zero, zero, params,
+                          jnp.array(-jnp.inf, jnp.float32))
+
+    def loss_fn(params, target_params, b: Experience):
+        q_tm1, q_t_selector = jnp.split(net.apply(params, jnp.concatenate([b.obs, b.next_obs])), 2)
+        q_t_value = net.apply(target_params, b.next_obs)
+        td = jax.vmap(rlax.double_q_learning)(q_tm1, b.action, b.reward, b.discount, q_t_value,
+                                              q_t_selector)
+        loss = jnp.mean(rlax.huber_loss(td, 1.0))
+        return loss, {"loss": loss, "td_error": jnp.mean(jnp.abs(td))}
+
+    def learn(ts: TrainState, episodes, axis_name):
+        def learner_step(carry, key):
+            params, target, opt_state, updates, first = carry
+            batch = ReplayBuffer.sample(ts.replay, key, batch_per_device)
+            grads, aux = jax.grad(loss_fn, has_aux=True)(params, target, batch)
+            if axis_name is not None:
+                grads = jax.lax.pmean(grads, axis_name)
+            aux = sync(aux, axis_name)
+            # Episode statistics count once per batch of new env steps: later learner steps
+            # report 0 episodes, so a schedule on the return sees each batch exactly once.
+            signals = {
+                **aux,
+                "grad_norm": optax.global_norm(grads),
+                "episode_return": episodes["episode_return"],
+                "episode_length": episodes["episode_length"],
+                "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
+                "step": ts.step,
+            }
+            step_updates, opt_state = opt.update(grads, opt_state, params, **signals)
+            params = optax.apply_updates(params, step_updates)
+            updates = updates + 1
+            copy = updates % cfg.target_update_every == 0
+            target = jax.tree.map(lambda p, t: jnp.where(copy, p, t), params, target)
+            out = (params, target, opt_state, updates, jnp.zeros((), bool))
+            return out, {k: signals[k] for k in ("loss", "td_error", "grad_norm")}
+
+        key, k_learn = jax.random.split(ts.key)
+        carry = (ts.params, ts.target_params, ts.opt_state, ts.updates, jnp.ones((), bool))
+        (params, target, opt_state, updates, _), stats = jax.lax.scan(
+            learner_step, carry, jax.random.split(k_learn, cfg.gradient_steps)
+        )
+        ts = ts._replace(params=params, target_params=target, opt_state=opt_state,
+                         updates=updates, key=key)
+        return ts, {k: v.mean() for k, v in stats.items()}
+
+    def skip(ts: TrainState, episodes, axis_name):
+        del episodes, axis_name
+        nan = jnp.full((), jnp.nan, jnp.float32)
+        return ts, {"loss": nan, "td_error": nan, "grad_norm": nan}
+
+    def greedy_eval(ts: TrainState, axis_name):
+        key, k_eval = jax.random.split(ts.key)
+        ret = loops.evaluate_policy(
+            env, lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32),
+            cfg.eval_episodes, k_eval,
+        )
+        ret = sync({"eval_return": ret}, axis_name)["eval_return"]
+        better = ret >= ts.best_return  # ties: prefer the later, longer-trained params
+        best = jax.tree.map(lambda p, b: jnp.where(better, p, b), ts.params, ts.best_params)
+        ts = ts._replace(key=key, best_params=best,
+                         best_return=jnp.where(better, ret, ts.best_return))
+        return ts, ret
+
+    def iteration(ts: TrainState, axis_name: str | None):
+        key, k_roll = jax.random.split(ts.key)
+        epsilon = jnp.asarray(eps(ts.epsilon_state), jnp.float32)
+
+        def policy(obs, k):
+            q = net.apply(ts.params, obs)
+            return rlax.epsilon_greedy(epsilon).sample(k, q).astype(jnp.int32), {}
+
+        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        actor, traj = loops.rollout(env, policy, actor, k_roll, cfg.train_every)
+        new = Experience(traj.obs, traj.action, traj.reward,
+                         cfg.gamma * (1.0 - traj.terminated.astype(jnp.float32)), traj.next_obs)
+        new = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
+        step = ts.step + cfg.steps_per_iteration
+        ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new), actor=actor, key=key, step=step)
+        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+
+        # The predicate is identical on every device, so collectives inside the branch match.
+        ts, stats = jax.lax.cond(step >= cfg.learning_starts,
+                                 lambda t: learn(t, episodes, axis_name),
+                                 lambda t: skip(t, episodes, axis_name), ts)
+        signals = {**stats, **episodes, "step": step}
+        ts = ts._replace(epsilon_state=eps.update(ts.epsilon_state, **signals),
+                         iteration=ts.iteration + 1)
+
+        metrics = {**stats, **episodes, "step": step, **_common.hp_metrics(ts.opt_state),
+                   "hp/epsilon": epsilon}
+        if cfg.eval_every:
+            due = ts.iteration % cfg.eval_every == 0
+            ts, ret = jax.lax.cond(due, lambda t: greedy_eval(t, axis_name),
+                                   lambda t: (t, jnp.full((), jnp.nan, jnp.float32)), ts)
+            metrics["eval_return"] = ret
+            metrics["eval_steps"] = (ts.iteration // cfg.eval_every) * eval_steps
+        return ts, metrics
+
+    return init, iteration, net
+
+
+def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
+          callback: Callable[[int, dict], None] | None = None) -> _common.TrainResult:
+    """Trains double DQN on the anakin loop.
+
+    With `eval_every > 0` the params returned are the best of the periodic greedy evaluations
+    (`eval_episodes` episodes per device, like SB3's EvalCallback), not the last ones; the last
+    ones stay in `result.state.params`. Evaluation episodes are not training steps and are not
+    counted in `step`; the metric `eval_steps` counts them.
+
+    Args:
+      cfg: the configuration.
+      optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
+        `update` receives every signal as keyword `extra_args` on every learner step.
+      num_devices: devices to `pmap` over (None: 1).
+      callback: `callback(call_index, metrics)` after every host call.
+
+    Returns:
+      A `TrainResult`.
+
+    Raises:
+      ValueError: an invalid config, e.g. an env with a continuous action space.
+    """
+    cfg.validate()
+    env = envs.make(cfg.env_id)
+    _check_discrete(env)
+    opt = default_optimizer(cfg) if optimizer is None else optimizer
+    _common.check_optimizer(opt)
+    devices = loops.devices_for(num_devices)
+    init, iteration, _ = make_learner(cfg, env, opt, len(devices), epsilon_schedule(cfg))
+    res = loops.run(init, iteration, num_calls=cfg.num_calls,
+                    iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
+                    callback=callback)
+    final = loops.unreplicate(res.state)
+    params = final.best_params if final.best_return > -jnp.inf else final.params
+    return _common.TrainResult(params, final.opt_state, res.metrics, res.state, cfg,
+                               res.compile_s, res.train_s)
+
+
+def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
+    """Mean return of `episodes` greedy (argmax Q) episodes."""
+    cfg = result.config
+    env = envs.make(cfg.env_id)
+    net = q_network(env.num_actions, cfg.hidden)
+    fn = jax.jit(lambda p, k: loops.evaluate_policy(
+        env, lambda obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32), episodes, k))
+    return float(fn(result.params, jax.random.key(seed)))
