@@ -61,7 +61,9 @@ def check_injectable(cfg: Any, **ranges: tuple[float, bool]) -> None:
             continue
         if not _real(v) or not (v >= low if inclusive else v > low):
             op = ">=" if inclusive else ">"
-            raise ValueError(f"{name}: {f} must be a number {op} {low} or a schedule, got {f}={v!r}")
+            raise ValueError(
+                f"{name}: {f} must be a number {op} {low} or a schedule, got {f}={v!r}"
+            )
 
 
 def _real(v: Any) -> bool:

@@ -213,9 +213,8 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
                           jax.random.fold_in(k_run, device_index), zero, zero, zero, params,
                           jnp.array(-jnp.inf, jnp.float32))
 
-    def loss_fn(params, target_params, b: Experience):
-        q_tm1, q_t_selector = jnp.split(net.apply(params, jnp.concatenate([b.obs, b.next_obs])), 2)
-        q_t_value = net.apply(target_params, b.next_obs)
+    def loss_fn(params, b: Experience, q_t_value, q_t_selector):
+        q_tm1 = net.apply(params, b.obs)
         td = jax.vmap(rlax.double_q_learning)(q_tm1, b.action, b.reward, b.discount, q_t_value,
                                               q_t_selector)
         loss = jnp.mean(rlax.huber_loss(td, 1.0))
@@ -225,7 +224,10 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         def learner_step(carry, key):
             params, target, opt_state, updates, first = carry
             batch = ReplayBuffer.sample(ts.replay, key, batch_per_device)
-            grads, aux = jax.grad(loss_fn, has_aux=True)(params, target, batch)
+            # Outside the gradient: the bootstrap targets are constants of the loss anyway.
+            q_t_value = net.apply(target, batch.next_obs)
+            q_t_selector = net.apply(params, batch.next_obs)
+            grads, aux = jax.grad(loss_fn, has_aux=True)(params, batch, q_t_value, q_t_selector)
             if axis_name is not None:
                 grads = jax.lax.pmean(grads, axis_name)
             aux = sync(aux, axis_name)

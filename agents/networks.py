@@ -14,8 +14,15 @@ import numpy as np
 class MLP(hk.Module):
     """MLP with orthogonal initialisation (the "PPO implementation details" scheme)."""
 
-    def __init__(self, hidden: Sequence[int], out: int, *, out_scale: float = 1.0,
-                 activation: Callable = jnp.tanh, name: str | None = None):
+    def __init__(
+        self,
+        hidden: Sequence[int],
+        out: int,
+        *,
+        out_scale: float = 1.0,
+        activation: Callable = jnp.tanh,
+        name: str | None = None,
+    ):
         super().__init__(name=name)
         self.hidden, self.out, self.out_scale, self.activation = hidden, out, out_scale, activation
 
@@ -35,8 +42,9 @@ class ActorCriticOut(NamedTuple):
     value: jax.Array  # [B]
 
 
-def actor_critic(num_outputs: int, discrete: bool, hidden: Sequence[int],
-                 activation: Callable = jnp.tanh) -> hk.Transformed:
+def actor_critic(
+    num_outputs: int, discrete: bool, hidden: Sequence[int], activation: Callable = jnp.tanh
+) -> hk.Transformed:
     """Separate actor and critic MLPs; a learned state-independent log std when continuous."""
 
     def forward(obs: jax.Array) -> ActorCriticOut:

@@ -33,8 +33,16 @@ from agents import ppo  # noqa: E402
 CONFIGS = {
     "default": {},
     # purejaxrl's CartPole PPO layout: 4 envs x 128 steps, 4 epochs x 4 minibatches.
-    "purejaxrl": dict(num_envs=4, rollout_len=128, epochs=4, num_minibatches=4, gamma=0.99,
-                      gae_lambda=0.95, lr_init=2.5e-4, iterations_per_call=5),
+    "purejaxrl": dict(
+        num_envs=4,
+        rollout_len=128,
+        epochs=4,
+        num_minibatches=4,
+        gamma=0.99,
+        gae_lambda=0.95,
+        lr_init=2.5e-4,
+        iterations_per_call=5,
+    ),
 }
 
 
@@ -53,11 +61,15 @@ def main() -> None:
     if args.steps < 1 or args.reps < 1:
         parser.error(f"--steps and --reps must be >= 1, got {args.steps=} {args.reps=}")
 
-    print(f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
-          f"{jax.devices()[0].device_kind}, jax {jax.__version__}; config {args.config}, "
-          f"{args.steps} steps, median of {args.reps}")
-    print(f"{'devices':>7s} {'optimizer':>9s} {'steps/s':>10s} {'train s':>8s} {'compile s':>9s} "
-          f"{'eval':>6s}")
+    print(
+        f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
+        f"{jax.devices()[0].device_kind}, jax {jax.__version__}; config {args.config}, "
+        f"{args.steps} steps, median of {args.reps}"
+    )
+    print(
+        f"{'devices':>7s} {'optimizer':>9s} {'steps/s':>10s} {'train s':>8s} {'compile s':>9s} "
+        f"{'eval':>6s}"
+    )
     for num_devices in (1, 2):
         cfg = ppo.Config(total_steps=args.steps, **CONFIGS[args.config])
         rows = {}
@@ -65,11 +77,16 @@ def main() -> None:
             for name, opt in (("injected", None), ("plain", plain_optimizer(cfg))):
                 res = ppo.train(cfg, optimizer=opt, num_devices=num_devices)
                 steps = int(res.metrics["step"][-1])
-                rows.setdefault(name, []).append((steps / res.train_s, res.train_s, res.compile_s,
-                                                  ppo.evaluate(res)))
+                rows.setdefault(name, []).append(
+                    (steps / res.train_s, res.train_s, res.compile_s, ppo.evaluate(res))
+                )
         for name, runs in rows.items():
-            sps, train_s, compile_s, ev = (statistics.median(col) for col in zip(*runs, strict=True))
-            print(f"{num_devices:7d} {name:>9s} {sps:10.0f} {train_s:8.2f} {compile_s:9.2f} {ev:6.0f}")
+            sps, train_s, compile_s, ev = (
+                statistics.median(col) for col in zip(*runs, strict=True)
+            )
+            print(
+                f"{num_devices:7d} {name:>9s} {sps:10.0f} {train_s:8.2f} {compile_s:9.2f} {ev:6.0f}"
+            )
         inj = statistics.median(r[0] for r in rows["injected"])
         plain = statistics.median(r[0] for r in rows["plain"])
         print(f"{num_devices} device(s): injected/plain throughput ratio {inj / plain:.3f}")

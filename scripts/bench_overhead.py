@@ -47,8 +47,11 @@ def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
 
 
 def build(opt, params):
-    signals = {"kl": jnp.float32(0.012), "episode_return": jnp.float32(100.0),
-               "episode_count": jnp.float32(4.0)}
+    signals = {
+        "kl": jnp.float32(0.012),
+        "episode_return": jnp.float32(100.0),
+        "episode_count": jnp.float32(4.0),
+    }
 
     def update(params, state, grads):
         updates, state = opt.update(grads, state, params, **signals)
@@ -77,8 +80,10 @@ def main() -> None:
     params = mlp_params(args.hidden, jax.random.key(0))
     grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
     n = sum(p.size for p in jax.tree.leaves(params))
-    print(f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
-          f"jax {jax.__version__}, optax {optax.__version__}; MLP with {n} params")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {jax.devices()[0].platform}, "
+        f"jax {jax.__version__}, optax {optax.__version__}; MLP with {n} params"
+    )
 
     built = {}
     for name, opt in variants().items():
@@ -107,8 +112,10 @@ def main() -> None:
     plain, inj = list(built)
     print(f"{'variant':42s} {'jit call (us)':>14s} {'in scan (us)':>13s}")
     for name in built:
-        print(f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
-              f"{statistics.median(per_scan[name]) * 1e6:13.2f}")
+        print(
+            f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
+            f"{statistics.median(per_scan[name]) * 1e6:13.2f}"
+        )
     call_ratio = statistics.median(per_call[inj]) / statistics.median(per_call[plain])
     scan_ratio = statistics.median(per_scan[inj]) / statistics.median(per_scan[plain])
     print(f"per-call ratio: {call_ratio:.3f}")

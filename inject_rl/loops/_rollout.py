@@ -1,4 +1,4 @@
-"""The rollout scan shared by the on-device (anakin) agents: env stepping plus episode statistics."""
+"""The rollout scan shared by the on-device (anakin) agents: env steps plus episode statistics."""
 
 from __future__ import annotations
 
@@ -64,15 +64,17 @@ def rollout(env: JaxEnv, policy: Policy, actor: ActorState, key: jax.Array, leng
         k_act, k_env = jax.random.split(key)
         action, extras = policy(actor.obs, k_act)
         new_actor, ts = env_step(env, actor, action, k_env)
-        tr = Transition(actor.obs, action, ts.reward, ts.terminated, ts.truncated, ts.next_obs,
-                        extras)
+        tr = Transition(
+            actor.obs, action, ts.reward, ts.terminated, ts.truncated, ts.next_obs, extras
+        )
         return new_actor, tr
 
     return jax.lax.scan(step, actor, jax.random.split(key, length))
 
 
-def evaluate_policy(env: JaxEnv, policy: Callable[[jax.Array], jax.Array], episodes: int,
-                    key: jax.Array) -> jax.Array:
+def evaluate_policy(
+    env: JaxEnv, policy: Callable[[jax.Array], jax.Array], episodes: int, key: jax.Array
+) -> jax.Array:
     """Mean undiscounted return of the first episode of `episodes` parallel envs.
 
     Args:

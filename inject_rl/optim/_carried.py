@@ -12,8 +12,9 @@ import optax
 from inject_rl.optim._hyperparams import hyperparams
 
 
-def carried(*, hyperparam_dtype: Any = jnp.float32, **hyperparams_: Any
-            ) -> optax.GradientTransformationExtraArgs:
+def carried(
+    *, hyperparam_dtype: Any = jnp.float32, **hyperparams_: Any
+) -> optax.GradientTransformationExtraArgs:
     """A no-op transformation whose state carries injected hyperparameters.
 
     Chain it after the optimizer to give a loss coefficient (PPO's entropy cost or clip range,

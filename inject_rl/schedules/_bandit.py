@@ -1,4 +1,4 @@
-"""In-graph sliding-window UCB over a finite set of hyperparameter values (Agent57's meta-controller)."""
+"""In-graph sliding-window UCB over a finite set of hyperparameter values (Agent57-style)."""
 
 from __future__ import annotations
 
@@ -37,9 +37,7 @@ class Bandit:
     def __init__(self, values, *, signal, mode, window, exploration, hold, every):
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
             raise ValueError(f"{_NAME}: values must be a sequence of >= 2 numbers, got {values!r}")
-        self.values = tuple(
-            c.check_range(_NAME, f"values[{i}]", v) for i, v in enumerate(values)
-        )
+        self.values = tuple(c.check_range(_NAME, f"values[{i}]", v) for i, v in enumerate(values))
         if len(self.values) < 2:
             raise ValueError(f"{_NAME}: values must hold >= 2 candidates, got values={values!r}")
         if any(math.isinf(v) for v in self.values):

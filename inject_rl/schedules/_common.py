@@ -20,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import optax
 
-# Signals that are statistics over finished episodes; they are meaningless (often NaN) when no
-# episode finished in the batch, which `episode_count == 0` says.
-EPISODE_SIGNALS = ("episode_return", "episode_length")
+from inject_rl.signals import EPISODE_STAT_SIGNALS
+
+# Statistics over finished episodes; meaningless (often NaN) when no episode finished in the
+# batch, which `episode_count == 0` says.
+EPISODE_SIGNALS = EPISODE_STAT_SIGNALS
 
 
 class MissingSignalError(ValueError):
@@ -52,7 +54,9 @@ def init_window(every: int) -> Window:
     return Window(total=f32(0.0), count=i32(0), every=i32(every))
 
 
-def read_signal(owner: str, signal: str, extra_args: Mapping[str, Any]) -> tuple[jax.Array, jax.Array]:
+def read_signal(
+    owner: str, signal: str, extra_args: Mapping[str, Any]
+) -> tuple[jax.Array, jax.Array]:
     """Returns `(value, counted)`: the float32 signal and whether it may be used.
 
     Args:
@@ -85,7 +89,9 @@ def read_signal(owner: str, signal: str, extra_args: Mapping[str, Any]) -> tuple
     return jnp.where(counted, value, 0.0), counted
 
 
-def accumulate(window: Window, value: jax.Array, counted: jax.Array) -> tuple[Window, jax.Array, jax.Array]:
+def accumulate(
+    window: Window, value: jax.Array, counted: jax.Array
+) -> tuple[Window, jax.Array, jax.Array]:
     """Adds a counted value to the window.
 
     Returns:

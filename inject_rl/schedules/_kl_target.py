@@ -30,7 +30,9 @@ class KLTarget:
     Built by `kl_target`; see there.
     """
 
-    def __init__(self, init_value, *, target, signal, tolerance, factor, min_value, max_value, every):
+    def __init__(
+        self, init_value, *, target, signal, tolerance, factor, min_value, max_value, every
+    ):
         self.min_value = c.check_range(_NAME, "min_value", min_value, 0.0)
         self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
         self.init_value = c.check_range(

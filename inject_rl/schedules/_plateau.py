@@ -101,7 +101,9 @@ class Plateau:
         cooldown_left = jnp.maximum(state.cooldown_left - 1, 0)
         scale = bad >= state.patience
         value = jnp.where(
-            scale, jnp.clip(state.value * state.factor, state.min_value, state.max_value), state.value
+            scale,
+            jnp.clip(state.value * state.factor, state.min_value, state.max_value),
+            state.value,
         )
         acted = state._replace(
             value=value,

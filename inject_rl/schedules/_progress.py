@@ -30,7 +30,9 @@ class ProgressState(NamedTuple):
 class Progress:
     """Stateful schedule interpolating by signal progress. Built by `progress`."""
 
-    def __init__(self, start_value, end_value, *, signal, low, high, smoothing, interpolation, every):
+    def __init__(
+        self, start_value, end_value, *, signal, low, high, smoothing, interpolation, every
+    ):
         self.signal = c.check_signal(_NAME, signal)
         self.interpolation = c.check_choice(
             _NAME, "interpolation", interpolation, ("linear", "log")

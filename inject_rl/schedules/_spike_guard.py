@@ -33,7 +33,9 @@ class SpikeGuard:
         self.schedule = c.as_schedule(_NAME, schedule)
         self.signal = c.check_signal(_NAME, signal)
         self.ratio = c.check_range(_NAME, "ratio", ratio, 1.0, low_open=True)
-        self.backoff = c.check_range(_NAME, "backoff", backoff, 0.0, 1.0, low_open=True, high_open=True)
+        self.backoff = c.check_range(
+            _NAME, "backoff", backoff, 0.0, 1.0, low_open=True, high_open=True
+        )
         self.recovery = c.check_int(_NAME, "recovery", recovery, 1)
         self.smoothing = c.check_range(_NAME, "smoothing", smoothing, 0.0, 1.0, high_open=True)
         self.every = c.check_int(_NAME, "every", every, 1)

@@ -1,17 +1,13 @@
-"""The fixed names under which training signals travel as `extra_args`."""
+"""The fixed names under which training signals travel as `extra_args`.
 
-# Statistics over the episodes that finished in a batch; weighted by `episode_count` when reduced.
+`SIGNAL_NAMES` is defined in `inject_rl.optim` (the bottom layer, which must strip these keys
+before the inner optimizer sees them) and re-exported here.
+"""
+
+from inject_rl.optim._signal_names import SIGNAL_NAMES
+
+# Statistics over the episodes that finished in a batch: weighted by `episode_count` in `sync`,
+# and ignored by schedules when `episode_count == 0`.
 EPISODE_STAT_SIGNALS = ("episode_return", "episode_length")
 
-SIGNAL_NAMES = (
-    "episode_return",  # mean undiscounted return of the episodes finished in the batch
-    "episode_count",  # number of those episodes (0: the two statistics above are meaningless)
-    "episode_length",  # their mean length
-    "kl",  # approximate KL between the behaviour policy and the updated one
-    "entropy",  # mean policy entropy
-    "loss",  # total loss
-    "value_loss",  # critic / value loss
-    "grad_norm",  # global norm of the gradients (before clipping)
-    "td_error",  # mean absolute TD error
-    "step",  # env steps so far
-)
+__all__ = ["EPISODE_STAT_SIGNALS", "SIGNAL_NAMES"]

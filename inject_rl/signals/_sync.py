@@ -1,4 +1,4 @@
-"""Cross-device reduction of training signals, so every replica computes the same hyperparameters."""
+"""Cross-device reduction of training signals, so every replica computes the same values."""
 
 from __future__ import annotations
 

@@ -10,8 +10,9 @@ from agents import ppo
 from inject_rl import loops, optim
 from inject_rl.schedules import MissingSignalError, plateau
 
-TINY = dict(total_steps=2048, num_envs=4, rollout_len=16, epochs=2, num_minibatches=2,
-            iterations_per_call=4)
+TINY = dict(
+    total_steps=2048, num_envs=4, rollout_len=16, epochs=2, num_minibatches=2, iterations_per_call=4
+)
 
 
 class RecordingSchedule:
@@ -36,8 +37,18 @@ def test_smoke_metrics_and_hyperparams():
     cfg = ppo.Config(**TINY)
     res = ppo.train(cfg)
     n = cfg.num_iterations
-    for k in ("episode_return", "episode_count", "loss", "value_loss", "kl", "entropy",
-              "grad_norm", "step", "hp/learning_rate", "hp/eps"):
+    for k in (
+        "episode_return",
+        "episode_count",
+        "loss",
+        "value_loss",
+        "kl",
+        "entropy",
+        "grad_norm",
+        "step",
+        "hp/learning_rate",
+        "hp/eps",
+    ):
         assert res.metrics[k].shape == (n,), k
     np.testing.assert_array_equal(res.metrics["step"], np.arange(1, n + 1) * 64)
     assert np.isfinite(res.metrics["loss"]).all()
@@ -50,14 +61,24 @@ def test_user_stateful_schedule_receives_every_signal():
     opt = optax.inject_hyperparams(optax.adam)(learning_rate=sched)
     cfg = ppo.Config(**TINY)
     res = ppo.train(cfg, optimizer=opt)
-    assert sched.keys_seen == {"kl", "entropy", "loss", "value_loss", "grad_norm", "episode_return",
-                               "episode_length", "episode_count", "step"}
+    assert sched.keys_seen == {
+        "kl",
+        "entropy",
+        "loss",
+        "value_loss",
+        "grad_norm",
+        "episode_return",
+        "episode_length",
+        "episode_count",
+        "step",
+    }
     calls = cfg.num_iterations * cfg.epochs * cfg.num_minibatches
     state = res.opt_state.hyperparams_states["learning_rate"]
     assert int(state["calls"]) == calls
     # The logged value is the one used by the last update: before that update's KL was added.
-    np.testing.assert_allclose(res.metrics["hp/learning_rate"][-1], 1e-3 / (1 + state["kl_sum"]),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        res.metrics["hp/learning_rate"][-1], 1e-3 / (1 + state["kl_sum"]), rtol=1e-3
+    )
     assert res.metrics["hp/learning_rate"][-1] < res.metrics["hp/learning_rate"][0] < 1e-3
 
 

@@ -180,12 +180,16 @@ def test_constants_live_in_state_so_lowering_does_not_change(case):
     if hasattr(b, "values"):
         b.values = tuple(v * 2 for v in b.values)
     differs = [
-        not np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a.init()), jax.tree.leaves(b.init()))
+        not np.array_equal(x, y)
+        for x, y in zip(jax.tree.leaves(a.init()), jax.tree.leaves(b.init()), strict=True)
     ]
     assert any(differs), "the test must really change a constant"
 
     def text(s):
-        return jax.jit(lambda st, x: s.update(st, **signals(case, x))).lower(
-            s.init(), jnp.float32(1.0)).as_text()
+        return (
+            jax.jit(lambda st, x: s.update(st, **signals(case, x)))
+            .lower(s.init(), jnp.float32(1.0))
+            .as_text()
+        )
 
     assert text(a) == text(b)

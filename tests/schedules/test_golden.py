@@ -47,8 +47,9 @@ def test_plateau_min_mode_grows_and_clips():
 
 def test_plateau_min_value_floor():
     s = S.plateau(1.0, patience=1, factor=0.1, min_value=0.05)
-    np.testing.assert_allclose(trace(s, "episode_return", [1, 1, 1, 1], episode_count=1),
-                               [1, 0.1, 0.05, 0.05], rtol=1e-6)
+    np.testing.assert_allclose(
+        trace(s, "episode_return", [1, 1, 1, 1], episode_count=1), [1, 0.1, 0.05, 0.05], rtol=1e-6
+    )
 
 
 def test_kl_target_rule_and_clipping():

@@ -1,7 +1,6 @@
 """Property test: random signal sequences with NaN/inf/zero-count entries, for every schedule."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -55,8 +54,9 @@ def test_random_sequences(case):
         ignored = ~np.isfinite(xs)
         if case.signal in S.EPISODE_SIGNALS:
             ignored |= counts == 0
-        prev = jax.tree.map(lambda a, b: np.concatenate([np.asarray(a)[None], np.asarray(b)[:-1]]),
-                            init, states)
+        prev = jax.tree.map(
+            lambda a, b: np.concatenate([np.asarray(a)[None], np.asarray(b)[:-1]]), init, states
+        )
         if case.id == "spike_guard":  # back-off on non-finite is the documented exception
             states, prev = states.inner, prev.inner
         if case.id == "warmup_kl":  # warmup counts every update; its inner state is the test

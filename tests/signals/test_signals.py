@@ -48,8 +48,10 @@ def test_sync_weighting_and_nan_from_idle_device():
 
 
 def test_sync_all_idle_gives_nan_and_zero_count():
-    per_device = {"episode_return": jnp.array([jnp.nan, jnp.nan]),
-                  "episode_count": jnp.array([0.0, 0.0])}
+    per_device = {
+        "episode_return": jnp.array([jnp.nan, jnp.nan]),
+        "episode_count": jnp.array([0.0, 0.0]),
+    }
     out = jax.vmap(lambda s: sync(s, "d"), axis_name="d")(per_device)
     assert np.all(np.isnan(out["episode_return"])) and out["episode_count"].tolist() == [0, 0]
 
@@ -62,5 +64,15 @@ def test_sync_without_axis_is_identity_and_needs_count():
 
 
 def test_signal_names_are_the_documented_ones():
-    assert set(SIGNAL_NAMES) == {"episode_return", "episode_count", "episode_length", "kl",
-                                 "entropy", "loss", "value_loss", "grad_norm", "td_error", "step"}
+    assert set(SIGNAL_NAMES) == {
+        "episode_return",
+        "episode_count",
+        "episode_length",
+        "kl",
+        "entropy",
+        "loss",
+        "value_loss",
+        "grad_norm",
+        "td_error",
+        "step",
+    }

@@ -1,4 +1,4 @@
-"""With `sync`, replicas' hyperparameters and schedule states stay bitwise-equal; without, they drift."""
+"""With `sync` replicas' hyperparameters and schedule states stay bitwise-equal; without, drift."""
 
 import jax
 import jax.numpy as jnp
@@ -36,8 +36,12 @@ def _train(num_devices: int, use_sync: bool):
             # Every device sees its own returns, KL, and often no finished episode (NaN return).
             count = jax.random.randint(k1, (), 0, 3).astype(jnp.float32)
             ret = jnp.where(count > 0, jax.random.uniform(k2, (), maxval=1.0), jnp.nan)
-            signals = {"episode_return": ret, "episode_count": count,
-                       "kl": jax.random.uniform(k3, (), maxval=0.03), "loss": jnp.sum(params["w"])}
+            signals = {
+                "episode_return": ret,
+                "episode_count": count,
+                "kl": jax.random.uniform(k3, (), maxval=0.03),
+                "loss": jnp.sum(params["w"]),
+            }
             if use_sync:
                 signals = sync(signals, AXIS)
             grads = jax.lax.pmean({"w": jnp.ones(4) * 0.1}, AXIS)

@@ -1,0 +1,33 @@
+"""Every public name of every package imports, and the agent registry resolves."""
+
+import importlib
+
+import pytest
+
+PACKAGES = [
+    "inject_rl.schedules",
+    "inject_rl.signals",
+    "inject_rl.optim",
+    "inject_rl.envs",
+    "inject_rl.loops",
+    "agents",
+]
+
+
+@pytest.mark.parametrize("package", PACKAGES, ids=PACKAGES)
+def test_all_names_import(package):
+    mod = importlib.import_module(package)
+    assert mod.__all__, package
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None, f"{package}.{name}"
+
+
+def test_registry_resolves_every_agent_with_the_contract():
+    import agents
+
+    for name in agents.names():
+        mod = agents.get(name)
+        for attr in ("Config", "config_for", "train", "evaluate"):
+            assert hasattr(mod, attr), f"{name}.{attr}"
+    with pytest.raises(ValueError, match="unknown agent 'nope'; available: ppo"):
+        agents.get("nope")
