@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inject_rl import cache
+
 # The pmap axis of every learner; signals and gradients are reduced over it.
 DEVICE_AXIS = "device"
 
@@ -96,6 +98,7 @@ def run(
       A `LoopResult`.
     """
     devices = devices_for(num_devices)
+    cache.enable()  # persistent compilation cache (inject_rl.cache; off with the env var)
     t0 = time.perf_counter()
     if state is None:
         state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(

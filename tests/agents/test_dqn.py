@@ -1,0 +1,159 @@
+"""Double DQN: replay buffer, smoke, signals reaching user schedules, devices, learning."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from agents import dqn
+from inject_rl.loops import ReplayBuffer, replicas_equal
+from inject_rl.optim import injected
+
+# The signals every learner step passes to `opt.update` (and every iteration to epsilon).
+SIGNALS = {"loss", "td_error", "grad_norm", "episode_return", "episode_length", "episode_count",
+           "step"}
+
+TINY = dict(
+    total_steps=512, num_envs=4, train_every=8, gradient_steps=4, batch_size=16, buffer_size=256,
+    learning_starts=64, target_update_every=3, hidden=(16, 16), eval_every=2, eval_episodes=2,
+    iterations_per_call=4,
+)
+
+
+# ------------------------------------------------------------------------------- replay buffer
+
+
+def test_replay_wraps_around_and_overwrites_oldest():
+    buf = ReplayBuffer.init({"x": jnp.zeros((2,), jnp.float32)}, capacity=5)
+    add = jax.jit(ReplayBuffer.add)
+    for start in (0, 3, 6):
+        buf = add(buf, {"x": jnp.stack([jnp.arange(start, start + 3)] * 2, -1).astype(float)})
+    # 9 items into 5 slots: slots hold items 5..8 and 4 (slot 4 last written by item 4).
+    np.testing.assert_array_equal(buf.data["x"][:, 0], [5, 6, 7, 8, 4])
+    assert int(buf.index) == 9 % 5 and int(buf.size) == 5
+    assert buf.data["x"].dtype == jnp.float32
+
+
+def test_replay_samples_only_filled_slots():
+    buf = ReplayBuffer.init(jnp.zeros((), jnp.int32), capacity=100)
+    buf = ReplayBuffer.add(buf, jnp.arange(1, 8))  # slots 0..6 hold 1..7; the rest hold 0
+    sample = jax.jit(ReplayBuffer.sample, static_argnums=2)(buf, jax.random.key(0), 4096)
+    values = np.asarray(sample)
+    assert values.min() >= 1 and values.max() <= 7
+    assert set(values.tolist()) == set(range(1, 8))  # every filled slot is drawn
+
+
+def test_replay_is_a_scan_carry_and_rejects_oversized_batches():
+    buf = ReplayBuffer.init(jnp.zeros((3,)), capacity=8)
+    out, _ = jax.lax.scan(lambda b, x: (ReplayBuffer.add(b, x), None), buf, jnp.ones((5, 2, 3)))
+    assert jax.tree.map(jnp.shape, out) == jax.tree.map(jnp.shape, buf)
+    assert int(out.size) == 8 and int(out.index) == 10 % 8
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer.add(buf, jnp.ones((9, 3)))
+    with pytest.raises(ValueError, match="capacity"):
+        ReplayBuffer.init(jnp.zeros(()), capacity=0)
+
+
+# ----------------------------------------------------------------------------------- training
+
+
+class _RecordState(NamedTuple):
+    count: jax.Array  # shape=(), dtype=int32
+
+
+class RecordingSchedule:
+    """A user's own StatefulSchedule (not from inject_rl): a constant that records its keys."""
+
+    def __init__(self, value: float):
+        self.value, self.seen = value, []
+
+    def init(self) -> _RecordState:
+        return _RecordState(jnp.zeros((), jnp.int32))
+
+    def update(self, state: _RecordState, **extra_args) -> _RecordState:
+        self.seen.append(set(extra_args))  # at trace time
+        return _RecordState(state.count + 1)
+
+    def __call__(self, state: _RecordState, **extra_args) -> jax.Array:
+        del extra_args
+        return jnp.asarray(self.value, jnp.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny_result():
+    return dqn.train(dqn.Config(**TINY))
+
+
+def test_smoke_metrics(tiny_result):
+    cfg = tiny_result.config
+    m = tiny_result.metrics
+    required = {"episode_return", "episode_length", "episode_count", "loss", "td_error",
+                "grad_norm", "step", "hp/learning_rate", "hp/epsilon"}
+    assert required <= set(m)
+    for k, v in m.items():
+        assert v.shape == (cfg.num_iterations,), k
+    np.testing.assert_array_equal(m["step"], np.arange(1, cfg.num_iterations + 1) * 32)
+    learning = m["step"] >= cfg.learning_starts
+    assert np.isnan(m["loss"][~learning]).all() and np.isfinite(m["loss"][learning]).all()
+    assert np.all(np.diff(m["hp/epsilon"]) <= 0) and m["hp/epsilon"][0] == 1.0
+    assert m["eval_steps"][-1] == cfg.num_evaluations * cfg.eval_episodes * 500
+    assert int(tiny_result.state.updates[0]) == learning.sum() * cfg.gradient_steps
+    assert np.isfinite(dqn.evaluate(tiny_result, episodes=2))
+
+
+def test_user_schedules_receive_every_signal():
+    eps, lr = RecordingSchedule(0.3), RecordingSchedule(1e-3)
+    opt = injected(optax.adam, learning_rate=lr)
+    res = dqn.train(dqn.Config(**TINY, epsilon=eps), optimizer=opt)
+    assert eps.seen and lr.seen
+    assert all(keys >= SIGNALS for keys in eps.seen + lr.seen)
+    np.testing.assert_allclose(res.metrics["hp/epsilon"], 0.3)
+    np.testing.assert_allclose(res.metrics["hp/learning_rate"], 1e-3)
+    iterations = res.config.num_iterations
+    assert int(res.state.epsilon_state.count[0]) == iterations  # updated once per iteration
+    learner_steps = int(res.state.updates[0])
+    assert int(optax.tree_utils.tree_get(res.opt_state, "count")) == learner_steps
+
+
+def test_continuous_actions_are_rejected():
+    cfg = dqn.Config(env_id="phys2d/Pendulum-v0")
+    with pytest.raises(ValueError, match="dqn needs a discrete action space"):
+        cfg.validate()
+    with pytest.raises(ValueError, match="dqn needs a discrete action space"):
+        dqn.train(cfg)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [({"epsilon": 1.5}, "epsilon"), ({"learning_starts": -1}, "learning_starts"),
+     ({"buffer_size": 16}, "buffer_size"), ({"gamma": 1.1}, "gamma")],
+    ids=["epsilon", "learning_starts", "buffer", "gamma"],
+)
+def test_config_validation(change, match):
+    with pytest.raises(ValueError, match=match):
+        dqn.config_for("phys2d/CartPole-v1", **{**TINY, **change}).validate()
+
+
+def test_two_devices_stay_identical_and_runs_repeat():
+    cfg = dqn.Config(**TINY)
+    a = dqn.train(cfg, num_devices=2)
+    s = a.state
+    assert jax.tree.leaves(s.params)[0].shape[0] == 2
+    for tree in (s.params, s.target_params, s.opt_state, s.epsilon_state, s.best_params,
+                 s.best_return, s.step, s.updates):
+        assert replicas_equal(tree)
+    assert not replicas_equal(s.replay.data)  # each device acts on its own envs
+    b = dqn.train(cfg, num_devices=2)
+    for x, y in zip(jax.tree.leaves((a.params, a.state.params, a.opt_state)),
+                    jax.tree.leaves((b.params, b.state.params, b.opt_state)), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
+def test_solves_cartpole(seed):
+    result = dqn.train(dqn.Config(seed=seed))
+    assert dqn.evaluate(result) >= 475
