@@ -235,7 +235,7 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
             # report 0 episodes, so a schedule on the return sees each batch exactly once.
             signals = {
                 **aux,
-                "grad_norm": optax.global_norm(grads),
+                "grad_norm": optax.tree.norm(grads),
                 "episode_return": episodes["episode_return"],
                 "episode_length": episodes["episode_length"],
                 "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
@@ -281,8 +281,11 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         epsilon = jnp.asarray(eps(ts.epsilon_state), jnp.float32)
 
         def policy(obs, k):
-            q = net.apply(ts.params, obs)
-            return rlax.epsilon_greedy(epsilon).sample(k, q).astype(jnp.int32), {}
+            k_explore, k_action = jax.random.split(k)
+            greedy = jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32)
+            explore = jax.random.uniform(k_explore, greedy.shape) < epsilon
+            random = jax.random.randint(k_action, greedy.shape, 0, env.num_actions, jnp.int32)
+            return jnp.where(explore, random, greedy), {}
 
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
         actor, traj = loops.rollout(env, policy, actor, k_roll, cfg.train_every)

@@ -1,4 +1,9 @@
-"""PPO (clipped surrogate, GAE) on the anakin loop, with a KL-adaptive learning rate by default.
+"""PPO (clipped surrogate, GAE) with a KL-adaptive learning rate by default, on either loop.
+
+A `phys2d/*` id runs on the anakin loop (in-graph envs); any other gymnasium id on the sebulba
+loop (host envs on an actor thread, pmapped learner), chosen by `inject_rl.envs.is_jax_env`.
+Both loops share the learner maths (`make_update`). On the host loop `staleness=0` (default)
+keeps PPO on-policy: the actor waits for each update.
 
 Maths from rlax: `truncated_generalized_advantage_estimation` vmapped over the batch axis of
 `[T, B]` data, `clipped_surrogate_pg_loss`, `softmax` / `gaussian_diagonal` distributions. Every
@@ -50,6 +55,8 @@ class Config:
     kl_target: float = 0.02  # KL target of the default schedule
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
+    staleness: int = 0  # host loop: rollout i uses the params of iteration i - staleness
+    num_actor_threads: int = 1  # host loop: actor threads, each stepping num_envs / threads envs
 
     @property
     def steps_per_iteration(self) -> int:
@@ -72,12 +79,16 @@ class Config:
         _common.check_config(
             self,
             positive_ints=("total_steps", "num_envs", "rollout_len", "epochs", "num_minibatches",
-                           "iterations_per_call"),
+                           "iterations_per_call", "num_actor_threads"),
             positive=("lr_init", "kl_target", "max_grad_norm"),
             nonneg=("vf_coef",),
             unit=("gamma", "gae_lambda"),
         )
         _common.check_injectable(self, clip_eps=(0.0, False), ent_coef=(0.0, True))
+        if isinstance(self.staleness, bool) or not isinstance(self.staleness, int) or (
+            self.staleness < 0
+        ):
+            raise ValueError(f"ppo: staleness must be an integer >= 0, got {self.staleness=!r}")
         if self.steps_per_iteration % self.num_minibatches:
             raise ValueError(
                 f"ppo: num_envs * rollout_len ({self.steps_per_iteration}) must be divisible by "
@@ -105,7 +116,7 @@ class TrainState(NamedTuple):
 
     params: Any
     opt_state: Any
-    actor: loops.ActorState
+    actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
     key: jax.Array
     step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
 
@@ -136,15 +147,19 @@ def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams
     )
 
 
-class _Policy:
-    """Sampling, log-probabilities and entropy for the env's action space (distrax)."""
+class ActorCriticPolicy:
+    """Sampling, log-probabilities and entropy of an actor-critic for an env's action space.
 
-    def __init__(self, env: envs.JaxEnv, hidden):
+    `env` is a `JaxEnv` or a `HostEnv` (only their space properties are read). Shared with
+    IMPALA.
+    """
+
+    def __init__(self, env: envs.JaxEnv | envs.HostEnv, hidden):
         self.discrete = env.discrete
         out = env.num_actions if env.discrete else int(math.prod(env.action_shape))
         self.net = actor_critic(out, env.discrete, hidden)
 
-    def _dist(self, out):
+    def dist(self, out):
         if self.discrete:
             return distrax.Categorical(logits=out.logits)
         # Unsquashed Gaussian; the env clips actions to its bounds.
@@ -153,13 +168,13 @@ class _Policy:
 
     def sample(self, params, obs, key):
         out = self.net.apply(params, obs)
-        action, log_prob = self._dist(out).sample_and_log_prob(seed=key)
+        action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
         action = action.astype(jnp.int32) if self.discrete else action
         return action, {"log_prob": log_prob, "value": out.value}
 
     def evaluate(self, params, obs, action):
         out = self.net.apply(params, obs)
-        dist = self._dist(out)
+        dist = self.dist(out)
         return dist.log_prob(action), dist.entropy(), out.value
 
     def greedy(self, params, obs):
@@ -167,26 +182,16 @@ class _Policy:
         return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
 
 
-def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
-                 num_devices: int):
-    """`(init, iteration)` for `inject_rl.loops.run`."""
-    if cfg.num_envs % num_devices:
-        raise ValueError(
-            f"ppo: num_envs must be divisible by the number of devices ({num_devices}), "
-            f"got num_envs={cfg.num_envs}"
-        )
-    envs_per_device = cfg.num_envs // num_devices
-    policy = _Policy(env, cfg.hidden)
-    batch_per_device = envs_per_device * cfg.rollout_len
-    mb_size = batch_per_device // cfg.num_minibatches
+def make_update(cfg: Config, policy: ActorCriticPolicy,
+                opt: optax.GradientTransformationExtraArgs, batch_per_device: int):
+    """The learner maths both loops share: GAE, then `epochs` x `num_minibatches` steps.
 
-    def init(device_index):
-        key = jax.random.key(cfg.seed)
-        k_params, k_env, k_run = jax.random.split(key, 3)
-        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        return TrainState(params, opt.init(params), actor, jax.random.fold_in(k_run, device_index),
-                          jnp.zeros((), jnp.int32))
+    Returns `update(params, opt_state, traj, last_obs, episodes, step, key, axis_name) ->
+    (params, opt_state, metrics)` where `traj` is a `Transition` `[T, B]` whose extras hold the
+    behaviour `log_prob` and `value`, `last_obs` `[B, *obs]` the observation after the rollout,
+    `episodes` the synced episode signals and `step` the env steps so far.
+    """
+    mb_size = batch_per_device // cfg.num_minibatches
 
     def loss_fn(params, mb: Batch, ent_coef, clip_eps):
         log_prob, entropy, value = policy.evaluate(params, mb.obs, mb.action)
@@ -200,18 +205,11 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         kl = jnp.mean(ratio - 1.0 - log_ratio)  # the k3 estimator of KL(behaviour || current)
         return loss, {"loss": loss, "value_loss": value_loss, "entropy": entropy, "kl": kl}
 
-    def iteration(ts: TrainState, axis_name: str | None):
-        key, k_roll, k_perm = jax.random.split(ts.key, 3)
-        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
-        actor, traj = loops.rollout(
-            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
-        )
-        step = ts.step + cfg.steps_per_iteration
-        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-
+    def update(params, opt_state, traj: loops.Transition, last_obs, episodes, step, key,
+               axis_name: str | None):
         # Bootstrap: from the last obs at the rollout's end, from next_obs where time ran out.
-        last_value = policy.net.apply(ts.params, actor.obs).value
-        next_value = policy.net.apply(ts.params, traj.next_obs).value
+        last_value = policy.net.apply(params, last_obs).value
+        next_value = policy.net.apply(params, traj.next_obs).value
         r_t = traj.reward + cfg.gamma * next_value * traj.truncated
         discount_t = cfg.gamma * (1.0 - traj.done.astype(jnp.float32))
         v_tm1 = traj.extras["value"]
@@ -255,16 +253,78 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
             return jax.lax.scan(minibatch, carry, mbs)
 
         (params, opt_state, _), stats = jax.lax.scan(
-            epoch, (ts.params, ts.opt_state, jnp.ones((), bool)),
-            jax.random.split(k_perm, cfg.epochs),
+            epoch, (params, opt_state, jnp.ones((), bool)), jax.random.split(key, cfg.epochs)
         )
         metrics = {k: v.mean() for k, v in stats.items()}
         metrics.update(episodes)
         metrics["step"] = step
         metrics.update(_common.hp_metrics(opt_state))
+        return params, opt_state, metrics
+
+    return update
+
+
+def _envs_per_device(cfg: Config, num_devices: int) -> int:
+    if cfg.num_envs % num_devices:
+        raise ValueError(
+            f"ppo: num_envs must be divisible by the number of devices ({num_devices}), "
+            f"got num_envs={cfg.num_envs}"
+        )
+    return cfg.num_envs // num_devices
+
+
+def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
+                 num_devices: int):
+    """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
+    envs_per_device = _envs_per_device(cfg, num_devices)
+    policy = ActorCriticPolicy(env, cfg.hidden)
+    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
+
+    def init(device_index):
+        key = jax.random.key(cfg.seed)
+        k_params, k_env, k_run = jax.random.split(key, 3)
+        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
+        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
+        return TrainState(params, opt.init(params), actor, jax.random.fold_in(k_run, device_index),
+                          jnp.zeros((), jnp.int32))
+
+    def iteration(ts: TrainState, axis_name: str | None):
+        key, k_roll, k_perm = jax.random.split(ts.key, 3)
+        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        actor, traj = loops.rollout(
+            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
+        )
+        step = ts.step + cfg.steps_per_iteration
+        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        params, opt_state, metrics = update(ts.params, ts.opt_state, traj, actor.obs, episodes,
+                                            step, k_perm, axis_name)
         return TrainState(params, opt_state, actor, key, step), metrics
 
     return init, iteration, policy
+
+
+def make_host_learner(cfg: Config, env: envs.HostEnv,
+                      opt: optax.GradientTransformationExtraArgs, num_devices: int):
+    """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
+    envs_per_device = _envs_per_device(cfg, num_devices)
+    policy = ActorCriticPolicy(env, cfg.hidden)
+    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
+
+    def init(device_index):
+        k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
+        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
+        return TrainState(params, opt.init(params), None,
+                          jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+
+    def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
+        key, k_perm = jax.random.split(ts.key)
+        step = ts.step + cfg.steps_per_iteration
+        episodes = sync(loops.host_episode_summary(rollout), axis_name)
+        params, opt_state, metrics = update(ts.params, ts.opt_state, rollout.traj,
+                                            rollout.last_obs, episodes, step, k_perm, axis_name)
+        return TrainState(params, opt_state, None, key, step), metrics
+
+    return init, policy.sample, learn, policy
 
 
 def _constant(x):
@@ -281,31 +341,45 @@ def _constant(x):
 def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
           callback: Callable[..., None] | None = None,
           resume: tuple[Any, int] | None = None) -> _common.TrainResult:
-    """Trains PPO on the anakin loop.
+    """Trains PPO: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
 
     Args:
       cfg: the configuration.
       optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
         `update` receives every signal as keyword `extra_args` on every learner step.
-      num_devices: devices to `pmap` over (None: 1).
+      num_devices: devices to `pmap` over (None: 1; all global devices in a multi-process
+        run on the host loop).
       callback: `callback(call_index, metrics, state)` after every host call; `state` is the
-        replicated training state (copy what you keep: it is donated to the next call).
-      resume: `(state, next_call)` to continue a run from a checkpoint (bitwise as if
-        uninterrupted).
+        replicated training state (copy what you keep: on anakin it is donated to the next
+        call).
+      resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
+        uninterrupted; host loop: the learner continues bitwise, the envs restart).
 
     Returns:
       A `TrainResult`.
     """
     cfg.validate()
-    env = envs.make(cfg.env_id)
     opt = default_optimizer(cfg) if optimizer is None else optimizer
     _common.check_optimizer(opt)
-    devices = loops.devices_for(num_devices)
-    init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-    res = loops.run(init, iteration, num_calls=cfg.num_calls,
-                    iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                    callback=callback, state=None if resume is None else resume[0],
-                    start_call=0 if resume is None else resume[1])
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    if not envs.is_jax_env(cfg.env_id):
+        env = envs.host_spaces(cfg.env_id)
+        n = len(loops.learner_devices(num_devices))
+        init, act, learn, _ = make_host_learner(cfg, env, opt, n)
+        res = loops.run_sebulba(
+            init, act, learn, env_id=cfg.env_id, num_envs=cfg.num_envs,
+            rollout_len=cfg.rollout_len, num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call, seed=cfg.seed,
+            staleness=cfg.staleness, num_actor_threads=cfg.num_actor_threads,
+            num_devices=num_devices, callback=callback, **start,
+        )
+    else:
+        env = envs.make(cfg.env_id)
+        devices = loops.devices_for(num_devices)
+        init, iteration, _ = make_learner(cfg, env, opt, len(devices))
+        res = loops.run(init, iteration, num_calls=cfg.num_calls,
+                        iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
+                        callback=callback, **start)
     final = loops.unreplicate(res.state)
     return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
                                res.compile_s, res.train_s)
@@ -314,8 +388,14 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
     """Mean return of `episodes` greedy (argmax / mean action) episodes."""
     cfg = result.config
+    if not envs.is_jax_env(cfg.env_id):
+        policy = ActorCriticPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
+        greedy = jax.jit(policy.greedy)
+        return loops.evaluate_host_policy(
+            cfg.env_id, lambda obs: greedy(result.params, obs), episodes, seed
+        )
     env = envs.make(cfg.env_id)
-    policy = _Policy(env, cfg.hidden)
+    policy = ActorCriticPolicy(env, cfg.hidden)
     fn = jax.jit(lambda p, k: loops.evaluate_policy(
         env, lambda obs: policy.greedy(p, obs), episodes, k))
     return float(fn(result.params, jax.random.key(seed)))

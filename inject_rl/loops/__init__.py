@@ -1,4 +1,9 @@
-"""Actor-learner loops; the only package that knows about devices."""
+"""Actor-learner loops; the only package that knows about devices.
+
+Anakin (`run`): in-graph envs, act and learn as one compiled step. Sebulba (`run_sebulba`): host
+envs on actor threads, a pmapped learner. Multi-process: `init_distributed` (gloo on CPU), then
+the same loops over all processes' devices.
+"""
 
 from inject_rl.loops._anakin import (
     DEVICE_AXIS,
@@ -8,6 +13,14 @@ from inject_rl.loops._anakin import (
     run,
     unreplicate,
 )
+from inject_rl.loops._distributed import (
+    ProcessResult,
+    free_port,
+    init_distributed,
+    init_distributed_from_env,
+    launch_processes,
+)
+from inject_rl.loops._host_eval import evaluate_host_policy
 from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
 from inject_rl.loops._rollout import (
     ActorState,
@@ -18,21 +31,37 @@ from inject_rl.loops._rollout import (
     init_actor,
     rollout,
 )
+from inject_rl.loops._sebulba import (
+    HostRollout,
+    host_episode_summary,
+    learner_devices,
+    run_sebulba,
+)
 
 __all__ = [
     "DEVICE_AXIS",
     "ActorState",
+    "HostRollout",
     "LoopResult",
     "Policy",
+    "ProcessResult",
     "ReplayBuffer",
     "ReplayBufferState",
     "Transition",
     "devices_for",
     "env_step",
+    "evaluate_host_policy",
     "evaluate_policy",
+    "free_port",
+    "host_episode_summary",
     "init_actor",
+    "init_distributed",
+    "init_distributed_from_env",
+    "launch_processes",
+    "learner_devices",
     "replicas_equal",
     "rollout",
     "run",
+    "run_sebulba",
     "unreplicate",
 ]

@@ -35,6 +35,18 @@ class LoopResult(NamedTuple):
     metrics: dict[str, np.ndarray]  # per-iteration metrics of device 0, [num_iterations]
     compile_s: float  # seconds spent tracing, lowering and compiling
     train_s: float  # seconds spent in the compiled calls (compile excluded)
+    step_cache_hit: bool  # the training step came from the persistent compilation cache
+
+
+_CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": 0, "/jax/compilation_cache/cache_misses": 0}
+
+
+def _count_cache_event(event: str, **kwargs: Any) -> None:
+    if event in _CACHE_EVENTS:
+        _CACHE_EVENTS[event] += 1
+
+
+jax.monitoring.register_event_listener(_count_cache_event)
 
 
 def devices_for(num_devices: int | None) -> list[jax.Device]:
@@ -110,11 +122,10 @@ def run(
             lambda s, _: iteration(s, DEVICE_AXIS), state, None, length=iterations_per_call
         )
 
-    compiled = (
-        jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0)
-        .lower(state)
-        .compile()
-    )
+    lowered = jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0).lower(state)
+    hits = _CACHE_EVENTS["/jax/compilation_cache/cache_hits"]
+    compiled = lowered.compile()
+    step_cache_hit = _CACHE_EVENTS["/jax/compilation_cache/cache_hits"] > hits
     compile_s = time.perf_counter() - t0
     history: list[dict[str, np.ndarray]] = []
     train_s = 0.0
@@ -127,4 +138,4 @@ def run(
         if callback is not None:
             callback(i, metrics, state)
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
-    return LoopResult(state, merged, compile_s, train_s)
+    return LoopResult(state, merged, compile_s, train_s, step_cache_hit)

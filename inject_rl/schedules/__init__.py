@@ -23,10 +23,13 @@ from inject_rl.schedules._common import EPISODE_SIGNALS, MissingSignalError, Win
 from inject_rl.schedules._kl_target import KLTarget, KLTargetState, kl_target
 from inject_rl.schedules._plateau import Plateau, PlateauState, plateau
 from inject_rl.schedules._progress import Progress, ProgressState, progress
+from inject_rl.schedules._spec import SCHEDULES, STEP_SCHEDULES, parse, signature, to_spec
 from inject_rl.schedules._spike_guard import SpikeGuard, SpikeGuardState, spike_guard
 
 __all__ = [
     "EPISODE_SIGNALS",
+    "SCHEDULES",
+    "STEP_SCHEDULES",
     "Bandit",
     "BanditState",
     "Clip",
@@ -52,8 +55,11 @@ __all__ = [
     "constant",
     "from_step_schedule",
     "kl_target",
+    "parse",
     "plateau",
     "progress",
+    "signature",
     "spike_guard",
+    "to_spec",
     "warmup",
 ]

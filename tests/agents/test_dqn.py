@@ -114,8 +114,8 @@ def test_user_schedules_receive_every_signal():
     np.testing.assert_allclose(res.metrics["hp/learning_rate"], 1e-3)
     iterations = res.config.num_iterations
     assert int(res.state.epsilon_state.count[0]) == iterations  # updated once per iteration
-    learner_steps = int(res.state.updates[0])
-    assert int(optax.tree_utils.tree_get(res.opt_state, "count")) == learner_steps
+    # ... and the learning rate on every learner step.
+    assert int(res.opt_state.hyperparams_states["learning_rate"].count) == res.state.updates[0]
 
 
 def test_continuous_actions_are_rejected():

@@ -1,0 +1,209 @@
+"""`inject-rl train`: the run directory, progress, metrics, checkpoints and resume around an
+agent's `train`.
+
+Nothing is written before the first host call returns: every input is validated and the program
+is traced and compiled first, so a bad input (including a schedule reading a signal the agent
+does not send, found at trace time) leaves no files behind.
+"""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from agents import _common
+from agents._cli_build import Built, same_run, supports
+from inject_rl import runs
+
+
+class NothingWritten(Exception):
+    """Wraps a ValueError/TypeError raised before the run directory was touched."""
+
+
+class TrainingFailed(RuntimeError):
+    """An error after the run directory was written: a bug to report with its traceback."""
+
+
+def check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    """Checks that `out` may hold this run; returns the saved record when resuming."""
+    saved = runs.read_json(out / runs.CONFIG)
+    if saved is not None and not isinstance(saved, dict):
+        raise ValueError(f"{out / runs.CONFIG} is not a run config")
+    if saved is not None:
+        diff = same_run(saved, record)
+        if diff:
+            raise ValueError(
+                f"{out} holds a different run ({runs.CONFIG} differs in {', '.join(diff)}); "
+                "choose another --out or remove that directory"
+            )
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} exists and holds no {runs.CONFIG}; choose another --out")
+    if resume and (saved is None or runs.Checkpointer(out / runs.CHECKPOINTS).latest_step() is None):
+        raise ValueError(f"--resume: no checkpoint in {out}; train without --resume to start")
+    return saved
+
+
+def _state_template(built: Built) -> Any:
+    """The abstract replicated training state of a freshly built run (nothing is computed)."""
+    agent, n = built.agent, built.num_devices
+    name = "make_learner" if built.loop == "anakin" else "make_host_learner"
+    make = getattr(agent, name, None)
+    if make is None or len(_required(make)) != 4:
+        raise ValueError(f"--resume: agent {built.record['agent']} has no {name}(cfg, env, opt, "
+                         "num_devices) to rebuild its state for restoring")
+    init = make(built.cfg, built.env, built.optimizer, n)[0]
+    one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), one)
+
+
+def _required(fn) -> list[str]:
+    return [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
+
+
+def restore(built: Built, out: Path) -> tuple[Any, dict[str, Any]]:
+    """The latest checkpoint's state (in this run's structure) and meta."""
+    if jax.process_count() > 1:
+        raise ValueError("--resume of a multi-process run is not supported yet; resume on one "
+                         "process, or start the run over")
+    if not supports(built.agent.train, "resume"):
+        raise ValueError(
+            f"--resume: agent {built.record['agent']} cannot resume (its train() takes no resume "
+            "argument); train without --resume"
+        )
+    ckpt = runs.Checkpointer(out / runs.CHECKPOINTS)
+    try:
+        return ckpt.restore(ckpt.latest_step(), _state_template(built))
+    finally:
+        ckpt.close()
+
+
+class _Run:
+    """The callback given to the agent's `train`: rows, progress, checkpoints."""
+
+    def __init__(self, built: Built, out: Path, resumed: dict[str, Any] | None,
+                 every_calls: int, quiet: bool, writes: bool = True):
+        self.built, self.out, self.every = built, out, every_calls
+        self.writes = writes  # False on the other processes of a multi-process run
+        self.rows: list[dict[str, Any]] = list(resumed["rows"]) if resumed else []
+        self.wall0 = float(resumed["wall_s"]) if resumed else 0.0
+        self.resumed = resumed is not None
+        self.num_calls = built.cfg.num_calls
+        self.started = False
+        self.t0 = time.perf_counter()
+        total = built.cfg.num_calls * _steps_per_call(built.cfg)
+        self.progress = None if quiet else runs.Progress(total)
+
+    def start(self) -> None:
+        """Creates the directory (first host call done: inputs and program are valid)."""
+        self.started = True
+        if not self.writes:
+            return
+        self.out.mkdir(parents=True, exist_ok=True)
+        if not self.resumed:  # the same run started over: drop the old one's outputs
+            for name in (runs.CHECKPOINTS, runs.PARAMS, runs.TENSORBOARD):
+                shutil.rmtree(self.out / name, ignore_errors=True)
+            (self.out / runs.SUMMARY).unlink(missing_ok=True)
+        runs.write_json(self.out / runs.CONFIG, self.built.record)
+        self.writer = runs.MetricsWriter(self.out / runs.METRICS, self.rows)
+        self.tb = runs.TensorBoard(self.out / runs.TENSORBOARD)
+        self.ckpt = runs.Checkpointer(self.out / runs.CHECKPOINTS)
+
+    def wall_s(self) -> float:
+        return self.wall0 + time.perf_counter() - self.t0
+
+    def __call__(self, call: int, metrics: dict[str, Any], state: Any = None) -> None:
+        if not self.started:
+            self.start()
+        row = {"step": 0, "wall_s": self.wall_s(), **runs.summarize_call(metrics)}
+        self.rows.append(row)
+        if self.progress is not None:
+            self.progress.update(row)
+        if not self.writes:
+            return
+        self.writer.write(row)
+        self.tb.write(row)
+        done = call + 1
+        if state is not None and (done % self.every == 0 or done == self.num_calls):
+            # `state` is donated to the next call: `save` copies it to the host first.
+            self.ckpt.save(done, state, {"next_call": done, "rows": runs.json_safe(self.rows),
+                                         "wall_s": row["wall_s"]})
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.close()
+        if self.started and self.writes:
+            self.writer.close()
+            self.tb.close()
+            self.ckpt.close()
+
+
+def _steps_per_call(cfg: Any) -> int:
+    if hasattr(cfg, "steps_per_iteration") and hasattr(cfg, "iterations_per_call"):
+        return cfg.steps_per_iteration * cfg.iterations_per_call
+    return max(1, cfg.total_steps // cfg.num_calls)
+
+
+def every_calls(cfg: Any, checkpoint_every: int | None) -> int:
+    """Host calls between checkpoints: `checkpoint_every` env steps rounded to whole calls
+    (None: about ten checkpoints per run)."""
+    if checkpoint_every is None:
+        return max(1, cfg.num_calls // 10)
+    return max(1, round(checkpoint_every / _steps_per_call(cfg)))
+
+
+def train(built: Built, out: Path, *, resume: bool, checkpoint_every: int | None,
+          eval_episodes: int, quiet: bool) -> dict[str, Any]:
+    """Runs the training; returns the summary. Raises NothingWritten for errors before any file
+    was written."""
+    primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
+    try:
+        check_out_dir(out, built.record, resume)
+        state, meta = restore(built, out) if resume else (None, None)
+    except (ValueError, TypeError) as e:
+        raise NothingWritten(e) from None
+    run = _Run(built, out, meta, every_calls(built.cfg, checkpoint_every), quiet or not primary,
+               writes=primary)
+    kwargs = {"optimizer": built.optimizer, "num_devices": built.num_devices, "callback": run}
+    if resume:
+        kwargs["resume"] = (state, meta["next_call"])
+    try:
+        result = built.agent.train(built.cfg, **kwargs)
+    except (ValueError, TypeError) as e:
+        if not run.started:
+            raise NothingWritten(e) from None
+        raise TrainingFailed(f"training failed after writing to {out}: {e}") from e
+    finally:
+        run.close()
+    if not run.started:  # resumed a finished run: no call left
+        run.start()
+        run.close()
+    if not primary:
+        return {"steps": run.rows[-1]["step"] if run.rows else 0, "wall_s": run.wall_s(),
+                "compile_s": result.compile_s, "eval_return": None, "eval_episodes": 0}
+    runs.save_params(out / runs.PARAMS, result.params)
+    eval_return = built.agent.evaluate(result, episodes=eval_episodes)
+    last = run.rows[-1] if run.rows else {}
+    summary = {
+        "eval_return": eval_return,
+        "eval_episodes": eval_episodes,
+        "steps": last.get("step", 0),
+        "episode_return": last.get("episode_return"),
+        "wall_s": run.wall_s(),
+        "compile_s": result.compile_s,
+        "train_s": result.train_s,
+        "calls": len(run.rows),
+    }
+    runs.write_json(out / runs.SUMMARY, summary)
+    return summary
+
+
+def evaluate(agent, cfg, params, episodes: int) -> float:
+    """An agent's greedy evaluation of `params` (as restored from a run directory)."""
+    result = _common.TrainResult(params, None, {}, None, cfg, 0.0, 0.0)
+    return agent.evaluate(result, episodes=episodes)

@@ -1,0 +1,440 @@
+"""SAC (soft actor-critic) with a learned temperature, for continuous actions, on either loop.
+
+Haarnoja et al. 2018 ("SAC: algorithms and applications"): a tanh-squashed Gaussian actor,
+twin Q critics with Polyak-averaged targets (clipped double Q), and the temperature alpha
+learned towards a target entropy of `-action_dim`. Any gymnasium id with a Box action space runs
+on the sebulba loop (host envs, `staleness=1`: the actor collects the next steps while the
+learner trains), a `phys2d/*` id on the anakin loop. Experience goes to the on-device ring
+buffer `inject_rl.loops.ReplayBuffer` with `next_obs` the true next observation (before
+autoreset) and `discount = gamma * (1 - terminated)`, so time-limit truncations bootstrap.
+
+**Optimizers.** Params are one dict `{"actor", "critic", "alpha"}` and one optimizer updates
+them: the three losses are summed with stop-gradients so that each part only gets its own
+loss's gradient, and every learner step makes exactly one `opt.update(grads, opt_state, params,
+**signals)` call. `default_optimizer` partitions the dict over three injected Adams
+(`hp/actor/learning_rate`, `hp/critic/learning_rate`, `hp/alpha/learning_rate`; each a number
+or a `StatefulSchedule`). `optimizer=` replaces all three: use `optax.partition` with
+`param_labels` to treat the parts differently, as `default_optimizer` does.
+
+Signals per learner step: `loss`, `value_loss` (critic), `entropy` (-E log pi), `td_error`,
+`grad_norm`, `episode_return`, `episode_length`, `episode_count`, `step`, synced over devices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import distrax
+import haiku as hk
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from agents import _common
+from agents.networks import MLP
+from inject_rl import envs, loops
+from inject_rl.loops import ReplayBuffer
+from inject_rl.optim import injected
+from inject_rl.signals import EpisodeStats, sync
+
+_LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0  # as in cleanrl / SB3
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """SAC settings; defaults reach >= -250 on Pendulum-v1 (host envs) within 3e4 steps."""
+
+    env_id: str = "Pendulum-v1"  # any gymnasium id with a Box action space
+    total_steps: int = 30_000  # env steps (rounded up to whole host calls)
+    seed: int = 0  # fixes the whole run
+    num_envs: int = 4  # envs in total, split evenly over devices
+    train_every: int = 8  # steps per env per iteration, before its learner steps
+    gradient_steps: int = 32  # learner steps per iteration (default: one per env step)
+    batch_size: int = 256  # transitions per learner step in total, split over devices
+    buffer_size: int = 100_000  # replay capacity in total, split over devices
+    learning_starts: int = 1_000  # env steps of uniform random actions before learning
+    gamma: float = 0.99  # discount
+    tau: float = 0.005  # Polyak rate of the target critics
+    actor_lr: Any = 3e-4  # float | StatefulSchedule (hp/actor/learning_rate)
+    critic_lr: Any = 1e-3  # float | StatefulSchedule (hp/critic/learning_rate)
+    alpha_lr: Any = 1e-3  # float | StatefulSchedule (hp/alpha/learning_rate)
+    init_alpha: float = 1.0  # initial temperature
+    target_entropy: float | None = None  # None: -action_dim
+    hidden: tuple[int, ...] = (256, 256)  # MLP widths of the actor and each critic
+    staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
+    iterations_per_call: int = 50  # iterations per host call (log interval)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.num_envs * self.train_every
+
+    @property
+    def num_calls(self) -> int:
+        per_call = self.steps_per_iteration * self.iterations_per_call
+        return max(1, math.ceil(self.total_steps / per_call))
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_calls * self.iterations_per_call
+
+    def validate(self) -> Config:
+        _common.check_config(
+            self,
+            positive_ints=("total_steps", "num_envs", "train_every", "gradient_steps",
+                           "batch_size", "buffer_size", "iterations_per_call"),
+            positive=("init_alpha",),
+            unit=("gamma", "tau"),
+        )
+        _common.check_injectable(self, actor_lr=(0.0, False), critic_lr=(0.0, False),
+                                 alpha_lr=(0.0, False))
+        for f in ("learning_starts", "staleness"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
+                raise ValueError(f"sac: {f} must be an integer >= 0, got {f}={v!r}")
+        if self.target_entropy is not None and not (
+            isinstance(self.target_entropy, numbers.Real) and math.isfinite(self.target_entropy)
+        ):
+            raise ValueError(f"sac: target_entropy must be None or finite, got "
+                             f"{self.target_entropy=!r}")
+        if self.steps_per_iteration > self.buffer_size:
+            raise ValueError(
+                f"sac: buffer_size must hold one iteration (num_envs * train_every = "
+                f"{self.steps_per_iteration}), got buffer_size={self.buffer_size}"
+            )
+        return self
+
+
+# Tuned per env; `config_for(env_id)` starts from these.
+PRESETS: dict[str, dict[str, Any]] = {}
+
+
+def config_for(env_id: str, **overrides: Any) -> Config:
+    """The preset for `env_id` (defaults otherwise), with `overrides`."""
+    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
+
+
+class Experience(NamedTuple):
+    """One replayed transition (no batch axis in the buffer's item; `[N]` in a batch)."""
+
+    obs: jax.Array  # [*obs] float32
+    action: jax.Array  # [D] float32, within the env's bounds
+    reward: jax.Array  # [] float32
+    discount: jax.Array  # [] float32: gamma * (1 - terminated); truncation bootstraps
+    next_obs: jax.Array  # [*obs] float32: true next observation, before autoreset
+
+
+class TrainState(NamedTuple):
+    """Everything one device carries between iterations."""
+
+    params: Any  # {"actor", "critic", "alpha": {"log_alpha"}}
+    target_critic: Any  # Polyak average of params["critic"]
+    opt_state: Any
+    replay: loops.ReplayBufferState  # differs per device
+    actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
+    key: jax.Array
+    step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
+
+
+def param_labels(params: Any) -> dict[str, str]:
+    """`{"actor": "actor", "critic": "critic", "alpha": "alpha"}`: labels for `optax.partition`."""
+    return {k: k for k in params}
+
+
+def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
+    """Three injected Adams, one per part of the params (`optax.partition`)."""
+    return optax.partition(
+        {
+            "actor": injected(optax.adam, learning_rate=cfg.actor_lr),
+            "critic": injected(optax.adam, learning_rate=cfg.critic_lr),
+            "alpha": injected(optax.adam, learning_rate=cfg.alpha_lr),
+        },
+        param_labels,
+    )
+
+
+class SquashedGaussianPolicy:
+    """Actor and twin critics for a Box action space; actions are tanh-squashed into bounds."""
+
+    def __init__(self, env: envs.JaxEnv | envs.HostEnv, hidden):
+        if env.discrete:
+            raise ValueError(
+                f"sac needs a continuous (Box) action space, but {env.id} has "
+                f"{env.action_space}; use ppo, impala or dqn"
+            )
+        self.action_shape = env.action_shape
+        dim = int(math.prod(env.action_shape))
+        self.dim = dim
+        low, high = env.action_low.reshape(-1), env.action_high.reshape(-1)
+        self.scale = jnp.asarray((high - low) / 2.0)
+        self.center = jnp.asarray((high + low) / 2.0)
+        self.low, self.high = jnp.asarray(low), jnp.asarray(high)
+
+        def actor(obs):
+            out = MLP(hidden, 2 * dim, activation=jax.nn.relu, name="actor")(obs)
+            mean, log_std = jnp.split(out, 2, axis=-1)
+            log_std = _LOG_STD_MIN + 0.5 * (_LOG_STD_MAX - _LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
+            return mean, log_std
+
+        def critic(obs, action):
+            x = jnp.concatenate([obs, action], axis=-1)
+            q1 = MLP(hidden, 1, activation=jax.nn.relu, name="q1")(x)[..., 0]
+            q2 = MLP(hidden, 1, activation=jax.nn.relu, name="q2")(x)[..., 0]
+            return q1, q2
+
+        self.actor = hk.without_apply_rng(hk.transform(actor))
+        self.critic = hk.without_apply_rng(hk.transform(critic))
+
+    def init(self, key, obs_shape, init_alpha):
+        k_actor, k_critic = jax.random.split(key)
+        obs = jnp.zeros((1, *obs_shape), jnp.float32)
+        return {
+            "actor": self.actor.init(k_actor, obs),
+            "critic": self.critic.init(k_critic, obs, jnp.zeros((1, self.dim), jnp.float32)),
+            "alpha": {"log_alpha": jnp.asarray(math.log(init_alpha), jnp.float32)},
+        }
+
+    def sample(self, actor_params, obs, key):
+        """Actions `[B, D]` in the env's bounds and their log-probabilities `[B]`."""
+        mean, log_std = self.actor.apply(actor_params, obs)
+        dist = distrax.Transformed(
+            distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1)
+        )
+        squashed, log_prob = dist.sample_and_log_prob(seed=key)
+        # The affine map into [low, high] shifts every log-density by -sum(log(scale)).
+        return squashed * self.scale + self.center, log_prob - jnp.sum(jnp.log(self.scale))
+
+    def greedy(self, actor_params, obs):
+        mean, _ = self.actor.apply(actor_params, obs)
+        return self._shape(jnp.tanh(mean) * self.scale + self.center)
+
+    def explore(self, actor_view, obs, key):
+        """The behaviour policy: uniform random until learning starts, then `sample`."""
+        actor_params, learning = actor_view
+        k_pi, k_uniform = jax.random.split(key)
+        action, _ = self.sample(actor_params, obs, k_pi)
+        uniform = jax.random.uniform(k_uniform, action.shape, minval=self.low, maxval=self.high)
+        return self._shape(jnp.where(learning, action, uniform)), {}
+
+    def _shape(self, action):
+        return action.reshape((action.shape[0], *self.action_shape))
+
+
+def make_learn(cfg: Config, policy: SquashedGaussianPolicy,
+               opt: optax.GradientTransformationExtraArgs, batch_per_device: int):
+    """`learn(ts, new, episodes, axis_name) -> (ts, metrics)`: adds `new` (an `Experience`
+    batch `[N]`) to the replay buffer, then `gradient_steps` learner steps once the step count
+    reaches `learning_starts`. `ts.step` must already count the new steps."""
+    target_entropy = -float(policy.dim) if cfg.target_entropy is None else cfg.target_entropy
+    sg = jax.lax.stop_gradient
+
+    def loss_fn(params, target_critic, b: Experience, key):
+        k_next, k_pi = jax.random.split(key)
+        alpha = jnp.exp(params["alpha"]["log_alpha"])
+        flat = b.action.reshape((b.action.shape[0], -1))
+        # Critics: soft clipped-double-Q targets from the target critics.
+        next_action, next_log_prob = policy.sample(sg(params["actor"]), b.next_obs, k_next)
+        q1_t, q2_t = policy.critic.apply(target_critic, b.next_obs, next_action)
+        v_t = jnp.minimum(q1_t, q2_t) - sg(alpha) * next_log_prob
+        target = sg(b.reward + b.discount * v_t)
+        q1, q2 = policy.critic.apply(params["critic"], b.obs, flat)
+        td = target - q1
+        value_loss = 0.5 * (jnp.mean(jnp.square(td)) + jnp.mean(jnp.square(target - q2)))
+        # Actor: maximise the soft value under the (fixed) critics.
+        action, log_prob = policy.sample(params["actor"], b.obs, k_pi)
+        q1_pi, q2_pi = policy.critic.apply(sg(params["critic"]), b.obs, action)
+        actor_loss = jnp.mean(sg(alpha) * log_prob - jnp.minimum(q1_pi, q2_pi))
+        # Temperature: towards the target entropy.
+        alpha_loss = -jnp.mean(alpha * sg(log_prob + target_entropy))
+        loss = value_loss + actor_loss + alpha_loss
+        return loss, {"loss": loss, "value_loss": value_loss, "entropy": -jnp.mean(log_prob),
+                      "td_error": jnp.mean(jnp.abs(td)), "alpha": alpha}
+
+    def learner_steps(ts: TrainState, episodes, axis_name):
+        def learner_step(carry, key):
+            params, target, opt_state, first = carry
+            k_sample, k_loss = jax.random.split(key)
+            batch = ReplayBuffer.sample(ts.replay, k_sample, batch_per_device)
+            grads, aux = jax.grad(loss_fn, has_aux=True)(params, target, batch, k_loss)
+            if axis_name is not None:
+                grads = jax.lax.pmean(grads, axis_name)
+            aux = sync(aux, axis_name)
+            alpha = aux.pop("alpha")
+            # Episode statistics count once per batch of new env steps.
+            signals = {
+                **aux,
+                "grad_norm": optax.tree.norm(grads),
+                "episode_return": episodes["episode_return"],
+                "episode_length": episodes["episode_length"],
+                "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
+                "step": ts.step,
+            }
+            updates, opt_state = opt.update(grads, opt_state, params, **signals)
+            params = optax.apply_updates(params, updates)
+            target = optax.incremental_update(params["critic"], target, cfg.tau)
+            stats = {k: signals[k] for k in (*aux, "grad_norm")}
+            return (params, target, opt_state, jnp.zeros((), bool)), {**stats, "alpha": alpha}
+
+        key, k_learn = jax.random.split(ts.key)
+        carry = (ts.params, ts.target_critic, ts.opt_state, jnp.ones((), bool))
+        (params, target, opt_state, _), stats = jax.lax.scan(
+            learner_step, carry, jax.random.split(k_learn, cfg.gradient_steps)
+        )
+        ts = ts._replace(params=params, target_critic=target, opt_state=opt_state, key=key)
+        return ts, {k: v.mean() for k, v in stats.items()}
+
+    def skip(ts: TrainState, episodes, axis_name):
+        del episodes, axis_name
+        nan = jnp.full((), jnp.nan, jnp.float32)
+        names = ("loss", "value_loss", "entropy", "td_error", "grad_norm")
+        alpha = jnp.exp(ts.params["alpha"]["log_alpha"])
+        return ts, {**{k: nan for k in names}, "alpha": alpha}
+
+    def learn(ts: TrainState, new: Experience, episodes, axis_name: str | None):
+        ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new))
+        # The predicate is identical on every device, so collectives inside the branch match.
+        ts, stats = jax.lax.cond(ts.step >= cfg.learning_starts,
+                                 lambda t: learner_steps(t, episodes, axis_name),
+                                 lambda t: skip(t, episodes, axis_name), ts)
+        metrics = {**stats, **episodes, "step": ts.step, **_common.hp_metrics(ts.opt_state)}
+        return ts, metrics
+
+    return learn
+
+
+def _per_device(cfg: Config, num_devices: int) -> None:
+    for name in ("num_envs", "batch_size", "buffer_size"):
+        if getattr(cfg, name) % num_devices:
+            raise ValueError(
+                f"sac: {name} must be divisible by the number of devices ({num_devices}), "
+                f"got {name}={getattr(cfg, name)}"
+            )
+
+
+def _experience(traj: loops.Transition, gamma: float) -> Experience:
+    new = Experience(traj.obs, traj.action, traj.reward,
+                     gamma * (1.0 - traj.terminated.astype(jnp.float32)), traj.next_obs)
+    return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
+
+
+def _init_state(cfg, env, policy, opt, num_devices, device_index, actor):
+    k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
+    params = policy.init(k_params, env.obs_shape, cfg.init_alpha)
+    item = Experience(jnp.zeros(env.obs_shape), jnp.zeros(env.action_shape), jnp.zeros(()),
+                      jnp.zeros(()), jnp.zeros(env.obs_shape))
+    replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
+    return TrainState(params, params["critic"], opt.init(params), replay, actor,
+                      jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+
+
+def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
+                 num_devices: int):
+    """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
+    _per_device(cfg, num_devices)
+    policy = SquashedGaussianPolicy(env, cfg.hidden)
+    learn = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
+
+    def init(device_index):
+        k_env = jax.random.split(jax.random.key(cfg.seed), 3)[1]
+        actor = loops.init_actor(env, cfg.num_envs // num_devices,
+                                 jax.random.fold_in(k_env, device_index))
+        return _init_state(cfg, env, policy, opt, num_devices, device_index, actor)
+
+    def iteration(ts: TrainState, axis_name: str | None):
+        key, k_roll = jax.random.split(ts.key)
+        view = (ts.params["actor"], ts.step >= cfg.learning_starts)
+        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        actor, traj = loops.rollout(env, lambda obs, k: policy.explore(view, obs, k), actor,
+                                    k_roll, cfg.train_every)
+        ts = ts._replace(actor=actor, key=key, step=ts.step + cfg.steps_per_iteration)
+        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        return learn(ts, _experience(traj, cfg.gamma), episodes, axis_name)
+
+    return init, iteration, policy
+
+
+def make_host_learner(cfg: Config, env: envs.HostEnv,
+                      opt: optax.GradientTransformationExtraArgs, num_devices: int):
+    """`(init, act, learn, params_of, policy)` for `inject_rl.loops.run_sebulba`."""
+    _per_device(cfg, num_devices)
+    policy = SquashedGaussianPolicy(env, cfg.hidden)
+    learn_new = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
+
+    def init(device_index):
+        return _init_state(cfg, env, policy, opt, num_devices, device_index, None)
+
+    def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
+        ts = ts._replace(step=ts.step + cfg.steps_per_iteration)
+        episodes = sync(loops.host_episode_summary(rollout), axis_name)
+        return learn_new(ts, _experience(rollout.traj, cfg.gamma), episodes, axis_name)
+
+    def params_of(ts: TrainState):
+        return ts.params["actor"], ts.step >= cfg.learning_starts
+
+    return init, policy.explore, learn, params_of, policy
+
+
+def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
+          callback: Callable[..., None] | None = None,
+          resume: tuple[Any, int] | None = None) -> _common.TrainResult:
+    """Trains SAC: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
+
+    Args:
+      cfg: the configuration.
+      optimizer: any `optax.GradientTransformationExtraArgs` over the whole params dict
+        `{"actor", "critic", "alpha"}` (default: `default_optimizer`); it replaces the actor,
+        critic and temperature optimizers alike, and its `update` receives every signal as
+        keyword `extra_args` once per learner step.
+      num_devices: learner devices to `pmap` over (None: 1; all global devices in a
+        multi-process run on the host loop).
+      callback: `callback(call_index, metrics, state)` after every host call.
+      resume: `(state, next_call)` to continue from a checkpoint (host loop: the envs restart).
+
+    Returns:
+      A `TrainResult`.
+    """
+    cfg.validate()
+    opt = default_optimizer(cfg) if optimizer is None else optimizer
+    _common.check_optimizer(opt)
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    if envs.is_jax_env(cfg.env_id):
+        env = envs.make(cfg.env_id)
+        devices = loops.devices_for(num_devices)
+        init, iteration, _ = make_learner(cfg, env, opt, len(devices))
+        res = loops.run(init, iteration, num_calls=cfg.num_calls,
+                        iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
+                        callback=callback, **start)
+    else:
+        env = envs.host_spaces(cfg.env_id)
+        n = len(loops.learner_devices(num_devices))
+        init, act, learn, params_of, _ = make_host_learner(cfg, env, opt, n)
+        res = loops.run_sebulba(
+            init, act, learn, env_id=cfg.env_id, num_envs=cfg.num_envs,
+            rollout_len=cfg.train_every, num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call, seed=cfg.seed, params_of=params_of,
+            staleness=cfg.staleness, num_devices=num_devices, callback=callback, **start,
+        )
+    final = loops.unreplicate(res.state)
+    return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
+                               res.compile_s, res.train_s)
+
+
+def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
+    """Mean return of `episodes` deterministic episodes (the squashed mean action)."""
+    cfg = result.config
+    actor_params = result.params["actor"]
+    if envs.is_jax_env(cfg.env_id):
+        env = envs.make(cfg.env_id)
+        policy = SquashedGaussianPolicy(env, cfg.hidden)
+        fn = jax.jit(lambda p, k: loops.evaluate_policy(
+            env, lambda obs: policy.greedy(p, obs), episodes, k))
+        return float(fn(actor_params, jax.random.key(seed)))
+    policy = SquashedGaussianPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
+    greedy = jax.jit(policy.greedy)
+    return loops.evaluate_host_policy(
+        cfg.env_id, lambda obs: np.asarray(greedy(actor_params, obs)), episodes, seed
+    )

@@ -1,0 +1,240 @@
+"""Host vector environments for the sebulba loop: any gymnasium id, stepped with numpy.
+
+`HostEnv` wraps `gymnasium.make_vec` with the same-step autoreset mode and gymnasium's own
+`RecordEpisodeStatistics` vector wrapper, and returns the same fields as the in-graph
+`JaxEnv.step`: `obs` to act on next (the reset observation where an episode ended), and
+`next_obs`, the true observation the transition reached (gymnasium's `final_obs` there), so a
+time-limit truncation can bootstrap from it.
+
+Why same-step: gymnasium 1.x's default `NEXT_STEP` mode returns the final observation on the
+ending step and the reset observation one call *later*, ignoring that call's action and
+reporting a fake zero-reward transition; an actor loop that does not special-case it learns
+from transitions that never happened (https://farama.org/Vector-Autoreset-Mode).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+
+class HostTimeStep(NamedTuple):
+    """What `HostEnv.step` returns: numpy arrays with a leading `[num_envs]` axis."""
+
+    obs: np.ndarray  # [B, *obs] float32: observation to act on next (after autoreset)
+    reward: np.ndarray  # [B] float32
+    terminated: np.ndarray  # [B] bool: next_obs is terminal (no bootstrap)
+    truncated: np.ndarray  # [B] bool: time limit reached and not terminated
+    next_obs: np.ndarray  # [B, *obs] float32: true observation reached, before autoreset
+    episode_return: np.ndarray  # [B] float32: return of the episode ending here, else 0
+    episode_length: np.ndarray  # [B] int32: its length, else 0
+
+    @property
+    def done(self) -> np.ndarray:
+        return self.terminated | self.truncated
+
+
+class HostEnv:
+    """`num_envs` copies of a gymnasium env on the host, same-step autoreset, episode stats.
+
+    Observations must be a `Box` (cast to float32); actions `Discrete` (starting at 0) or a
+    float `Box`, whose actions are clipped to the bounds before the env sees them (as
+    `JaxEnv.step` does, so an unsquashed Gaussian policy acts as the nearest bound). The
+    space properties (`obs_shape`, `discrete`, `num_actions`, `action_shape`, `action_low`,
+    `action_high`) match `JaxEnv`'s, so agents build their networks from either.
+
+    Not thread-safe: one actor thread steps one `HostEnv`. Close it with `close()` (or use it
+    as a context manager).
+
+    >>> from inject_rl.envs import HostEnv
+    >>> with HostEnv("CartPole-v1", 2) as env:
+    ...     obs = env.reset(seed=0)
+    ...     ts = env.step(np.zeros(2, np.int32))
+    >>> obs.shape, ts.reward.tolist(), env.num_actions, env.max_episode_steps
+    ((2, 4), [1.0, 1.0], 2, 500)
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        num_envs: int,
+        *,
+        vectorization_mode: str = "sync",
+        **kwargs: Any,
+    ):
+        """Builds the vector env.
+
+        Args:
+          env_id: any registered gymnasium id, e.g. "CartPole-v1", "Pendulum-v1".
+          num_envs: number of copies, >= 1.
+          vectorization_mode: "sync" (one process, stepped in turn) or "async" (one
+            subprocess per env; worth it only for slow envs on spare cores).
+          **kwargs: passed to each env's constructor, as `gymnasium.make` does.
+
+        Raises:
+          ValueError: unknown id, bad `num_envs`, or unsupported spaces.
+        """
+        import gymnasium
+        from gymnasium import spaces
+        from gymnasium.wrappers.vector import RecordEpisodeStatistics
+
+        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+            raise ValueError(f"num_envs must be an integer >= 1, got {num_envs=!r}")
+        if vectorization_mode not in ("sync", "async"):
+            raise ValueError(
+                f"vectorization_mode must be 'sync' or 'async' (same-step autoreset needs "
+                f"gymnasium's generic vector envs), got {vectorization_mode=!r}"
+            )
+        try:
+            spec = gymnasium.spec(env_id)
+        except gymnasium.error.Error as e:
+            raise ValueError(f"unknown env id {env_id!r} ({e})") from None
+        vec = gymnasium.make_vec(
+            env_id,
+            num_envs=num_envs,
+            vectorization_mode=vectorization_mode,
+            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+            **kwargs,
+        )
+        self._env = RecordEpisodeStatistics(vec)
+        self.id = spec.id
+        self.num_envs = num_envs
+        self.max_episode_steps = spec.max_episode_steps
+        self.observation_space = vec.single_observation_space
+        self.action_space = vec.single_action_space
+        self.closed = False
+        problem = None
+        if not isinstance(self.observation_space, spaces.Box):
+            problem = f"observation space must be a Box, got {self.observation_space!r}"
+        elif isinstance(self.action_space, spaces.Discrete):
+            if int(self.action_space.start) != 0:
+                problem = f"Discrete action space must start at 0, got {self.action_space!r}"
+        elif not (
+            isinstance(self.action_space, spaces.Box)
+            and np.issubdtype(self.action_space.dtype, np.floating)
+        ):
+            problem = f"action space must be Discrete or a float Box, got {self.action_space!r}"
+        if problem is not None:
+            self.close()
+            raise ValueError(f"{env_id}: {problem}")
+
+    def __repr__(self) -> str:
+        return f"HostEnv(id={self.id!r}, num_envs={self.num_envs})"
+
+    def __enter__(self) -> HostEnv:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------------------- space info
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation."""
+        return tuple(self.observation_space.shape)
+
+    @property
+    def discrete(self) -> bool:
+        """True for a `Discrete` action space, False for a continuous `Box`."""
+        from gymnasium import spaces
+
+        return isinstance(self.action_space, spaces.Discrete)
+
+    @property
+    def num_actions(self) -> int:
+        """Number of discrete actions; AttributeError for a continuous action space."""
+        if not self.discrete:
+            raise AttributeError(f"{self.id} has a continuous action space; use action_shape")
+        return int(self.action_space.n)
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one action: () for Discrete, the Box shape otherwise."""
+        return () if self.discrete else tuple(self.action_space.shape)
+
+    @property
+    def action_low(self) -> np.ndarray:
+        """Lower Box bound, float32; AttributeError for a Discrete space."""
+        if self.discrete:
+            raise AttributeError(f"{self.id} has a Discrete action space; use num_actions")
+        return np.asarray(self.action_space.low, np.float32)
+
+    @property
+    def action_high(self) -> np.ndarray:
+        """Upper Box bound, float32; AttributeError for a Discrete space."""
+        if self.discrete:
+            raise AttributeError(f"{self.id} has a Discrete action space; use num_actions")
+        return np.asarray(self.action_space.high, np.float32)
+
+    # ------------------------------------------------------------------------------- dynamics
+
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Resets every env; env `i` is seeded with `seed + i` (gymnasium's rule).
+
+        Returns:
+          `[num_envs, *obs_shape]` float32 observations.
+        """
+        obs, _ = self._env.reset(seed=seed)
+        return np.asarray(obs, np.float32)
+
+    def step(self, action: Any) -> HostTimeStep:
+        """Steps every env once; ended episodes are reset in the same call.
+
+        Args:
+          action: `[num_envs]` integers (Discrete) or `[num_envs, *action_shape]` floats.
+
+        Returns:
+          A `HostTimeStep`.
+        """
+        action = np.asarray(action)
+        expected = (self.num_envs, *self.action_shape)
+        if action.shape != expected:
+            raise ValueError(f"{self.id}: action shape must be {expected}, got {action.shape}")
+        if self.discrete:
+            action = action.astype(np.int64)
+        else:
+            action = np.clip(action.astype(np.float32), self.action_low, self.action_high)
+        obs, reward, terminated, truncated, info = self._env.step(action)
+        obs = np.asarray(obs, np.float32)
+        terminated = np.asarray(terminated, bool)
+        # The time limit and termination can coincide: termination wins (no bootstrap).
+        truncated = np.asarray(truncated, bool) & ~terminated
+        next_obs = obs
+        if "final_obs" in info:
+            next_obs = obs.copy()
+            ended = np.flatnonzero(info["_final_obs"])
+            next_obs[ended] = np.stack([info["final_obs"][i] for i in ended])
+        episode_return = np.zeros(self.num_envs, np.float32)
+        episode_length = np.zeros(self.num_envs, np.int32)
+        if "episode" in info:
+            ended = info["_episode"]
+            episode_return[ended] = info["episode"]["r"][ended]
+            episode_length[ended] = info["episode"]["l"][ended]
+        return HostTimeStep(
+            obs,
+            np.asarray(reward, np.float32),
+            terminated,
+            truncated,
+            next_obs,
+            episode_return,
+            episode_length,
+        )
+
+    def close(self) -> None:
+        """Closes the envs (idempotent)."""
+        if not self.closed:
+            self.closed = True
+            self._env.close()
+
+
+def host_spaces(env_id: str, **kwargs: Any) -> HostEnv:
+    """A closed one-env `HostEnv` of `env_id`: its space properties, for building networks.
+
+    >>> host_spaces("Pendulum-v1").action_shape
+    (1,)
+    """
+    env = HostEnv(env_id, 1, **kwargs)
+    env.close()
+    return env

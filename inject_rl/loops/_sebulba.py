@@ -1,0 +1,423 @@
+"""Sebulba: host envs stepped on actor threads, a learner `jax.pmap`ped over devices, overlapped.
+
+Podracer's sebulba layout (Hessel et al. 2021, "Podracer architectures for scalable RL"), as in
+cleanba: each actor thread steps its own `inject_rl.envs.HostEnv` with a jitted `act`, stacks
+`rollout_len` steps into a `HostRollout` and puts it in its bounded `queue.Queue`; the main
+thread takes rollout `i` from every actor, splits it over the learner devices along the env axis
+(pmap's own input sharding) and runs the pmapped `learn`, which reduces gradients and signals
+over `DEVICE_AXIS`. An agent gives three pure functions:
+
+* `init(device_index) -> state`: the per-device learner state, run under `pmap`;
+* `act(params, obs, key) -> (action, extras)`: one step of a batch of envs, jitted on the actor
+  device; `params` is `params_of(state)` of one replica;
+* `learn(state, rollout, axis_name) -> (state, metrics)`: one learner iteration on one device.
+
+**Staleness, and why the loop is deterministic.** Rollout `i` is always collected with the
+params after exactly `max(0, i - staleness)` learner iterations: with `staleness=1` the actors
+collect rollout `i` while the learner trains on rollout `i - 1` (acting and learning overlap,
+the actor's params are one update stale: IMPALA's V-trace corrects for that); `staleness=0` is
+the synchronous mode, where the actors wait for each update (on-policy PPO). Because the lag is
+fixed rather than "whatever is newest", env seeds and action keys fix every rollout and the run
+is reproducible given the seed, with any number of actor threads.
+
+**Multi-process.** After `inject_rl.loops.init_distributed`, the learner is pmapped over all
+global devices (`jax.devices()`); each process runs actors for its share of the envs and feeds
+its local devices; `pmap` joins the processes in its collectives (gloo on CPU).
+
+**Failures.** An exception in an actor thread stops the run: the main thread re-raises it within
+a fraction of a second. Any exit of `run_sebulba` (error, KeyboardInterrupt, a raising callback)
+stops and joins the actor threads and closes the envs.
+
+**Resume.** Host env states cannot be checkpointed: resuming from `state` continues the learner
+bitwise, but the envs restart from fresh episodes (seeded by the seed and `start_call`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inject_rl import cache
+from inject_rl.envs import HostEnv
+from inject_rl.loops import _anakin
+from inject_rl.loops._anakin import DEVICE_AXIS, LoopResult
+from inject_rl.loops._rollout import Transition
+
+# How often blocked threads look at the stop flag and the learner at the actors' errors.
+_POLL_S = 0.05
+# Salt separating actor keys from the learner's `jax.random.key(seed)` stream.
+_ACTOR_SALT = 0x5EB0
+
+
+class HostRollout(NamedTuple):
+    """`rollout_len` steps of a batch of host envs (numpy on the actor, arrays in `learn`)."""
+
+    traj: Transition  # [T, B, ...]; `extras` are `act`'s outputs at `obs`
+    last_obs: Any  # [B, *obs] float32: observation to act on after the rollout (bootstrap)
+    episode_return: Any  # [T, B] float32: return of the episode that ended at this step, else 0
+    episode_length: Any  # [T, B] int32: its length (>= 1), else 0
+
+
+def host_episode_summary(rollout: HostRollout) -> dict[str, jax.Array]:
+    """The rollout's episode signals, as `EpisodeStats.summary` gives them.
+
+    `episode_return` and `episode_length` are the means over the episodes that ended in the
+    rollout (NaN when none did), `episode_count` their number (float32); pass the result
+    through `inject_rl.signals.sync` to weight devices by their counts.
+    """
+    ended = rollout.episode_length > 0
+    n = jnp.sum(ended).astype(jnp.float32)
+    safe = jnp.maximum(n, 1.0)
+    ret = jnp.sum(jnp.where(ended, rollout.episode_return, 0.0)) / safe
+    length = jnp.sum(jnp.where(ended, rollout.episode_length, 0)).astype(jnp.float32) / safe
+    return {
+        "episode_return": jnp.where(n > 0, ret, jnp.nan),
+        "episode_length": jnp.where(n > 0, length, jnp.nan),
+        "episode_count": n,
+    }
+
+
+class _Stopped(Exception):
+    """Raised inside an actor thread when the run is being stopped."""
+
+
+class _ParamVersions:
+    """Params by learner version; an actor blocks until the version it needs is published."""
+
+    def __init__(self, keep: int):
+        self._cond = threading.Condition()
+        self._params: dict[int, Any] = {}
+        self._keep = keep
+
+    def publish(self, version: int, params: Any) -> None:
+        with self._cond:
+            self._params[version] = params
+            for v in [v for v in self._params if v < version - self._keep]:
+                del self._params[v]
+            self._cond.notify_all()
+
+    def get(self, version: int, stop: threading.Event) -> Any:
+        with self._cond:
+            while version not in self._params:
+                if stop.is_set():
+                    raise _Stopped
+                self._cond.wait(_POLL_S)
+            return self._params[version]
+
+
+def _local_replica(x: jax.Array) -> jax.Array:
+    """This process's first replica of a pmapped output, without the device axis (no copy)."""
+    data = x.addressable_shards[0].data
+    return data.reshape(x.shape[1:]) if data.ndim == x.ndim else data
+
+
+def learner_devices(num_devices: int | None) -> list[jax.Device]:
+    """The learner devices: all global devices in a multi-process run, else `devices_for`.
+
+    Raises:
+      ValueError: a bad count, or a count other than all devices in a multi-process run.
+    """
+    if jax.process_count() > 1:
+        if num_devices not in (None, jax.device_count()):
+            raise ValueError(
+                f"in a multi-process run the learner uses all {jax.device_count()} global "
+                f"devices; got num_devices={num_devices!r}"
+            )
+        return jax.devices()
+    from inject_rl.loops._anakin import devices_for
+
+    return devices_for(num_devices)
+
+
+class _Actor:
+    """One actor thread: steps its envs with the params of a fixed lag, queues rollouts."""
+
+    def __init__(self, index, env, act_step, versions, stop, *, key, seed, rollout_len,
+                 staleness, first, last, device, maxsize):
+        self.index, self.env, self.act_step, self.versions = index, env, act_step, versions
+        self.stop, self.key, self.seed, self.rollout_len = stop, key, seed, rollout_len
+        self.staleness, self.first, self.last, self.device = staleness, first, last, device
+        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(
+            target=self._main, name=f"sebulba-actor-{index}", daemon=True
+        )
+
+    def _main(self) -> None:
+        try:
+            self._run()
+        except _Stopped:
+            pass
+        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which re-raises
+            self.error = e
+            self.stop.set()
+
+    def _run(self) -> None:
+        obs = self.env.reset(seed=self.seed)
+        for i in range(self.first, self.last):
+            version = max(self.first, i - self.staleness)
+            params = jax.device_put(self.versions.get(version, self.stop), self.device)
+            key = jax.random.fold_in(self.key, i)
+            steps = []
+            for _ in range(self.rollout_len):
+                action, extras, key = self.act_step(params, obs, key)
+                action, extras = jax.device_get((action, extras))
+                ts = self.env.step(action)
+                steps.append((obs, action, ts, extras))
+                obs = ts.obs
+                if self.stop.is_set():
+                    raise _Stopped
+            self._put(_stack(steps, obs))
+
+    def _put(self, item: HostRollout) -> None:
+        while True:
+            try:
+                self.queue.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                if self.stop.is_set():
+                    raise _Stopped from None
+
+    def take(self) -> HostRollout:
+        """The next rollout; re-raises this actor's error (or any actor's, via `stop`)."""
+        while True:
+            try:
+                return self.queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                if self.stop.is_set():
+                    raise _Stopped from None
+                if not self.thread.is_alive():  # it may have put its last rollout meanwhile
+                    try:
+                        return self.queue.get_nowait()
+                    except queue.Empty:
+                        raise _Stopped from None
+
+
+def _stack(steps, last_obs) -> HostRollout:
+    obs, action, ts, extras = zip(*steps, strict=True)
+    traj = Transition(
+        obs=np.stack(obs),
+        action=np.stack(action),
+        reward=np.stack([t.reward for t in ts]),
+        terminated=np.stack([t.terminated for t in ts]),
+        truncated=np.stack([t.truncated for t in ts]),
+        next_obs=np.stack([t.next_obs for t in ts]),
+        extras=jax.tree.map(lambda *x: np.stack(x), *extras),
+    )
+    return HostRollout(
+        traj,
+        last_obs,
+        np.stack([t.episode_return for t in ts]),
+        np.stack([t.episode_length for t in ts]),
+    )
+
+
+def _split_for_devices(pieces: list[HostRollout], num_local: int) -> HostRollout:
+    """Concatenates the actors' pieces along the env axis, then splits it over local devices:
+    `[T, B] -> [D, T, B / D]` and `[B] -> [D, B / D]`."""
+
+    def per_device(time_major: bool):
+        def f(*xs):
+            x = np.concatenate(xs, axis=1 if time_major else 0)
+            if not time_major:
+                return x.reshape((num_local, -1, *x.shape[1:]))
+            x = x.reshape((x.shape[0], num_local, -1, *x.shape[2:]))
+            return np.swapaxes(x, 0, 1)
+
+        return f
+
+    return HostRollout(
+        jax.tree.map(per_device(True), *[p.traj for p in pieces]),
+        per_device(False)(*[p.last_obs for p in pieces]),
+        per_device(True)(*[p.episode_return for p in pieces]),
+        per_device(True)(*[p.episode_length for p in pieces]),
+    )
+
+
+def _example_rollout(env: HostEnv, act, params, num_envs: int, rollout_len: int) -> HostRollout:
+    """Zeros shaped like one actor's rollout of `num_envs` envs (for the warm-up compile)."""
+    obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), jnp.float32)
+    action, extras = jax.eval_shape(act, params, obs, jax.random.key(0))
+
+    def zeros(s, lead=(rollout_len,)):
+        return np.zeros((*lead, *s.shape), s.dtype)
+
+    t = (rollout_len, num_envs)
+    traj = Transition(
+        zeros(obs), zeros(action), np.zeros(t, np.float32), np.zeros(t, bool),
+        np.zeros(t, bool), zeros(obs), jax.tree.map(zeros, extras),
+    )
+    return HostRollout(traj, zeros(obs, ()), np.zeros(t, np.float32), np.zeros(t, np.int32))
+
+
+def run_sebulba(
+    init: Callable[[jax.Array], Any],
+    act: Callable[[Any, jax.Array, jax.Array], tuple[jax.Array, dict[str, jax.Array]]],
+    learn: Callable[[Any, HostRollout, str], tuple[Any, dict[str, jax.Array]]],
+    *,
+    env_id: str,
+    num_envs: int,
+    rollout_len: int,
+    num_calls: int,
+    iterations_per_call: int,
+    seed: int,
+    params_of: Callable[[Any], Any] = lambda state: state.params,
+    staleness: int = 1,
+    num_actor_threads: int = 1,
+    num_devices: int | None = None,
+    actor_device: jax.Device | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    callback: Callable[[int, dict[str, np.ndarray], Any], None] | None = None,
+    state: Any = None,
+    start_call: int = 0,
+) -> LoopResult:
+    """Trains with host envs on actor threads and a pmapped learner (see the module doc).
+
+    Args:
+      init: `device_index -> state`, run under `pmap` over the learner devices.
+      act: `(params, obs [B, *obs], key) -> (action [B, ...], extras)`, jitted on
+        `actor_device`; extras (e.g. behaviour `log_prob`) land in `rollout.traj.extras`.
+      learn: one learner iteration on one device, given its share of the rollout
+        (`[T, num_envs / num_devices]`) and the axis name to reduce over.
+      env_id: any gymnasium id with Box observations (see `inject_rl.envs.HostEnv`).
+      num_envs: envs in total (all processes), split evenly over processes and actor threads,
+        then over each process's learner devices.
+      rollout_len: steps per env per iteration.
+      num_calls: host calls; iterations are `num_calls * iterations_per_call`.
+      iterations_per_call: iterations between metric fetches and callbacks.
+      seed: fixes env seeds and actor keys (the learner's keys come from `init`).
+      params_of: the part of a state the actor needs (`state.params`); any pytree of arrays,
+        computed from one replica.
+      staleness: rollout `i` uses the params after `max(0, i - staleness)` iterations; 0 is
+        synchronous (on-policy), 1 overlaps acting with learning.
+      num_actor_threads: actor threads per process, each with its own envs.
+      num_devices: learner devices (None: 1; all global devices in a multi-process run).
+      actor_device: where `act` runs (None: the first local learner device).
+      env_kwargs: passed to every env's constructor.
+      callback: `callback(call_index, metrics, state)` after every call; metrics are device
+        0's (plus `learner_wait_s`, the seconds the learner waited for rollouts), `state` is
+        replicated.
+      state: a replicated learner state to continue from instead of `init`.
+      start_call: index of the first call (when resuming).
+
+    Returns:
+      A `LoopResult`; `compile_s` includes one warm-up learner call on zeros.
+
+    Raises:
+      ValueError: bad sizes or device counts.
+      Exception: whatever an actor thread raised, re-raised here.
+    """
+    for name, v, low in (("num_envs", num_envs, 1), ("rollout_len", rollout_len, 1),
+                         ("num_calls", num_calls, 1), ("iterations_per_call",
+                                                       iterations_per_call, 1),
+                         ("staleness", staleness, 0), ("num_actor_threads", num_actor_threads, 1),
+                         ("start_call", start_call, 0)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"sebulba: {name} must be an integer >= {low}, got {name}={v!r}")
+    devices = learner_devices(num_devices)
+    local = [d for d in devices if d.process_index == jax.process_index()]
+    num_processes = jax.process_count()
+    per_process = num_envs // num_processes
+    if num_envs % (len(devices)) or per_process % num_actor_threads:
+        raise ValueError(
+            f"sebulba: num_envs must be divisible by the learner devices ({len(devices)}) and "
+            f"its per-process share by num_actor_threads ({num_actor_threads}), got "
+            f"{num_envs=}"
+        )
+    per_thread = per_process // num_actor_threads
+    actor_device = local[0] if actor_device is None else actor_device
+    first, last = start_call * iterations_per_call, num_calls * iterations_per_call
+    base_seed = int(np.random.SeedSequence([seed, start_call]).generate_state(1)[0])
+    actor_key = jax.random.fold_in(jax.random.key(seed), _ACTOR_SALT)
+
+    cache.enable()  # persistent compilation cache (inject_rl.cache; off with the env var)
+    hits = _anakin._CACHE_EVENTS["/jax/compilation_cache/cache_hits"]
+    t0 = time.perf_counter()
+    stop = threading.Event()
+    env_list: list[HostEnv] = []
+    actors: list[_Actor] = []
+    try:
+        for j in range(num_actor_threads):
+            env_list.append(HostEnv(env_id, per_thread, **(env_kwargs or {})))
+        if state is None:
+            first_index = jax.process_index() * len(local)
+            state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
+                np.arange(first_index, first_index + len(local), dtype=np.int32)
+            )
+        learner = jax.pmap(lambda s, r: learn(s, r, DEVICE_AXIS), axis_name=DEVICE_AXIS,
+                           devices=devices)
+        params0 = params_of(jax.tree.map(_local_replica, state))
+
+        def act_step(params, obs, key):
+            key, k_act = jax.random.split(key)
+            action, extras = act(params, obs, k_act)
+            return action, extras, key
+
+        example = _example_rollout(env_list[0], act, params0, per_thread, rollout_len)
+        act_step = jax.jit(act_step)
+        jax.block_until_ready(act_step(jax.device_put(params0, actor_device),
+                                       example.last_obs, actor_key))
+        warm = _split_for_devices([example] * num_actor_threads, len(local))
+        jax.block_until_ready(learner(state, warm))  # compiles; output discarded
+        compile_s = time.perf_counter() - t0
+        step_cache_hit = _anakin._CACHE_EVENTS["/jax/compilation_cache/cache_hits"] > hits
+
+        versions = _ParamVersions(keep=staleness + 1)
+        versions.publish(first, params0)
+        for j, env in enumerate(env_list):
+            g = jax.process_index() * num_actor_threads + j  # global actor index
+            actors.append(_Actor(
+                j, env, act_step, versions, stop, key=jax.random.fold_in(actor_key, g),
+                seed=(base_seed + g * per_thread) % 2**31, rollout_len=rollout_len,
+                staleness=staleness, first=first, last=last, device=actor_device,
+                maxsize=max(1, staleness),
+            ))
+        for a in actors:
+            a.thread.start()
+
+        t_start = time.perf_counter()
+        history: list[dict[str, np.ndarray]] = []
+        pending: list[tuple[dict[str, jax.Array], float]] = []
+        for i in range(first, last):
+            t = time.perf_counter()
+            try:
+                pieces = [a.take() for a in actors]
+            except _Stopped:
+                raise _actor_error(actors) from None
+            waited = time.perf_counter() - t
+            state, metrics = learner(state, _split_for_devices(pieces, len(local)))
+            versions.publish(i + 1, params_of(jax.tree.map(_local_replica, state)))
+            pending.append((jax.tree.map(_local_replica, metrics), waited))
+            if (i + 1) % iterations_per_call == 0:
+                fetched = jax.device_get([m for m, _ in pending])
+                call = {k: np.stack([m[k] for m in fetched]) for k in fetched[0]}
+                call["learner_wait_s"] = np.array([w for _, w in pending])
+                pending.clear()
+                history.append(call)
+                if callback is not None:
+                    callback(i // iterations_per_call, call, state)
+        jax.block_until_ready(state)
+        train_s = time.perf_counter() - t_start
+    finally:
+        stop.set()
+        for a in actors:
+            a.thread.join(timeout=10.0)
+        for env in env_list:
+            env.close()
+    merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
+    return LoopResult(state, merged, compile_s, train_s, step_cache_hit)
+
+
+def _actor_error(actors: list[_Actor]) -> BaseException:
+    for a in actors:
+        if a.error is not None:
+            a.error.add_note(f"raised in sebulba actor thread {a.index}; the run was stopped")
+            return a.error
+    return RuntimeError("sebulba: an actor thread stopped without an error or a rollout")
