@@ -76,19 +76,23 @@ class Bandit:
         window, ready, mean = c.accumulate(state.window, x, counted)
         held = state.held + 1
         hold_total = state.hold_total + state.sign * mean
-        done = held >= state.hold
-        hist_arm = state.hist_arm.at[state.ptr].set(state.arm)
-        hist_reward = state.hist_reward.at[state.ptr].set(hold_total / held.astype(jnp.float32))
-        finished = state._replace(
-            arm=_ucb_choice(hist_arm, hist_reward, state.exploration, state.values.shape[0]),
-            held=c.i32(0),
-            hold_total=c.f32(0.0),
-            hist_arm=hist_arm,
-            hist_reward=hist_reward,
-            ptr=(state.ptr + 1) % state.hist_arm.shape[0],
-        )
         holding = state._replace(held=held, hold_total=hold_total)
-        acted = c.select(done, finished, holding)
+
+        def finish(state: BanditState) -> BanditState:
+            hist_arm = state.hist_arm.at[state.ptr].set(state.arm)
+            hist_reward = state.hist_reward.at[state.ptr].set(hold_total / held.astype(jnp.float32))
+            return state._replace(
+                arm=_ucb_choice(hist_arm, hist_reward, state.exploration, state.values.shape[0]),
+                held=c.i32(0),
+                hold_total=c.f32(0.0),
+                hist_arm=hist_arm,
+                hist_reward=hist_reward,
+                ptr=(state.ptr + 1) % state.hist_arm.shape[0],
+            )
+
+        # The UCB choice touches the whole window: compute it only when a hold ends (under
+        # vmap `cond` becomes a select and both run, which is still correct).
+        acted = jax.lax.cond(held >= state.hold, finish, lambda s: holding, state)
         return c.select(ready, acted, state)._replace(window=window)
 
     def __call__(self, state: BanditState, **extra_args) -> jax.Array:
