@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from agents._common import TrainResult
-
 # name -> (module, one-line description). The first one is the CLI's default agent.
 AGENTS: dict[str, tuple[str, str]] = {
     "ppo": ("agents.ppo", "PPO, clipped surrogate + GAE; discrete or continuous actions"),
     "dqn": ("agents.dqn", "double DQN with on-device replay; discrete actions"),
+    "impala": ("agents.impala", "IMPALA actor-critic with V-trace; host envs (sebulba) or phys2d"),
+    "sac": ("agents.sac", "SAC with learned temperature; continuous actions"),
 }
 
 
@@ -33,6 +33,16 @@ def get(name: str) -> ModuleType:
     if name not in AGENTS:
         raise ValueError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
     return importlib.import_module(AGENTS[name][0])
+
+
+def __getattr__(name: str):
+    # `TrainResult` pulls in jax; the CLI must be able to import this package (and set
+    # XLA_FLAGS for --devices) before jax is imported.
+    if name == "TrainResult":
+        from agents._common import TrainResult
+
+        return TrainResult
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")
 
 
 __all__ = ["AGENTS", "TrainResult", "get", "names"]

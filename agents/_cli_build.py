@@ -20,7 +20,7 @@ from inject_rl import envs, loops, schedules
 from inject_rl.optim import injected
 
 OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd, "rmsprop": optax.rmsprop}
-DEFAULT_ENV = "phys2d/CartPole-v1"
+DEFAULT_ENV = "phys2d/CartPole-v1"  # for an agent whose Config names no env
 # Optimizer parameters that are not numbers (dtypes, masks, flags) are not injectable.
 _OPT_NUMERIC = ("learning_rate", "momentum")
 # The global-norm clip: a number goes to the Config's `max_grad_norm`.
@@ -40,10 +40,14 @@ def injectable_fields(config_cls: type) -> list[str]:
     return names
 
 
-def optimizer_hps(factory: Any) -> list[str]:
-    """The numeric (injectable) parameters of an optax optimizer factory."""
+def optimizer_hps(factory: Any, agent: ModuleType | None = None) -> list[str]:
+    """The numeric (injectable) parameters of an optax optimizer factory; without
+    `learning_rate` for an agent whose `default_optimizer(cfg, factory)` sets it from the
+    Config (PPO's `learning_rate`, SAC's `actor_lr`...)."""
     out = []
     for p in inspect.signature(factory).parameters.values():
+        if p.name == "learning_rate" and agent is not None and has_factory_hook(agent):
+            continue
         d = p.default
         numeric = isinstance(d, numbers.Real) and not isinstance(d, bool)
         if p.name in _OPT_NUMERIC or numeric:
@@ -62,6 +66,11 @@ def default_factory_name(agent: ModuleType) -> str | None:
         return None
     default = inspect.signature(agent.default_optimizer).parameters["factory"].default
     return next((n for n, f in OPTIMIZERS.items() if f is default), None)
+
+
+def default_env(agent: ModuleType) -> str:
+    """The env an agent's Config defaults to (PPO: phys2d/CartPole-v1, SAC: Pendulum-v1)."""
+    return _field_defaults(agent.Config).get("env_id") or DEFAULT_ENV
 
 
 def supports(fn: Any, param: str) -> bool:
@@ -151,7 +160,7 @@ class Built:
 def allowed_hps(agent_name: str, agent: ModuleType, opt: str | None) -> str:
     cfg_names = injectable_fields(agent.Config)
     factory = OPTIMIZERS[opt or default_factory_name(agent) or "adam"]
-    opt_names = [n for n in optimizer_hps(factory) if n not in cfg_names]
+    opt_names = [n for n in optimizer_hps(factory, agent) if n not in cfg_names]
     parts = [f"{', '.join(cfg_names)} ({agent_name} Config)"] if cfg_names else []
     parts.append(f"{', '.join(opt_names)} ({factory.__name__})")
     if "max_grad_norm" in _field_defaults(agent.Config):
@@ -177,7 +186,7 @@ def build(
         raise ValueError(f"unknown optimizer {opt!r}; allowed: {', '.join(OPTIMIZERS)}")
     fields = config_from_json(agent_name, agent.Config, overrides, source)
     if env_id is None:
-        env_id = fields.pop("env_id", None) or DEFAULT_ENV
+        env_id = fields.pop("env_id", None) or default_env(agent)
     fields.pop("env_id", None)
     if steps is not None:
         fields["total_steps"] = steps
@@ -186,7 +195,7 @@ def build(
 
     injectable = injectable_fields(agent.Config)
     factory = OPTIMIZERS[opt or default_factory_name(agent) or "adam"]
-    factory_names = optimizer_hps(factory)
+    factory_names = optimizer_hps(factory, agent)
     has_clip = "max_grad_norm" in _field_defaults(agent.Config)
     opt_hps: dict[str, Any] = {}
     max_norm = None

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from agents import _common
 from agents._cli_build import Built, same_run, supports
-from inject_rl import runs
+from inject_rl import loops, runs
 
 
 class NothingWritten(Exception):
@@ -44,7 +44,9 @@ def check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> dict[str, 
             )
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} exists and holds no {runs.CONFIG}; choose another --out")
-    if resume and (saved is None or runs.Checkpointer(out / runs.CHECKPOINTS).latest_step() is None):
+    if resume and (
+        saved is None or runs.Checkpointer(out / runs.CHECKPOINTS).latest_step() is None
+    ):
         raise ValueError(f"--resume: no checkpoint in {out}; train without --resume to start")
     return saved
 
@@ -55,8 +57,10 @@ def _state_template(built: Built) -> Any:
     name = "make_learner" if built.loop == "anakin" else "make_host_learner"
     make = getattr(agent, name, None)
     if make is None or len(_required(make)) != 4:
-        raise ValueError(f"--resume: agent {built.record['agent']} has no {name}(cfg, env, opt, "
-                         "num_devices) to rebuild its state for restoring")
+        raise ValueError(
+            f"--resume: agent {built.record['agent']} has no {name}(cfg, env, opt, "
+            "num_devices) to rebuild its state for restoring"
+        )
     init = make(built.cfg, built.env, built.optimizer, n)[0]
     one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), one)
@@ -66,28 +70,45 @@ def _required(fn) -> list[str]:
     return [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
 
 
-def restore(built: Built, out: Path) -> tuple[Any, dict[str, Any]]:
-    """The latest checkpoint's state (in this run's structure) and meta."""
+def check_resumable(built: Built) -> None:
     if jax.process_count() > 1:
-        raise ValueError("--resume of a multi-process run is not supported yet; resume on one "
-                         "process, or start the run over")
+        raise ValueError(
+            "--resume of a multi-process run is not supported yet; resume on one "
+            "process, or start the run over"
+        )
     if not supports(built.agent.train, "resume"):
         raise ValueError(
             f"--resume: agent {built.record['agent']} cannot resume (its train() takes no resume "
             "argument); train without --resume"
         )
+
+
+def restore(built: Built, out: Path) -> tuple[Any, dict[str, Any]]:
+    """The latest checkpoint's state (in this run's structure) and meta."""
     ckpt = runs.Checkpointer(out / runs.CHECKPOINTS)
     try:
-        return ckpt.restore(ckpt.latest_step(), _state_template(built))
+        state, meta = ckpt.restore(ckpt.latest_step(), _state_template(built))
     finally:
         ckpt.close()
+    # Host arrays -> one replica per learner device, as the loops hand states to callbacks
+    # (the sebulba loop reads its state's device shards). An identity copy: bits unchanged.
+    pick = loops.devices_for if built.loop == "anakin" else loops.learner_devices
+    state = jax.pmap(lambda s: s, devices=pick(built.num_devices))(state)
+    return state, meta
 
 
 class _Run:
     """The callback given to the agent's `train`: rows, progress, checkpoints."""
 
-    def __init__(self, built: Built, out: Path, resumed: dict[str, Any] | None,
-                 every_calls: int, quiet: bool, writes: bool = True):
+    def __init__(
+        self,
+        built: Built,
+        out: Path,
+        resumed: dict[str, Any] | None,
+        every_calls: int,
+        quiet: bool,
+        writes: bool = True,
+    ):
         self.built, self.out, self.every = built, out, every_calls
         self.writes = writes  # False on the other processes of a multi-process run
         self.rows: list[dict[str, Any]] = list(resumed["rows"]) if resumed else []
@@ -131,8 +152,11 @@ class _Run:
         done = call + 1
         if state is not None and (done % self.every == 0 or done == self.num_calls):
             # `state` is donated to the next call: `save` copies it to the host first.
-            self.ckpt.save(done, state, {"next_call": done, "rows": runs.json_safe(self.rows),
-                                         "wall_s": row["wall_s"]})
+            self.ckpt.save(
+                done,
+                state,
+                {"next_call": done, "rows": runs.json_safe(self.rows), "wall_s": row["wall_s"]},
+            )
 
     def close(self) -> None:
         if self.progress is not None:
@@ -157,18 +181,33 @@ def every_calls(cfg: Any, checkpoint_every: int | None) -> int:
     return max(1, round(checkpoint_every / _steps_per_call(cfg)))
 
 
-def train(built: Built, out: Path, *, resume: bool, checkpoint_every: int | None,
-          eval_episodes: int, quiet: bool) -> dict[str, Any]:
+def train(
+    built: Built,
+    out: Path,
+    *,
+    resume: bool,
+    checkpoint_every: int | None,
+    eval_episodes: int,
+    quiet: bool,
+) -> dict[str, Any]:
     """Runs the training; returns the summary. Raises NothingWritten for errors before any file
     was written."""
     primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
     try:
+        if resume:
+            check_resumable(built)
         check_out_dir(out, built.record, resume)
         state, meta = restore(built, out) if resume else (None, None)
     except (ValueError, TypeError) as e:
         raise NothingWritten(e) from None
-    run = _Run(built, out, meta, every_calls(built.cfg, checkpoint_every), quiet or not primary,
-               writes=primary)
+    run = _Run(
+        built,
+        out,
+        meta,
+        every_calls(built.cfg, checkpoint_every),
+        quiet or not primary,
+        writes=primary,
+    )
     kwargs = {"optimizer": built.optimizer, "num_devices": built.num_devices, "callback": run}
     if resume:
         kwargs["resume"] = (state, meta["next_call"])
@@ -184,8 +223,13 @@ def train(built: Built, out: Path, *, resume: bool, checkpoint_every: int | None
         run.start()
         run.close()
     if not primary:
-        return {"steps": run.rows[-1]["step"] if run.rows else 0, "wall_s": run.wall_s(),
-                "compile_s": result.compile_s, "eval_return": None, "eval_episodes": 0}
+        return {
+            "steps": run.rows[-1]["step"] if run.rows else 0,
+            "wall_s": run.wall_s(),
+            "compile_s": result.compile_s,
+            "eval_return": None,
+            "eval_episodes": 0,
+        }
     runs.save_params(out / runs.PARAMS, result.params)
     eval_return = built.agent.evaluate(result, episodes=eval_episodes)
     last = run.rows[-1] if run.rows else {}
@@ -205,5 +249,13 @@ def train(built: Built, out: Path, *, resume: bool, checkpoint_every: int | None
 
 def evaluate(agent, cfg, params, episodes: int) -> float:
     """An agent's greedy evaluation of `params` (as restored from a run directory)."""
-    result = _common.TrainResult(params, None, {}, None, cfg, 0.0, 0.0)
+    result = _common.TrainResult(
+        params=params,
+        opt_state=None,
+        metrics={},
+        state=None,
+        config=cfg,
+        compile_s=0.0,
+        train_s=0.0,
+    )
     return agent.evaluate(result, episodes=episodes)

@@ -50,7 +50,8 @@ class Config:
     buffer_size: int = 100_000  # replay capacity in total, split evenly over devices
     learning_starts: int = 1_000  # env steps (all envs) before the first learner step
     gamma: float = 0.99  # discount
-    target_update_every: int = 100  # learner steps between hard target-network copies
+    target_update_every: int = 100  # learner steps between target-network updates
+    target_tau: float = 1.0  # target <- tau * online + (1 - tau) * target; 1: a hard copy
     max_grad_norm: float = 10.0  # global-norm gradient clip of the default optimizer
     learning_rate: Any = None  # float | StatefulSchedule; None: anneal lr_init on the return
     lr_init: float = 2.3e-3  # learning rate of the default schedule while returns are low
@@ -88,8 +89,8 @@ class Config:
             positive_ints=("total_steps", "num_envs", "train_every", "gradient_steps",
                            "batch_size", "buffer_size", "target_update_every", "eval_episodes",
                            "iterations_per_call"),
-            positive=("lr_init", "lr_final", "max_grad_norm", "epsilon_fraction"),
-            unit=("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction"),
+            positive=("lr_init", "lr_final", "max_grad_norm", "epsilon_fraction", "target_tau"),
+            unit=("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction", "target_tau"),
         )
         for f in ("learning_starts", "eval_every"):
             v = getattr(self, f)
@@ -244,8 +245,9 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
             step_updates, opt_state = opt.update(grads, opt_state, params, **signals)
             params = optax.apply_updates(params, step_updates)
             updates = updates + 1
-            copy = updates % cfg.target_update_every == 0
-            target = jax.tree.map(lambda p, t: jnp.where(copy, p, t), params, target)
+            due = updates % cfg.target_update_every == 0
+            new_target = optax.incremental_update(params, target, cfg.target_tau)
+            target = jax.tree.map(lambda n, t: jnp.where(due, n, t), new_target, target)
             out = (params, target, opt_state, updates, jnp.zeros((), bool))
             return out, {k: signals[k] for k in ("loss", "td_error", "grad_norm")}
 

@@ -54,9 +54,9 @@ class Config:
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # global-norm gradient clip of the default optimizer
     learning_rate: Any = None  # float | StatefulSchedule; None: progress on episode_return
-    lr_init: float = 1e-3  # default schedule: learning rate while returns are low
-    lr_final: float = 1e-4  # ... and once the smoothed return reaches lr_return_high
-    lr_return_low: float = 0.0  # default schedule: return at which lr_init applies
+    lr_init: float = 2e-3  # default schedule: learning rate while returns are low
+    lr_final: float = 5e-4  # ... and once the smoothed return reaches lr_return_high
+    lr_return_low: float = 100.0  # default schedule: return up to which lr_init applies
     lr_return_high: float = 500.0  # default schedule: return at which lr_final applies
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic
     staleness: int = 1  # host loop: rollout i uses the params of iteration i - staleness
@@ -120,16 +120,23 @@ class TrainState(NamedTuple):
     step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
 
 
-def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
-    """Adam whose learning rate falls log-linearly from `lr_init` to `lr_final` as the smoothed
-    episode return rises from `lr_return_low` to `lr_return_high` (`progress`), so a solved
-    policy is fine-tuned gently instead of forgotten; chained with the injected `ent_coef`."""
+def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+                      ) -> optax.GradientTransformationExtraArgs:
+    """`factory` (Adam) whose learning rate falls log-linearly from `lr_init` to `lr_final` as
+    the smoothed episode return rises from `lr_return_low` to `lr_return_high` (`progress`),
+    so a solved policy is fine-tuned gently instead of forgotten; chained with the injected
+    `ent_coef`.
+
+    `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`; Adam's `eps` defaults to 1e-5.
+    """
     lr = cfg.learning_rate
     if lr is None:
         lr = progress(cfg.lr_init, cfg.lr_final, signal="episode_return", low=cfg.lr_return_low,
                       high=cfg.lr_return_high, smoothing=0.9, interpolation="log")
+    if factory is optax.adam:
+        hyperparams.setdefault("eps", 1e-5)
     return optax.chain(
-        injected(optax.adam, learning_rate=lr, clip=cfg.max_grad_norm, eps=1e-5),
+        injected(factory, learning_rate=lr, clip=cfg.max_grad_norm, **hyperparams),
         carried(ent_coef=cfg.ent_coef),
     )
 

@@ -99,6 +99,11 @@ class Config:
 
 # Tuned per env; `config_for(env_id)` starts from these.
 PRESETS: dict[str, dict[str, Any]] = {
+    # Host env (sebulba loop); reaches about -80 within 1e5 steps (seeds 0-2).
+    "Acrobot-v1": dict(
+        total_steps=100_000, num_envs=16, rollout_len=64, epochs=10, num_minibatches=4,
+        gamma=0.99, gae_lambda=0.95,
+    ),
     "phys2d/Pendulum-v0": dict(
         total_steps=1_000_000, num_envs=16, rollout_len=128, epochs=10, num_minibatches=8,
         gamma=0.95, gae_lambda=0.95, lr_init=1e-3, kl_target=0.01, iterations_per_call=20,

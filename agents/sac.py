@@ -65,7 +65,7 @@ class Config:
     alpha_lr: Any = 1e-3  # float | StatefulSchedule (hp/alpha/learning_rate)
     init_alpha: float = 1.0  # initial temperature
     target_entropy: float | None = None  # None: -action_dim
-    hidden: tuple[int, ...] = (256, 256)  # MLP widths of the actor and each critic
+    hidden: tuple[int, ...] = (64, 64)  # MLP widths of the actor and each critic
     staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
     iterations_per_call: int = 50  # iterations per host call (log interval)
 
@@ -145,13 +145,18 @@ def param_labels(params: Any) -> dict[str, str]:
     return {k: k for k in params}
 
 
-def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
-    """Three injected Adams, one per part of the params (`optax.partition`)."""
+def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+                      ) -> optax.GradientTransformationExtraArgs:
+    """Three injected `factory` (Adam) optimizers, one per part of the params
+    (`optax.partition`), with learning rates `actor_lr`, `critic_lr` and `alpha_lr`.
+
+    `hyperparams` (e.g. `b1=...`) go to all three.
+    """
     return optax.partition(
         {
-            "actor": injected(optax.adam, learning_rate=cfg.actor_lr),
-            "critic": injected(optax.adam, learning_rate=cfg.critic_lr),
-            "alpha": injected(optax.adam, learning_rate=cfg.alpha_lr),
+            part: injected(factory, learning_rate=lr, **hyperparams)
+            for part, lr in (("actor", cfg.actor_lr), ("critic", cfg.critic_lr),
+                             ("alpha", cfg.alpha_lr))
         },
         param_labels,
     )

@@ -100,7 +100,7 @@ class HostEnv:
         self._env = RecordEpisodeStatistics(vec)
         self.id = spec.id
         self.num_envs = num_envs
-        self.max_episode_steps = spec.max_episode_steps
+        self.max_episode_steps = kwargs.get("max_episode_steps", spec.max_episode_steps)
         self.observation_space = vec.single_observation_space
         self.action_space = vec.single_action_space
         self.closed = False

@@ -66,20 +66,37 @@ def devices_for(num_devices: int | None) -> list[jax.Device]:
     return available[:n]
 
 
+def _local(x: Any) -> np.ndarray:
+    """The replicas this process holds, `[local_devices, ...]`, on the host.
+
+    Reads the addressable shards: indexing a global array (`x[0]`) would be a computation that
+    every process must run in step, and hangs a multi-process run when one process does it alone.
+    """
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
+    return np.asarray(jax.device_get(x))
+
+
 def replicas_equal(tree: Any) -> bool:
-    """Whether every leaf is bitwise-identical across its leading device axis."""
+    """Whether every leaf is bitwise-identical across its leading (local) device axis."""
     for leaf in jax.tree.leaves(tree):
-        x = np.asarray(jax.device_get(leaf))
-        if x.dtype.kind == "V" or not all(
-            np.array_equal(x[0], x[i], equal_nan=True) for i in range(1, x.shape[0])
-        ):
+        if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        x = _local(leaf)
+        if not all(np.array_equal(x[0], x[i], equal_nan=True) for i in range(1, x.shape[0])):
             return False
     return True
 
 
 def unreplicate(tree: Any) -> Any:
-    """Device 0's copy of a replicated pytree, on the host."""
-    return jax.device_get(jax.tree.map(lambda x: x[0], tree))
+    """This process's first replica of a replicated pytree, on the host (typed keys kept)."""
+
+    def first(x):
+        if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
+            return jax.random.wrap_key_data(_local(jax.random.key_data(x))[0])
+        return _local(x)[0]
+
+    return jax.tree.map(first, tree)
 
 
 def run(

@@ -128,7 +128,8 @@ def to_spec(value: Any) -> str:
     try:
         again = parse(text)
     except ValueError as e:
-        raise ValueError(f"{type(value).__name__} cannot be written as a spec string ({e})") from None
+        name = type(value).__name__
+        raise ValueError(f"{name} cannot be written as a spec string ({e})") from None
     if repr(again) != text:
         raise ValueError(f"{text} does not round-trip through a spec string")
     return text
@@ -160,8 +161,11 @@ def _literal(node: ast.expr, spec: str) -> Any:
     if isinstance(node, ast.Name):
         raise _allowed(spec, f"the name {node.id!r} (inf is the only name)")
     if isinstance(node, ast.Call):
-        raise _allowed(spec, f"the call {ast.unparse(node)!r} here (nested schedules only as "
-                       "the schedule of warmup, clip, spike_guard or from_step_schedule)")
+        raise _allowed(
+            spec,
+            f"the call {ast.unparse(node)!r} here (nested schedules only as "
+            "the schedule of warmup, clip, spike_guard or from_step_schedule)",
+        )
     raise _allowed(spec, f"{type(node).__name__} {ast.unparse(node)!r}")
 
 

@@ -1,0 +1,133 @@
+"""The `inject-rl` argument parser: one subparser per command, one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+
+from agents import AGENTS
+
+
+class UsageError(Exception):
+    """A user error: reported as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line (no usage dump)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+_HP_HELP = """\
+hyperparameter NAME=SPEC (repeatable). SPEC is a number (a constant) or a schedule call:
+  learning_rate='kl_target(3e-4, target=0.01)', b1='plateau(0.9, factor=1.05, max_value=0.99)',
+  ent_coef='progress(0.01, 0.0, low=0, high=500)', learning_rate=3e-4.
+NAME is an injectable Config field of the agent (ppo: learning_rate, ent_coef, clip_eps; dqn:
+learning_rate, epsilon), a numeric parameter of the optimizer (adam: b1, b2, eps...; sgd:
+momentum; rmsprop: decay...) or max_norm (gradient clip). `inject-rl list` shows them all."""
+
+
+def parser() -> _Parser:
+    p = _Parser(
+        prog="inject-rl",
+        description="Train JAX RL agents whose optax hyperparameters are stateful schedules "
+        "driven by training signals.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `inject-rl COMMAND --help` for each command's options.",
+    )
+    sub = p.add_subparsers(
+        dest="command", required=True, parser_class=_Parser, metavar="{train,eval,plot,list}"
+    )
+
+    t = sub.add_parser(
+        "train",
+        help="train an agent into a run directory",
+        formatter_class=argparse.RawTextHelpFormatter,
+        description="Train an agent; writes config.json, metrics.jsonl, checkpoints/, params/ and "
+        "summary.json\nto --out. Unset options take the agent's preset for the env (or, with "
+        "--resume, the run's\nconfig.json).",
+    )
+    t.add_argument("--agent", help=f"agent: {', '.join(AGENTS)} (default: {next(iter(AGENTS))})")
+    t.add_argument(
+        "--env",
+        help="gymnasium id (default: the agent's; ppo: phys2d/CartPole-v1); see `inject-rl list`",
+    )
+    t.add_argument("--steps", type=int, help="env steps (default: the agent's preset)")
+    t.add_argument("--seed", type=int, help="random seed (default: 0)")
+    t.add_argument(
+        "--devices",
+        type=int,
+        help="devices to pmap over (default: 1); on a CPU-only machine that many fake CPU devices",
+    )
+    t.add_argument("--out", help="run directory (default: runs/<agent>-<env>-s<seed>)")
+    t.add_argument("--hp", action="append", metavar="NAME=SPEC", help=_HP_HELP)
+    t.add_argument(
+        "--opt", help="optimizer: adam, adamw, sgd, rmsprop (default: the agent's: Adam)"
+    )
+    t.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON object of Config field overrides, e.g. "
+        '{"num_envs": 16, "ent_coef": "plateau(0.01, factor=0.5)"}',
+    )
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its latest checkpoint (bitwise as if uninterrupted;\n"
+        "options not given come from its config.json). Without --resume, a directory\n"
+        "holding the same run is started over, one holding another run is an error",
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="checkpoint every N env steps, rounded to host calls (default: about 10 "
+        "per run); always at the end",
+    )
+    t.add_argument(
+        "--eval-episodes",
+        type=int,
+        default=10,
+        metavar="N",
+        help="greedy episodes for summary.json's eval_return (default: 10)",
+    )
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    t.add_argument(
+        "--no-compile-cache",
+        action="store_true",
+        help="do not use the persistent compilation cache (INJECT_RL_COMPILE_CACHE=off)",
+    )
+    d = t.add_argument_group("multi-process (jax.distributed, CPU collectives over gloo)")
+    d.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0")
+    d.add_argument("--num-processes", type=int, metavar="P", help="processes in total")
+    d.add_argument("--process-id", type=int, metavar="K", help="this process, in [0, P)")
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate a run's final params",
+        description="Mean return of greedy episodes with the final params in DIR.",
+    )
+    e.add_argument("dir", metavar="DIR", help="run directory")
+    e.add_argument("--episodes", type=int, default=20, help="episodes (default: 20)")
+    e.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
+
+    pl = sub.add_parser(
+        "plot",
+        help="plot runs' return and hyperparameters",
+        description="PNG of episode return and every hp/* series against env "
+        "steps, one subplot each, the runs overlaid.",
+    )
+    pl.add_argument("dirs", nargs="+", metavar="DIR", help="run directories")
+    pl.add_argument(
+        "--out",
+        metavar="FILE.png",
+        help="output file (default: DIR/plot.png for one run, plot.png otherwise)",
+    )
+
+    sub.add_parser(
+        "list",
+        help="list agents, environments, schedules and optimizers",
+        description="List agents, environments (with the loop that runs them), "
+        "schedules with their parameters, and optimizers.",
+    )
+    return p

@@ -1,0 +1,86 @@
+"""SAC: both loops, one optimizer update per learner step with every signal, learning."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from agents import sac
+from inject_rl import loops
+
+TINY = dict(total_steps=256, num_envs=2, train_every=8, gradient_steps=4, batch_size=32,
+            buffer_size=512, learning_starts=64, iterations_per_call=4, hidden=(16, 16))
+SIGNALS = {"loss", "value_loss", "entropy", "td_error", "grad_norm", "episode_return",
+           "episode_length", "episode_count", "step"}
+
+
+class RecordingSchedule:
+    """A user's own optax StatefulSchedule: counts its updates, records the keys it gets."""
+
+    def __init__(self):
+        self.keys_seen: set[str] = set()
+
+    def init(self):
+        return {"calls": jnp.zeros((), jnp.int32)}
+
+    def update(self, state, **extra_args):
+        self.keys_seen |= set(extra_args)
+        return {"calls": state["calls"] + 1}
+
+    def __call__(self, state, **extra_args):
+        return jnp.asarray(1e-3, jnp.float32)
+
+
+@pytest.mark.parametrize("env_id", ["Pendulum-v1", "phys2d/Pendulum-v0"], ids=["host", "anakin"])
+def test_smoke_metrics_hyperparams_and_temperature(env_id):
+    cfg = sac.config_for(env_id, **TINY)
+    res = sac.train(cfg)
+    n = cfg.num_iterations
+    for k in SIGNALS | {"alpha", "hp/actor/learning_rate", "hp/critic/learning_rate",
+                        "hp/alpha/learning_rate"}:
+        assert res.metrics[k].shape == (n,), k
+    learning = res.metrics["step"] >= cfg.learning_starts
+    assert np.isnan(res.metrics["loss"][~learning]).all()
+    assert np.isfinite(res.metrics["loss"][learning]).all() and learning.sum() >= 2
+    assert res.metrics["alpha"][-1] != cfg.init_alpha  # the temperature is learned
+    assert np.isfinite(sac.evaluate(res, episodes=2))
+
+
+def test_one_update_per_learner_step_with_every_signal():
+    sched = RecordingSchedule()
+    cfg = sac.Config(**TINY)
+    res = sac.train(cfg, optimizer=optax.inject_hyperparams(optax.adam)(learning_rate=sched))
+    assert sched.keys_seen == SIGNALS
+    learning_iterations = int((res.metrics["step"] >= cfg.learning_starts).sum())
+    calls = res.opt_state.hyperparams_states["learning_rate"]["calls"]
+    assert int(calls) == learning_iterations * cfg.gradient_steps
+
+
+def test_two_devices_replicas_bitwise_equal():
+    res = sac.train(sac.Config(**TINY), num_devices=2)
+    assert loops.replicas_equal(res.state.params)
+    assert loops.replicas_equal(res.state.opt_state)
+    assert loops.replicas_equal(res.state.target_critic)
+
+
+def test_discrete_actions_are_rejected():
+    with pytest.raises(ValueError, match="continuous"):
+        sac.train(sac.Config(**{**TINY, "env_id": "CartPole-v1"}))
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [(dict(tau=2.0), "tau"), (dict(learning_starts=-1), "learning_starts"),
+     (dict(buffer_size=8), "buffer_size"), (dict(actor_lr=0.0), "actor_lr")],
+    ids=["tau", "learning_starts", "buffer", "lr"],
+)
+def test_bad_config_is_value_error(changes, match):
+    with pytest.raises(ValueError, match=match):
+        sac.train(sac.Config(**{**TINY, **changes}))
+
+
+@pytest.mark.slow
+def test_pendulum_within_3e4_steps():
+    res = sac.train(sac.Config(seed=0))
+    assert int(res.metrics["step"][-1]) <= 30_000 + sac.Config().steps_per_iteration * 50
+    assert sac.evaluate(res, episodes=20) >= -250
