@@ -2,16 +2,24 @@
 
 Maths from rlax: `double_q_learning` vmapped over the batch (the online network selects the
 next action, the target network values it; van Hasselt et al. 2016) under a Huber loss
-(`rlax.huber_loss`, delta 1, as in the DQN paper and SB3). Experience goes to an on-device ring
-buffer (`inject_rl.loops.ReplayBuffer`) holding `next_obs` from the env's `TimeStep` (the true
-next observation, before autoreset) and `discount = gamma * (1 - terminated)`, so a time-limit
-truncation still bootstraps. The target network is a hard copy of the online one every
-`target_update_every` learner steps.
+(`rlax.huber_loss`, delta 1, as in the Nature DQN and SB3). Experience goes to an on-device ring
+buffer (`inject_rl.loops.ReplayBuffer`, one per device) holding `next_obs` from the env's
+`TimeStep` (the true next observation, before autoreset) and `discount = gamma * (1 -
+terminated)`, so a time-limit truncation still bootstraps. Every `target_update_every` learner
+steps the target network becomes `tau * online + (1 - tau) * target` (SB3's rule); the default
+`tau = 1` is a hard copy.
 
+One iteration acts `train_every` epsilon-greedy steps in every env, adds them to the replay, then
+takes `gradient_steps` learner steps (none until `learning_starts` env steps, by `lax.cond`).
 Every learner step passes all its signals (`loss`, `td_error`, `grad_norm`, `episode_return`,
 `episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`, reduced across
 devices with `inject_rl.signals.sync`. Epsilon is a `StatefulSchedule` too: its state lives in
 `TrainState` and is updated once per iteration with the same signal names.
+
+DQN on CartPole does not converge to a policy and stay there: the greedy return swings between
+500 and ~100 throughout training, whatever the learning rate or target period (measured). So by
+default (`eval_every > 0`) the agent keeps the best params of periodic in-graph greedy
+evaluations, like SB3's EvalCallback; see `Config` and `train`.
 """
 
 from __future__ import annotations
@@ -38,7 +46,19 @@ from inject_rl.signals import EpisodeStats, sync
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """DQN settings; defaults solve phys2d/CartPole-v1 within 1e5 steps (rl-zoo's tuning)."""
+    """DQN settings; defaults solve phys2d/CartPole-v1 within 1e5 steps.
+
+    Started from rl-baselines3-zoo's CartPole DQN (lr 2.3e-3, batch 64, buffer 1e5, 1000 steps
+    before learning, 0.5 learner steps per env step, target copied before each training phase,
+    epsilon 1 -> 0.04 over 16% of training). Changes, measured on 2-6 seeds each and the final
+    defaults on seeds 0-7: a 128x128 network instead of 256x256 (4x cheaper on CPU, no worse);
+    the learning rate annealed with the return (`default_optimizer`; more evaluations at 500
+    than a constant 2.3e-3 or 1e-3 -> 1e-4); the best params of greedy evaluations kept (every
+    5 iterations, 64 episodes per device: 100 evaluations running 3.2e6 env steps per device,
+    which are not training steps and are not counted in `step` or `total_steps`; the metric
+    `eval_steps` counts them). Higher final epsilons, longer decays or an epsilon falling with
+    the return (`progress`) were worse.
+    """
 
     env_id: str = "phys2d/CartPole-v1"  # a gymnasium functional JAX env, discrete actions
     total_steps: int = 100_000  # env steps (rounded up to whole host calls)
@@ -61,9 +81,9 @@ class Config:
     epsilon_start: float = 1.0  # default epsilon schedule: first value
     epsilon_end: float = 0.04  # default epsilon schedule: final value
     epsilon_fraction: float = 0.16  # default epsilon schedule: fraction of iterations to anneal
-    hidden: tuple[int, ...] = (256, 256)  # MLP widths of the Q-network
-    eval_every: int = 10  # iterations between greedy evaluations keeping the best params; 0: off
-    eval_episodes: int = 10  # greedy episodes per evaluation and device (not training steps)
+    hidden: tuple[int, ...] = (128, 128)  # MLP widths of the Q-network
+    eval_every: int = 5  # iterations between greedy evaluations keeping the best params; 0: off
+    eval_episodes: int = 64  # greedy episodes per evaluation and device (not training steps)
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
 
     @property
@@ -86,10 +106,25 @@ class Config:
     def validate(self) -> Config:
         _common.check_config(
             self,
-            positive_ints=("total_steps", "num_envs", "train_every", "gradient_steps",
-                           "batch_size", "buffer_size", "target_update_every", "eval_episodes",
-                           "iterations_per_call"),
-            positive=("lr_init", "lr_final", "max_grad_norm", "epsilon_fraction", "target_tau"),
+            positive_ints=(
+                "total_steps",
+                "num_envs",
+                "train_every",
+                "gradient_steps",
+                "batch_size",
+                "buffer_size",
+                "target_update_every",
+                "eval_episodes",
+                "iterations_per_call",
+            ),
+            positive=(
+                "lr_init",
+                "lr_final",
+                "lr_return_high",
+                "max_grad_norm",
+                "epsilon_fraction",
+                "target_tau",
+            ),
             unit=("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction", "target_tau"),
         )
         for f in ("learning_starts", "eval_every"):
@@ -101,20 +136,15 @@ class Config:
                 f"dqn: buffer_size must hold one iteration (num_envs * train_every = "
                 f"{self.steps_per_iteration}), got buffer_size={self.buffer_size}"
             )
-        _check_injectable("epsilon", self.epsilon, 0.0, 1.0)
-        _check_injectable("learning_rate", self.learning_rate, 0.0, math.inf)
+        ranges = {"learning_rate": (0.0, False), "epsilon": (0.0, True)}
+        _common.check_injectable(
+            self, **{f: r for f, r in ranges.items() if getattr(self, f) is not None}
+        )
+        if isinstance(self.epsilon, numbers.Real) and self.epsilon > 1:
+            raise ValueError(f"dqn: epsilon must be in [0, 1] or a schedule, got {self.epsilon=!r}")
         if envs.is_jax_env(self.env_id):
             _check_discrete(envs.make(self.env_id))
         return self
-
-
-def _check_injectable(name: str, v: Any, low: float, high: float) -> None:
-    if v is None or isinstance(v, optax.schedules.StatefulSchedule) or callable(v):
-        return
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"dqn: {name} must be None, a number or a schedule, got {name}={v!r}")
-    if not (low <= v <= high and math.isfinite(v)):
-        raise ValueError(f"dqn: {name} must be in [{low}, {high}], got {name}={v!r}")
 
 
 def _check_discrete(env: envs.JaxEnv) -> None:
@@ -161,15 +191,28 @@ class TrainState(NamedTuple):
     best_return: jax.Array  # shape=(), dtype=float32; -inf before the first evaluation
 
 
-def default_optimizer(cfg: Config) -> optax.GradientTransformationExtraArgs:
-    """Adam whose learning rate falls log-linearly from `lr_init` to `lr_final` as the smoothed
-    episode return rises to `lr_return_high` (`progress`), so a solved policy is fine-tuned
-    gently instead of forgotten."""
+def default_optimizer(
+    cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+) -> optax.GradientTransformationExtraArgs:
+    """`factory` (Adam) whose learning rate falls log-linearly from `lr_init` to `lr_final` as
+    the smoothed episode return rises to `lr_return_high` (`progress`), clipped at
+    `max_grad_norm`; `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`.
+
+    Measured on CartPole against a constant 2.3e-3 and against 1e-3 -> 1e-4: more of the
+    periodic greedy evaluations reach 500.
+    """
     lr = cfg.learning_rate
     if lr is None:
-        lr = progress(cfg.lr_init, cfg.lr_final, signal="episode_return", low=0.0,
-                      high=cfg.lr_return_high, smoothing=0.9, interpolation="log")
-    return injected(optax.adam, learning_rate=lr, clip=cfg.max_grad_norm)
+        lr = progress(
+            cfg.lr_init,
+            cfg.lr_final,
+            signal="episode_return",
+            low=0.0,
+            high=cfg.lr_return_high,
+            smoothing=0.9,
+            interpolation="log",
+        )
+    return injected(factory, learning_rate=lr, clip=cfg.max_grad_norm, **hyperparams)
 
 
 def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
@@ -186,10 +229,15 @@ def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
     return constant(float(eps))
 
 
-def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
-                 num_devices: int, eps: optax.schedules.StatefulSchedule):
-    """`(init, iteration, net)` for `inject_rl.loops.run`."""
+def make_learner(
+    cfg: Config,
+    env: envs.JaxEnv,
+    opt: optax.GradientTransformationExtraArgs,
+    num_devices: int,
+):
+    """`(init, iteration, net)` for `inject_rl.loops.run`; epsilon from `epsilon_schedule`."""
     _check_discrete(env)
+    eps = epsilon_schedule(cfg)
     for name in ("num_envs", "batch_size", "buffer_size"):
         if getattr(cfg, name) % num_devices:
             raise ValueError(
@@ -206,18 +254,35 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         k_params, k_env, k_run = jax.random.split(key, 3)
         params = net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
         actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        item = Experience(jnp.zeros(env.obs_shape), jnp.zeros((), jnp.int32), jnp.zeros(()),
-                          jnp.zeros(()), jnp.zeros(env.obs_shape))
+        item = Experience(
+            jnp.zeros(env.obs_shape),
+            jnp.zeros((), jnp.int32),
+            jnp.zeros(()),
+            jnp.zeros(()),
+            jnp.zeros(env.obs_shape),
+        )
         replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
         zero = jnp.zeros((), jnp.int32)
-        return TrainState(params, params, opt.init(params), eps.init(), replay, actor,
-                          jax.random.fold_in(k_run, device_index), zero, zero, zero, params,
-                          jnp.array(-jnp.inf, jnp.float32))
+        return TrainState(
+            params,
+            params,
+            opt.init(params),
+            eps.init(),
+            replay,
+            actor,
+            jax.random.fold_in(k_run, device_index),
+            zero,
+            zero,
+            zero,
+            params,
+            jnp.array(-jnp.inf, jnp.float32),
+        )
 
     def loss_fn(params, b: Experience, q_t_value, q_t_selector):
         q_tm1 = net.apply(params, b.obs)
-        td = jax.vmap(rlax.double_q_learning)(q_tm1, b.action, b.reward, b.discount, q_t_value,
-                                              q_t_selector)
+        td = jax.vmap(rlax.double_q_learning)(
+            q_tm1, b.action, b.reward, b.discount, q_t_value, q_t_selector
+        )
         loss = jnp.mean(rlax.huber_loss(td, 1.0))
         return loss, {"loss": loss, "td_error": jnp.mean(jnp.abs(td))}
 
@@ -256,8 +321,9 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         (params, target, opt_state, updates, _), stats = jax.lax.scan(
             learner_step, carry, jax.random.split(k_learn, cfg.gradient_steps)
         )
-        ts = ts._replace(params=params, target_params=target, opt_state=opt_state,
-                         updates=updates, key=key)
+        ts = ts._replace(
+            params=params, target_params=target, opt_state=opt_state, updates=updates, key=key
+        )
         return ts, {k: v.mean() for k, v in stats.items()}
 
     def skip(ts: TrainState, episodes, axis_name):
@@ -268,14 +334,17 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
     def greedy_eval(ts: TrainState, axis_name):
         key, k_eval = jax.random.split(ts.key)
         ret = loops.evaluate_policy(
-            env, lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32),
-            cfg.eval_episodes, k_eval,
+            env,
+            lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32),
+            cfg.eval_episodes,
+            k_eval,
         )
         ret = sync({"eval_return": ret}, axis_name)["eval_return"]
         better = ret >= ts.best_return  # ties: prefer the later, longer-trained params
         best = jax.tree.map(lambda p, b: jnp.where(better, p, b), ts.params, ts.best_params)
-        ts = ts._replace(key=key, best_params=best,
-                         best_return=jnp.where(better, ret, ts.best_return))
+        ts = ts._replace(
+            key=key, best_params=best, best_return=jnp.where(better, ret, ts.best_return)
+        )
         return ts, ret
 
     def iteration(ts: TrainState, axis_name: str | None):
@@ -291,36 +360,64 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
 
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
         actor, traj = loops.rollout(env, policy, actor, k_roll, cfg.train_every)
-        new = Experience(traj.obs, traj.action, traj.reward,
-                         cfg.gamma * (1.0 - traj.terminated.astype(jnp.float32)), traj.next_obs)
+        new = Experience(
+            traj.obs,
+            traj.action,
+            traj.reward,
+            cfg.gamma * (1.0 - traj.terminated.astype(jnp.float32)),
+            traj.next_obs,
+        )
         new = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
         step = ts.step + cfg.steps_per_iteration
         ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new), actor=actor, key=key, step=step)
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
 
         # The predicate is identical on every device, so collectives inside the branch match.
-        ts, stats = jax.lax.cond(step >= cfg.learning_starts,
-                                 lambda t: learn(t, episodes, axis_name),
-                                 lambda t: skip(t, episodes, axis_name), ts)
+        ts, stats = jax.lax.cond(
+            step >= cfg.learning_starts,
+            lambda t: learn(t, episodes, axis_name),
+            lambda t: skip(t, episodes, axis_name),
+            ts,
+        )
+        # Epsilon sees the signal names opt.update sees, once per iteration: the episode
+        # statistics of this iteration's env steps and the learner signals averaged over its
+        # learner steps (NaN before `learning_starts`, which schedules ignore).
         signals = {**stats, **episodes, "step": step}
-        ts = ts._replace(epsilon_state=eps.update(ts.epsilon_state, **signals),
-                         iteration=ts.iteration + 1)
+        ts = ts._replace(
+            epsilon_state=eps.update(ts.epsilon_state, **signals), iteration=ts.iteration + 1
+        )
 
-        metrics = {**stats, **episodes, "step": step, **_common.hp_metrics(ts.opt_state),
-                   "hp/epsilon": epsilon}
+        metrics = {
+            **stats,
+            **episodes,
+            "step": step,
+            **_common.hp_metrics(ts.opt_state),
+            "hp/epsilon": epsilon,
+        }
         if cfg.eval_every:
             due = ts.iteration % cfg.eval_every == 0
-            ts, ret = jax.lax.cond(due, lambda t: greedy_eval(t, axis_name),
-                                   lambda t: (t, jnp.full((), jnp.nan, jnp.float32)), ts)
-            metrics["eval_return"] = ret
+            ts, ret = jax.lax.cond(
+                due,
+                lambda t: greedy_eval(t, axis_name),
+                lambda t: (t, jnp.full((), jnp.nan, jnp.float32)),
+                ts,
+            )
+            metrics["eval_return"] = ret  # NaN in iterations without an evaluation
+            metrics["best_return"] = ts.best_return
             metrics["eval_steps"] = (ts.iteration // cfg.eval_every) * eval_steps
         return ts, metrics
 
     return init, iteration, net
 
 
-def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
-          callback: Callable[[int, dict], None] | None = None) -> _common.TrainResult:
+def train(
+    cfg: Config = Config(),
+    *,
+    optimizer=None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+) -> _common.TrainResult:
     """Trains double DQN on the anakin loop.
 
     With `eval_every > 0` the params returned are the best of the periodic greedy evaluations
@@ -333,7 +430,10 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
       optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
         `update` receives every signal as keyword `extra_args` on every learner step.
       num_devices: devices to `pmap` over (None: 1).
-      callback: `callback(call_index, metrics)` after every host call.
+      callback: `callback(call_index, metrics, state)` after every host call; `state` is the
+        replicated training state (copy what you keep: it is donated to the next call).
+      resume: `(state, next_call)` to continue a run from a checkpoint, bitwise as if
+        uninterrupted (the replay buffers and epsilon state are part of the state).
 
     Returns:
       A `TrainResult`.
@@ -343,18 +443,25 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
     """
     cfg.validate()
     env = envs.make(cfg.env_id)
-    _check_discrete(env)
     opt = default_optimizer(cfg) if optimizer is None else optimizer
     _common.check_optimizer(opt)
     devices = loops.devices_for(num_devices)
-    init, iteration, _ = make_learner(cfg, env, opt, len(devices), epsilon_schedule(cfg))
-    res = loops.run(init, iteration, num_calls=cfg.num_calls,
-                    iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                    callback=callback)
-    final = loops.unreplicate(res.state)
-    params = final.best_params if final.best_return > -jnp.inf else final.params
-    return _common.TrainResult(params, final.opt_state, res.metrics, res.state, cfg,
-                               res.compile_s, res.train_s)
+    init, iteration, _ = make_learner(cfg, env, opt, len(devices))
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    res = loops.run(
+        init,
+        iteration,
+        num_calls=cfg.num_calls,
+        iterations_per_call=cfg.iterations_per_call,
+        num_devices=len(devices),
+        callback=callback,
+        **start,
+    )
+    final = loops.first_replica(res.state)
+    params = final.best_params if float(final.best_return) > -math.inf else final.params
+    return _common.TrainResult(
+        params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    )
 
 
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
@@ -362,6 +469,9 @@ def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) 
     cfg = result.config
     env = envs.make(cfg.env_id)
     net = q_network(env.num_actions, cfg.hidden)
-    fn = jax.jit(lambda p, k: loops.evaluate_policy(
-        env, lambda obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32), episodes, k))
+    fn = jax.jit(
+        lambda p, k: loops.evaluate_policy(
+            env, lambda obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32), episodes, k
+        )
+    )
     return float(fn(result.params, jax.random.key(seed)))

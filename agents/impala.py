@@ -79,16 +79,28 @@ class Config:
     def validate(self) -> Config:
         _common.check_config(
             self,
-            positive_ints=("total_steps", "num_envs", "rollout_len", "num_actor_threads",
-                           "iterations_per_call"),
-            positive=("lr_init", "lr_final", "max_grad_norm", "clip_rho_threshold",
-                      "clip_pg_rho_threshold"),
+            positive_ints=(
+                "total_steps",
+                "num_envs",
+                "rollout_len",
+                "num_actor_threads",
+                "iterations_per_call",
+            ),
+            positive=(
+                "lr_init",
+                "lr_final",
+                "max_grad_norm",
+                "clip_rho_threshold",
+                "clip_pg_rho_threshold",
+            ),
             nonneg=("vf_coef",),
             unit=("gamma", "vtrace_lambda"),
         )
         _common.check_injectable(self, ent_coef=(0.0, True))
-        if isinstance(self.staleness, bool) or not isinstance(self.staleness, int) or (
-            self.staleness < 0
+        if (
+            isinstance(self.staleness, bool)
+            or not isinstance(self.staleness, int)
+            or (self.staleness < 0)
         ):
             raise ValueError(f"impala: staleness must be an integer >= 0, got {self.staleness=!r}")
         if not self.lr_return_low < self.lr_return_high:
@@ -120,8 +132,9 @@ class TrainState(NamedTuple):
     step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
 
 
-def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
-                      ) -> optax.GradientTransformationExtraArgs:
+def default_optimizer(
+    cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+) -> optax.GradientTransformationExtraArgs:
     """`factory` (Adam) whose learning rate falls log-linearly from `lr_init` to `lr_final` as
     the smoothed episode return rises from `lr_return_low` to `lr_return_high` (`progress`),
     so a solved policy is fine-tuned gently instead of forgotten; chained with the injected
@@ -131,8 +144,15 @@ def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams
     """
     lr = cfg.learning_rate
     if lr is None:
-        lr = progress(cfg.lr_init, cfg.lr_final, signal="episode_return", low=cfg.lr_return_low,
-                      high=cfg.lr_return_high, smoothing=0.9, interpolation="log")
+        lr = progress(
+            cfg.lr_init,
+            cfg.lr_final,
+            signal="episode_return",
+            low=cfg.lr_return_low,
+            high=cfg.lr_return_high,
+            smoothing=0.9,
+            interpolation="log",
+        )
     if factory is optax.adam:
         hyperparams.setdefault("eps", 1e-5)
     return optax.chain(
@@ -141,8 +161,7 @@ def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams
     )
 
 
-def make_update(cfg: Config, policy: ActorCriticPolicy,
-                opt: optax.GradientTransformationExtraArgs):
+def make_update(cfg: Config, policy: ActorCriticPolicy, opt: optax.GradientTransformationExtraArgs):
     """The learner step both loops share.
 
     Returns `update(params, opt_state, traj, last_obs, episodes, step, axis_name) -> (params,
@@ -150,10 +169,14 @@ def make_update(cfg: Config, policy: ActorCriticPolicy,
     `log_prob`, `last_obs` `[B, *obs]` the observation after the rollout.
     """
     vtrace = jax.vmap(
-        functools.partial(rlax.vtrace_td_error_and_advantage, lambda_=cfg.vtrace_lambda,
-                          clip_rho_threshold=cfg.clip_rho_threshold,
-                          clip_pg_rho_threshold=cfg.clip_pg_rho_threshold),
-        in_axes=1, out_axes=1,
+        functools.partial(
+            rlax.vtrace_td_error_and_advantage,
+            lambda_=cfg.vtrace_lambda,
+            clip_rho_threshold=cfg.clip_rho_threshold,
+            clip_pg_rho_threshold=cfg.clip_pg_rho_threshold,
+        ),
+        in_axes=1,
+        out_axes=1,
     )
 
     def loss_fn(params, traj: loops.Transition, last_obs, ent_coef):
@@ -206,8 +229,9 @@ def _envs_per_device(cfg: Config, num_devices: int) -> int:
     return cfg.num_envs // num_devices
 
 
-def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
-                 num_devices: int):
+def make_learner(
+    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
     envs_per_device = _envs_per_device(cfg, num_devices)
     policy = ActorCriticPolicy(env, cfg.hidden)
@@ -217,8 +241,13 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
         params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
         actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        return TrainState(params, opt.init(params), actor,
-                          jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+        return TrainState(
+            params,
+            opt.init(params),
+            actor,
+            jax.random.fold_in(k_run, device_index),
+            jnp.zeros((), jnp.int32),
+        )
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll = jax.random.split(ts.key)
@@ -228,15 +257,17 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         )
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-        params, opt_state, metrics = update(ts.params, ts.opt_state, traj, actor.obs, episodes,
-                                            step, axis_name)
+        params, opt_state, metrics = update(
+            ts.params, ts.opt_state, traj, actor.obs, episodes, step, axis_name
+        )
         return TrainState(params, opt_state, actor, key, step), metrics
 
     return init, iteration, policy
 
 
-def make_host_learner(cfg: Config, env: envs.HostEnv,
-                      opt: optax.GradientTransformationExtraArgs, num_devices: int):
+def make_host_learner(
+    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
     _envs_per_device(cfg, num_devices)
     policy = ActorCriticPolicy(env, cfg.hidden)
@@ -245,22 +276,33 @@ def make_host_learner(cfg: Config, env: envs.HostEnv,
     def init(device_index):
         k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
         params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        return TrainState(params, opt.init(params), None,
-                          jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+        return TrainState(
+            params,
+            opt.init(params),
+            None,
+            jax.random.fold_in(k_run, device_index),
+            jnp.zeros((), jnp.int32),
+        )
 
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        params, opt_state, metrics = update(ts.params, ts.opt_state, rollout.traj,
-                                            rollout.last_obs, episodes, step, axis_name)
+        params, opt_state, metrics = update(
+            ts.params, ts.opt_state, rollout.traj, rollout.last_obs, episodes, step, axis_name
+        )
         return ts._replace(params=params, opt_state=opt_state, step=step), metrics
 
     return init, policy.sample, learn, policy
 
 
-def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
-          callback: Callable[..., None] | None = None,
-          resume: tuple[Any, int] | None = None) -> _common.TrainResult:
+def train(
+    cfg: Config = Config(),
+    *,
+    optimizer=None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+) -> _common.TrainResult:
     """Trains IMPALA: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
 
     Args:
@@ -284,23 +326,39 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
         env = envs.make(cfg.env_id)
         devices = loops.devices_for(num_devices)
         init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-        res = loops.run(init, iteration, num_calls=cfg.num_calls,
-                        iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                        callback=callback, **start)
+        res = loops.run(
+            init,
+            iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=callback,
+            **start,
+        )
     else:
         env = envs.host_spaces(cfg.env_id)
         n = len(loops.learner_devices(num_devices))
         init, act, learn, _ = make_host_learner(cfg, env, opt, n)
         res = loops.run_sebulba(
-            init, act, learn, env_id=cfg.env_id, num_envs=cfg.num_envs,
-            rollout_len=cfg.rollout_len, num_calls=cfg.num_calls,
-            iterations_per_call=cfg.iterations_per_call, seed=cfg.seed,
-            staleness=cfg.staleness, num_actor_threads=cfg.num_actor_threads,
-            num_devices=num_devices, callback=callback, **start,
+            init,
+            act,
+            learn,
+            env_id=cfg.env_id,
+            num_envs=cfg.num_envs,
+            rollout_len=cfg.rollout_len,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            seed=cfg.seed,
+            staleness=cfg.staleness,
+            num_actor_threads=cfg.num_actor_threads,
+            num_devices=num_devices,
+            callback=callback,
+            **start,
         )
-    final = loops.unreplicate(res.state)
-    return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
-                               res.compile_s, res.train_s)
+    final = loops.first_replica(res.state)
+    return _common.TrainResult(
+        final.params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    )
 
 
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
@@ -309,8 +367,9 @@ def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) 
     if envs.is_jax_env(cfg.env_id):
         env = envs.make(cfg.env_id)
         policy = ActorCriticPolicy(env, cfg.hidden)
-        fn = jax.jit(lambda p, k: loops.evaluate_policy(
-            env, lambda obs: policy.greedy(p, obs), episodes, k))
+        fn = jax.jit(
+            lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
+        )
         return float(fn(result.params, jax.random.key(seed)))
     policy = ActorCriticPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
     greedy = jax.jit(policy.greedy)

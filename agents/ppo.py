@@ -19,10 +19,10 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import distrax
 import jax
 import jax.numpy as jnp
 import optax
-import distrax
 import rlax
 
 from agents import _common
@@ -78,15 +78,24 @@ class Config:
     def validate(self) -> Config:
         _common.check_config(
             self,
-            positive_ints=("total_steps", "num_envs", "rollout_len", "epochs", "num_minibatches",
-                           "iterations_per_call", "num_actor_threads"),
+            positive_ints=(
+                "total_steps",
+                "num_envs",
+                "rollout_len",
+                "epochs",
+                "num_minibatches",
+                "iterations_per_call",
+                "num_actor_threads",
+            ),
             positive=("lr_init", "kl_target", "max_grad_norm"),
             nonneg=("vf_coef",),
             unit=("gamma", "gae_lambda"),
         )
         _common.check_injectable(self, clip_eps=(0.0, False), ent_coef=(0.0, True))
-        if isinstance(self.staleness, bool) or not isinstance(self.staleness, int) or (
-            self.staleness < 0
+        if (
+            isinstance(self.staleness, bool)
+            or not isinstance(self.staleness, int)
+            or (self.staleness < 0)
         ):
             raise ValueError(f"ppo: staleness must be an integer >= 0, got {self.staleness=!r}")
         if self.steps_per_iteration % self.num_minibatches:
@@ -101,12 +110,25 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # Host env (sebulba loop); reaches about -80 within 1e5 steps (seeds 0-2).
     "Acrobot-v1": dict(
-        total_steps=100_000, num_envs=16, rollout_len=64, epochs=10, num_minibatches=4,
-        gamma=0.99, gae_lambda=0.95,
+        total_steps=100_000,
+        num_envs=16,
+        rollout_len=64,
+        epochs=10,
+        num_minibatches=4,
+        gamma=0.99,
+        gae_lambda=0.95,
     ),
     "phys2d/Pendulum-v0": dict(
-        total_steps=1_000_000, num_envs=16, rollout_len=128, epochs=10, num_minibatches=8,
-        gamma=0.95, gae_lambda=0.95, lr_init=1e-3, kl_target=0.01, iterations_per_call=20,
+        total_steps=1_000_000,
+        num_envs=16,
+        rollout_len=128,
+        epochs=10,
+        num_minibatches=8,
+        gamma=0.95,
+        gae_lambda=0.95,
+        lr_init=1e-3,
+        kl_target=0.01,
+        iterations_per_call=20,
     ),
 }
 
@@ -134,8 +156,9 @@ class Batch(NamedTuple):
     target: jax.Array  # [N] value target
 
 
-def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
-                      ) -> optax.GradientTransformationExtraArgs:
+def default_optimizer(
+    cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+) -> optax.GradientTransformationExtraArgs:
     """`factory` (Adam) whose learning rate follows the KL-adaptive rule once per epoch, chained
     with the injected loss coefficients `ent_coef` and `clip_eps`.
 
@@ -187,8 +210,12 @@ class ActorCriticPolicy:
         return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
 
 
-def make_update(cfg: Config, policy: ActorCriticPolicy,
-                opt: optax.GradientTransformationExtraArgs, batch_per_device: int):
+def make_update(
+    cfg: Config,
+    policy: ActorCriticPolicy,
+    opt: optax.GradientTransformationExtraArgs,
+    batch_per_device: int,
+):
     """The learner maths both loops share: GAE, then `epochs` x `num_minibatches` steps.
 
     Returns `update(params, opt_state, traj, last_obs, episodes, step, key, axis_name) ->
@@ -210,8 +237,16 @@ def make_update(cfg: Config, policy: ActorCriticPolicy,
         kl = jnp.mean(ratio - 1.0 - log_ratio)  # the k3 estimator of KL(behaviour || current)
         return loss, {"loss": loss, "value_loss": value_loss, "entropy": entropy, "kl": kl}
 
-    def update(params, opt_state, traj: loops.Transition, last_obs, episodes, step, key,
-               axis_name: str | None):
+    def update(
+        params,
+        opt_state,
+        traj: loops.Transition,
+        last_obs,
+        episodes,
+        step,
+        key,
+        axis_name: str | None,
+    ):
         # Bootstrap: from the last obs at the rollout's end, from next_obs where time ran out.
         last_value = policy.net.apply(params, last_obs).value
         next_value = policy.net.apply(params, traj.next_obs).value
@@ -219,8 +254,9 @@ def make_update(cfg: Config, policy: ActorCriticPolicy,
         discount_t = cfg.gamma * (1.0 - traj.done.astype(jnp.float32))
         v_tm1 = traj.extras["value"]
         values = jnp.concatenate([v_tm1, last_value[None]], axis=0)
-        gae = jax.vmap(rlax.truncated_generalized_advantage_estimation,
-                       in_axes=(1, 1, None, 1), out_axes=1)
+        gae = jax.vmap(
+            rlax.truncated_generalized_advantage_estimation, in_axes=(1, 1, None, 1), out_axes=1
+        )
         advantage = gae(r_t, discount_t, cfg.gae_lambda, values)
         flat = jax.tree.map(
             lambda x: x.reshape((batch_per_device, *x.shape[2:])),
@@ -248,7 +284,8 @@ def make_update(cfg: Config, policy: ActorCriticPolicy,
             }
             updates, opt_state = opt.update(grads, opt_state, params, **signals)
             params = optax.apply_updates(params, updates)
-            return (params, opt_state, jnp.zeros((), bool)), {**aux, "grad_norm": signals["grad_norm"]}
+            stats = {**aux, "grad_norm": signals["grad_norm"]}
+            return (params, opt_state, jnp.zeros((), bool)), stats
 
         def epoch(carry, key):
             perm = jax.random.permutation(key, batch_per_device)
@@ -278,8 +315,9 @@ def _envs_per_device(cfg: Config, num_devices: int) -> int:
     return cfg.num_envs // num_devices
 
 
-def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
-                 num_devices: int):
+def make_learner(
+    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
     envs_per_device = _envs_per_device(cfg, num_devices)
     policy = ActorCriticPolicy(env, cfg.hidden)
@@ -290,8 +328,13 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         k_params, k_env, k_run = jax.random.split(key, 3)
         params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
         actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        return TrainState(params, opt.init(params), actor, jax.random.fold_in(k_run, device_index),
-                          jnp.zeros((), jnp.int32))
+        return TrainState(
+            params,
+            opt.init(params),
+            actor,
+            jax.random.fold_in(k_run, device_index),
+            jnp.zeros((), jnp.int32),
+        )
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll, k_perm = jax.random.split(ts.key, 3)
@@ -301,15 +344,17 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
         )
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-        params, opt_state, metrics = update(ts.params, ts.opt_state, traj, actor.obs, episodes,
-                                            step, k_perm, axis_name)
+        params, opt_state, metrics = update(
+            ts.params, ts.opt_state, traj, actor.obs, episodes, step, k_perm, axis_name
+        )
         return TrainState(params, opt_state, actor, key, step), metrics
 
     return init, iteration, policy
 
 
-def make_host_learner(cfg: Config, env: envs.HostEnv,
-                      opt: optax.GradientTransformationExtraArgs, num_devices: int):
+def make_host_learner(
+    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
     envs_per_device = _envs_per_device(cfg, num_devices)
     policy = ActorCriticPolicy(env, cfg.hidden)
@@ -318,15 +363,28 @@ def make_host_learner(cfg: Config, env: envs.HostEnv,
     def init(device_index):
         k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
         params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        return TrainState(params, opt.init(params), None,
-                          jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+        return TrainState(
+            params,
+            opt.init(params),
+            None,
+            jax.random.fold_in(k_run, device_index),
+            jnp.zeros((), jnp.int32),
+        )
 
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
         key, k_perm = jax.random.split(ts.key)
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        params, opt_state, metrics = update(ts.params, ts.opt_state, rollout.traj,
-                                            rollout.last_obs, episodes, step, k_perm, axis_name)
+        params, opt_state, metrics = update(
+            ts.params,
+            ts.opt_state,
+            rollout.traj,
+            rollout.last_obs,
+            episodes,
+            step,
+            k_perm,
+            axis_name,
+        )
         return TrainState(params, opt_state, None, key, step), metrics
 
     return init, policy.sample, learn, policy
@@ -343,9 +401,14 @@ def _constant(x):
     return x
 
 
-def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
-          callback: Callable[..., None] | None = None,
-          resume: tuple[Any, int] | None = None) -> _common.TrainResult:
+def train(
+    cfg: Config = Config(),
+    *,
+    optimizer=None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+) -> _common.TrainResult:
     """Trains PPO: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
 
     Args:
@@ -372,22 +435,38 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
         n = len(loops.learner_devices(num_devices))
         init, act, learn, _ = make_host_learner(cfg, env, opt, n)
         res = loops.run_sebulba(
-            init, act, learn, env_id=cfg.env_id, num_envs=cfg.num_envs,
-            rollout_len=cfg.rollout_len, num_calls=cfg.num_calls,
-            iterations_per_call=cfg.iterations_per_call, seed=cfg.seed,
-            staleness=cfg.staleness, num_actor_threads=cfg.num_actor_threads,
-            num_devices=num_devices, callback=callback, **start,
+            init,
+            act,
+            learn,
+            env_id=cfg.env_id,
+            num_envs=cfg.num_envs,
+            rollout_len=cfg.rollout_len,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            seed=cfg.seed,
+            staleness=cfg.staleness,
+            num_actor_threads=cfg.num_actor_threads,
+            num_devices=num_devices,
+            callback=callback,
+            **start,
         )
     else:
         env = envs.make(cfg.env_id)
         devices = loops.devices_for(num_devices)
         init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-        res = loops.run(init, iteration, num_calls=cfg.num_calls,
-                        iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                        callback=callback, **start)
-    final = loops.unreplicate(res.state)
-    return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
-                               res.compile_s, res.train_s)
+        res = loops.run(
+            init,
+            iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=callback,
+            **start,
+        )
+    final = loops.first_replica(res.state)
+    return _common.TrainResult(
+        final.params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    )
 
 
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
@@ -401,6 +480,7 @@ def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) 
         )
     env = envs.make(cfg.env_id)
     policy = ActorCriticPolicy(env, cfg.hidden)
-    fn = jax.jit(lambda p, k: loops.evaluate_policy(
-        env, lambda obs: policy.greedy(p, obs), episodes, k))
+    fn = jax.jit(
+        lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
+    )
     return float(fn(result.params, jax.random.key(seed)))

@@ -85,13 +85,21 @@ class Config:
     def validate(self) -> Config:
         _common.check_config(
             self,
-            positive_ints=("total_steps", "num_envs", "train_every", "gradient_steps",
-                           "batch_size", "buffer_size", "iterations_per_call"),
+            positive_ints=(
+                "total_steps",
+                "num_envs",
+                "train_every",
+                "gradient_steps",
+                "batch_size",
+                "buffer_size",
+                "iterations_per_call",
+            ),
             positive=("init_alpha",),
             unit=("gamma", "tau"),
         )
-        _common.check_injectable(self, actor_lr=(0.0, False), critic_lr=(0.0, False),
-                                 alpha_lr=(0.0, False))
+        _common.check_injectable(
+            self, actor_lr=(0.0, False), critic_lr=(0.0, False), alpha_lr=(0.0, False)
+        )
         for f in ("learning_starts", "staleness"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
@@ -99,8 +107,9 @@ class Config:
         if self.target_entropy is not None and not (
             isinstance(self.target_entropy, numbers.Real) and math.isfinite(self.target_entropy)
         ):
-            raise ValueError(f"sac: target_entropy must be None or finite, got "
-                             f"{self.target_entropy=!r}")
+            raise ValueError(
+                f"sac: target_entropy must be None or finite, got {self.target_entropy=!r}"
+            )
         if self.steps_per_iteration > self.buffer_size:
             raise ValueError(
                 f"sac: buffer_size must hold one iteration (num_envs * train_every = "
@@ -145,8 +154,9 @@ def param_labels(params: Any) -> dict[str, str]:
     return {k: k for k in params}
 
 
-def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
-                      ) -> optax.GradientTransformationExtraArgs:
+def default_optimizer(
+    cfg: Config, factory: Callable = optax.adam, **hyperparams: Any
+) -> optax.GradientTransformationExtraArgs:
     """Three injected `factory` (Adam) optimizers, one per part of the params
     (`optax.partition`), with learning rates `actor_lr`, `critic_lr` and `alpha_lr`.
 
@@ -155,8 +165,11 @@ def default_optimizer(cfg: Config, factory: Callable = optax.adam, **hyperparams
     return optax.partition(
         {
             part: injected(factory, learning_rate=lr, **hyperparams)
-            for part, lr in (("actor", cfg.actor_lr), ("critic", cfg.critic_lr),
-                             ("alpha", cfg.alpha_lr))
+            for part, lr in (
+                ("actor", cfg.actor_lr),
+                ("critic", cfg.critic_lr),
+                ("alpha", cfg.alpha_lr),
+            )
         },
         param_labels,
     )
@@ -229,8 +242,12 @@ class SquashedGaussianPolicy:
         return action.reshape((action.shape[0], *self.action_shape))
 
 
-def make_learn(cfg: Config, policy: SquashedGaussianPolicy,
-               opt: optax.GradientTransformationExtraArgs, batch_per_device: int):
+def make_learn(
+    cfg: Config,
+    policy: SquashedGaussianPolicy,
+    opt: optax.GradientTransformationExtraArgs,
+    batch_per_device: int,
+):
     """`learn(ts, new, episodes, axis_name) -> (ts, metrics)`: adds `new` (an `Experience`
     batch `[N]`) to the replay buffer, then `gradient_steps` learner steps once the step count
     reaches `learning_starts`. `ts.step` must already count the new steps."""
@@ -256,8 +273,13 @@ def make_learn(cfg: Config, policy: SquashedGaussianPolicy,
         # Temperature: towards the target entropy.
         alpha_loss = -jnp.mean(alpha * sg(log_prob + target_entropy))
         loss = value_loss + actor_loss + alpha_loss
-        return loss, {"loss": loss, "value_loss": value_loss, "entropy": -jnp.mean(log_prob),
-                      "td_error": jnp.mean(jnp.abs(td)), "alpha": alpha}
+        return loss, {
+            "loss": loss,
+            "value_loss": value_loss,
+            "entropy": -jnp.mean(log_prob),
+            "td_error": jnp.mean(jnp.abs(td)),
+            "alpha": alpha,
+        }
 
     def learner_steps(ts: TrainState, episodes, axis_name):
         def learner_step(carry, key):
@@ -302,9 +324,12 @@ def make_learn(cfg: Config, policy: SquashedGaussianPolicy,
     def learn(ts: TrainState, new: Experience, episodes, axis_name: str | None):
         ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new))
         # The predicate is identical on every device, so collectives inside the branch match.
-        ts, stats = jax.lax.cond(ts.step >= cfg.learning_starts,
-                                 lambda t: learner_steps(t, episodes, axis_name),
-                                 lambda t: skip(t, episodes, axis_name), ts)
+        ts, stats = jax.lax.cond(
+            ts.step >= cfg.learning_starts,
+            lambda t: learner_steps(t, episodes, axis_name),
+            lambda t: skip(t, episodes, axis_name),
+            ts,
+        )
         metrics = {**stats, **episodes, "step": ts.step, **_common.hp_metrics(ts.opt_state)}
         return ts, metrics
 
@@ -321,23 +346,41 @@ def _per_device(cfg: Config, num_devices: int) -> None:
 
 
 def _experience(traj: loops.Transition, gamma: float) -> Experience:
-    new = Experience(traj.obs, traj.action, traj.reward,
-                     gamma * (1.0 - traj.terminated.astype(jnp.float32)), traj.next_obs)
+    new = Experience(
+        traj.obs,
+        traj.action,
+        traj.reward,
+        gamma * (1.0 - traj.terminated.astype(jnp.float32)),
+        traj.next_obs,
+    )
     return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
 
 
 def _init_state(cfg, env, policy, opt, num_devices, device_index, actor):
     k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
     params = policy.init(k_params, env.obs_shape, cfg.init_alpha)
-    item = Experience(jnp.zeros(env.obs_shape), jnp.zeros(env.action_shape), jnp.zeros(()),
-                      jnp.zeros(()), jnp.zeros(env.obs_shape))
+    item = Experience(
+        jnp.zeros(env.obs_shape),
+        jnp.zeros(env.action_shape),
+        jnp.zeros(()),
+        jnp.zeros(()),
+        jnp.zeros(env.obs_shape),
+    )
     replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
-    return TrainState(params, params["critic"], opt.init(params), replay, actor,
-                      jax.random.fold_in(k_run, device_index), jnp.zeros((), jnp.int32))
+    return TrainState(
+        params,
+        params["critic"],
+        opt.init(params),
+        replay,
+        actor,
+        jax.random.fold_in(k_run, device_index),
+        jnp.zeros((), jnp.int32),
+    )
 
 
-def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs,
-                 num_devices: int):
+def make_learner(
+    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
     _per_device(cfg, num_devices)
     policy = SquashedGaussianPolicy(env, cfg.hidden)
@@ -345,16 +388,18 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
 
     def init(device_index):
         k_env = jax.random.split(jax.random.key(cfg.seed), 3)[1]
-        actor = loops.init_actor(env, cfg.num_envs // num_devices,
-                                 jax.random.fold_in(k_env, device_index))
+        actor = loops.init_actor(
+            env, cfg.num_envs // num_devices, jax.random.fold_in(k_env, device_index)
+        )
         return _init_state(cfg, env, policy, opt, num_devices, device_index, actor)
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll = jax.random.split(ts.key)
         view = (ts.params["actor"], ts.step >= cfg.learning_starts)
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
-        actor, traj = loops.rollout(env, lambda obs, k: policy.explore(view, obs, k), actor,
-                                    k_roll, cfg.train_every)
+        actor, traj = loops.rollout(
+            env, lambda obs, k: policy.explore(view, obs, k), actor, k_roll, cfg.train_every
+        )
         ts = ts._replace(actor=actor, key=key, step=ts.step + cfg.steps_per_iteration)
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
         return learn(ts, _experience(traj, cfg.gamma), episodes, axis_name)
@@ -362,8 +407,9 @@ def make_learner(cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformatio
     return init, iteration, policy
 
 
-def make_host_learner(cfg: Config, env: envs.HostEnv,
-                      opt: optax.GradientTransformationExtraArgs, num_devices: int):
+def make_host_learner(
+    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
+):
     """`(init, act, learn, params_of, policy)` for `inject_rl.loops.run_sebulba`."""
     _per_device(cfg, num_devices)
     policy = SquashedGaussianPolicy(env, cfg.hidden)
@@ -383,9 +429,14 @@ def make_host_learner(cfg: Config, env: envs.HostEnv,
     return init, policy.explore, learn, params_of, policy
 
 
-def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = None,
-          callback: Callable[..., None] | None = None,
-          resume: tuple[Any, int] | None = None) -> _common.TrainResult:
+def train(
+    cfg: Config = Config(),
+    *,
+    optimizer=None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+) -> _common.TrainResult:
     """Trains SAC: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
 
     Args:
@@ -410,22 +461,39 @@ def train(cfg: Config = Config(), *, optimizer=None, num_devices: int | None = N
         env = envs.make(cfg.env_id)
         devices = loops.devices_for(num_devices)
         init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-        res = loops.run(init, iteration, num_calls=cfg.num_calls,
-                        iterations_per_call=cfg.iterations_per_call, num_devices=len(devices),
-                        callback=callback, **start)
+        res = loops.run(
+            init,
+            iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=callback,
+            **start,
+        )
     else:
         env = envs.host_spaces(cfg.env_id)
         n = len(loops.learner_devices(num_devices))
         init, act, learn, params_of, _ = make_host_learner(cfg, env, opt, n)
         res = loops.run_sebulba(
-            init, act, learn, env_id=cfg.env_id, num_envs=cfg.num_envs,
-            rollout_len=cfg.train_every, num_calls=cfg.num_calls,
-            iterations_per_call=cfg.iterations_per_call, seed=cfg.seed, params_of=params_of,
-            staleness=cfg.staleness, num_devices=num_devices, callback=callback, **start,
+            init,
+            act,
+            learn,
+            env_id=cfg.env_id,
+            num_envs=cfg.num_envs,
+            rollout_len=cfg.train_every,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            seed=cfg.seed,
+            params_of=params_of,
+            staleness=cfg.staleness,
+            num_devices=num_devices,
+            callback=callback,
+            **start,
         )
-    final = loops.unreplicate(res.state)
-    return _common.TrainResult(final.params, final.opt_state, res.metrics, res.state, cfg,
-                               res.compile_s, res.train_s)
+    final = loops.first_replica(res.state)
+    return _common.TrainResult(
+        final.params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    )
 
 
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
@@ -435,8 +503,9 @@ def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) 
     if envs.is_jax_env(cfg.env_id):
         env = envs.make(cfg.env_id)
         policy = SquashedGaussianPolicy(env, cfg.hidden)
-        fn = jax.jit(lambda p, k: loops.evaluate_policy(
-            env, lambda obs: policy.greedy(p, obs), episodes, k))
+        fn = jax.jit(
+            lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
+        )
         return float(fn(actor_params, jax.random.key(seed)))
     policy = SquashedGaussianPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
     greedy = jax.jit(policy.greedy)

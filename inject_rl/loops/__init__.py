@@ -32,11 +32,11 @@ from inject_rl.loops._rollout import (
     rollout,
 )
 from inject_rl.loops._sebulba import (
-    HostRollout,
-    host_episode_summary,
+    first_replica,
     learner_devices,
     run_sebulba,
 )
+from inject_rl.loops._sebulba_actor import HostRollout, host_episode_summary
 
 __all__ = [
     "DEVICE_AXIS",
@@ -52,6 +52,7 @@ __all__ = [
     "env_step",
     "evaluate_host_policy",
     "evaluate_policy",
+    "first_replica",
     "free_port",
     "host_episode_summary",
     "init_actor",

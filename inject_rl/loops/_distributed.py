@@ -47,8 +47,10 @@ def init_distributed(
     """
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ValueError(f"num_processes must be an integer >= 1, got {num_processes=!r}")
-    if isinstance(process_id, bool) or not isinstance(process_id, int) or not (
-        0 <= process_id < num_processes
+    if (
+        isinstance(process_id, bool)
+        or not isinstance(process_id, int)
+        or not (0 <= process_id < num_processes)
     ):
         raise ValueError(f"process_id must be in [0, {num_processes}), got {process_id=!r}")
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -116,18 +118,32 @@ def launch_processes(
     port = free_port()
     base = dict(os.environ if env is None else env)
     if devices_per_process is not None:
-        flags = [f for f in base.get("XLA_FLAGS", "").split()
-                 if not f.startswith("--xla_force_host_platform_device_count")]
+        flags = [
+            f
+            for f in base.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")
+        ]
         flags.append(f"--xla_force_host_platform_device_count={devices_per_process}")
         base["XLA_FLAGS"] = " ".join(flags)
     procs, logs = [], []
     for pid in range(num_processes):
-        child = {**base, ENV_COORDINATOR: f"127.0.0.1:{port}",
-                 ENV_NUM_PROCESSES: str(num_processes), ENV_PROCESS_ID: str(pid)}
+        child = {
+            **base,
+            ENV_COORDINATOR: f"127.0.0.1:{port}",
+            ENV_NUM_PROCESSES: str(num_processes),
+            ENV_PROCESS_ID: str(pid),
+        }
         log = tempfile.TemporaryFile(mode="w+")
         logs.append(log)
-        procs.append(subprocess.Popen(list(argv), env=child, stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+        procs.append(
+            subprocess.Popen(
+                list(argv),
+                env=child,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        )
     deadline = time.monotonic() + timeout_s
     failed_at = None
     try:

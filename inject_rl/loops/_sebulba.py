@@ -34,11 +34,10 @@ bitwise, but the envs restart from fresh episodes (seeded by the seed and `start
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -49,73 +48,32 @@ from inject_rl.envs import HostEnv
 from inject_rl.loops import _anakin
 from inject_rl.loops._anakin import DEVICE_AXIS, LoopResult
 from inject_rl.loops._rollout import Transition
+from inject_rl.loops._sebulba_actor import (
+    Actor,
+    HostRollout,
+    ParamVersions,
+    Stopped,
+    actor_error,
+)
 
-# How often blocked threads look at the stop flag and the learner at the actors' errors.
-_POLL_S = 0.05
 # Salt separating actor keys from the learner's `jax.random.key(seed)` stream.
 _ACTOR_SALT = 0x5EB0
-
-
-class HostRollout(NamedTuple):
-    """`rollout_len` steps of a batch of host envs (numpy on the actor, arrays in `learn`)."""
-
-    traj: Transition  # [T, B, ...]; `extras` are `act`'s outputs at `obs`
-    last_obs: Any  # [B, *obs] float32: observation to act on after the rollout (bootstrap)
-    episode_return: Any  # [T, B] float32: return of the episode that ended at this step, else 0
-    episode_length: Any  # [T, B] int32: its length (>= 1), else 0
-
-
-def host_episode_summary(rollout: HostRollout) -> dict[str, jax.Array]:
-    """The rollout's episode signals, as `EpisodeStats.summary` gives them.
-
-    `episode_return` and `episode_length` are the means over the episodes that ended in the
-    rollout (NaN when none did), `episode_count` their number (float32); pass the result
-    through `inject_rl.signals.sync` to weight devices by their counts.
-    """
-    ended = rollout.episode_length > 0
-    n = jnp.sum(ended).astype(jnp.float32)
-    safe = jnp.maximum(n, 1.0)
-    ret = jnp.sum(jnp.where(ended, rollout.episode_return, 0.0)) / safe
-    length = jnp.sum(jnp.where(ended, rollout.episode_length, 0)).astype(jnp.float32) / safe
-    return {
-        "episode_return": jnp.where(n > 0, ret, jnp.nan),
-        "episode_length": jnp.where(n > 0, length, jnp.nan),
-        "episode_count": n,
-    }
-
-
-class _Stopped(Exception):
-    """Raised inside an actor thread when the run is being stopped."""
-
-
-class _ParamVersions:
-    """Params by learner version; an actor blocks until the version it needs is published."""
-
-    def __init__(self, keep: int):
-        self._cond = threading.Condition()
-        self._params: dict[int, Any] = {}
-        self._keep = keep
-
-    def publish(self, version: int, params: Any) -> None:
-        with self._cond:
-            self._params[version] = params
-            for v in [v for v in self._params if v < version - self._keep]:
-                del self._params[v]
-            self._cond.notify_all()
-
-    def get(self, version: int, stop: threading.Event) -> Any:
-        with self._cond:
-            while version not in self._params:
-                if stop.is_set():
-                    raise _Stopped
-                self._cond.wait(_POLL_S)
-            return self._params[version]
 
 
 def _local_replica(x: jax.Array) -> jax.Array:
     """This process's first replica of a pmapped output, without the device axis (no copy)."""
     data = x.addressable_shards[0].data
     return data.reshape(x.shape[1:]) if data.ndim == x.ndim else data
+
+
+def first_replica(tree: Any) -> Any:
+    """This process's first replica of a replicated (pmapped) pytree, on the host.
+
+    Like `unreplicate`, but reads the shard directly instead of indexing: in a multi-process
+    run, `x[0]` on a process-local pmap output is a computation over the local devices (a
+    gloo collective on CPU), which this avoids.
+    """
+    return jax.device_get(jax.tree.map(_local_replica, tree))
 
 
 def learner_devices(num_devices: int | None) -> list[jax.Device]:
@@ -134,89 +92,6 @@ def learner_devices(num_devices: int | None) -> list[jax.Device]:
     from inject_rl.loops._anakin import devices_for
 
     return devices_for(num_devices)
-
-
-class _Actor:
-    """One actor thread: steps its envs with the params of a fixed lag, queues rollouts."""
-
-    def __init__(self, index, env, act_step, versions, stop, *, key, seed, rollout_len,
-                 staleness, first, last, device, maxsize):
-        self.index, self.env, self.act_step, self.versions = index, env, act_step, versions
-        self.stop, self.key, self.seed, self.rollout_len = stop, key, seed, rollout_len
-        self.staleness, self.first, self.last, self.device = staleness, first, last, device
-        self.queue: queue.Queue = queue.Queue(maxsize=maxsize)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(
-            target=self._main, name=f"sebulba-actor-{index}", daemon=True
-        )
-
-    def _main(self) -> None:
-        try:
-            self._run()
-        except _Stopped:
-            pass
-        except BaseException as e:  # noqa: BLE001 - handed to the main thread, which re-raises
-            self.error = e
-            self.stop.set()
-
-    def _run(self) -> None:
-        obs = self.env.reset(seed=self.seed)
-        for i in range(self.first, self.last):
-            version = max(self.first, i - self.staleness)
-            params = jax.device_put(self.versions.get(version, self.stop), self.device)
-            key = jax.random.fold_in(self.key, i)
-            steps = []
-            for _ in range(self.rollout_len):
-                action, extras, key = self.act_step(params, obs, key)
-                action, extras = jax.device_get((action, extras))
-                ts = self.env.step(action)
-                steps.append((obs, action, ts, extras))
-                obs = ts.obs
-                if self.stop.is_set():
-                    raise _Stopped
-            self._put(_stack(steps, obs))
-
-    def _put(self, item: HostRollout) -> None:
-        while True:
-            try:
-                self.queue.put(item, timeout=_POLL_S)
-                return
-            except queue.Full:
-                if self.stop.is_set():
-                    raise _Stopped from None
-
-    def take(self) -> HostRollout:
-        """The next rollout; re-raises this actor's error (or any actor's, via `stop`)."""
-        while True:
-            try:
-                return self.queue.get(timeout=_POLL_S)
-            except queue.Empty:
-                if self.stop.is_set():
-                    raise _Stopped from None
-                if not self.thread.is_alive():  # it may have put its last rollout meanwhile
-                    try:
-                        return self.queue.get_nowait()
-                    except queue.Empty:
-                        raise _Stopped from None
-
-
-def _stack(steps, last_obs) -> HostRollout:
-    obs, action, ts, extras = zip(*steps, strict=True)
-    traj = Transition(
-        obs=np.stack(obs),
-        action=np.stack(action),
-        reward=np.stack([t.reward for t in ts]),
-        terminated=np.stack([t.terminated for t in ts]),
-        truncated=np.stack([t.truncated for t in ts]),
-        next_obs=np.stack([t.next_obs for t in ts]),
-        extras=jax.tree.map(lambda *x: np.stack(x), *extras),
-    )
-    return HostRollout(
-        traj,
-        last_obs,
-        np.stack([t.episode_return for t in ts]),
-        np.stack([t.episode_length for t in ts]),
-    )
 
 
 def _split_for_devices(pieces: list[HostRollout], num_local: int) -> HostRollout:
@@ -251,8 +126,13 @@ def _example_rollout(env: HostEnv, act, params, num_envs: int, rollout_len: int)
 
     t = (rollout_len, num_envs)
     traj = Transition(
-        zeros(obs), zeros(action), np.zeros(t, np.float32), np.zeros(t, bool),
-        np.zeros(t, bool), zeros(obs), jax.tree.map(zeros, extras),
+        zeros(obs),
+        zeros(action),
+        np.zeros(t, np.float32),
+        np.zeros(t, bool),
+        np.zeros(t, bool),
+        zeros(obs),
+        jax.tree.map(zeros, extras),
     )
     return HostRollout(traj, zeros(obs, ()), np.zeros(t, np.float32), np.zeros(t, np.int32))
 
@@ -314,11 +194,15 @@ def run_sebulba(
       ValueError: bad sizes or device counts.
       Exception: whatever an actor thread raised, re-raised here.
     """
-    for name, v, low in (("num_envs", num_envs, 1), ("rollout_len", rollout_len, 1),
-                         ("num_calls", num_calls, 1), ("iterations_per_call",
-                                                       iterations_per_call, 1),
-                         ("staleness", staleness, 0), ("num_actor_threads", num_actor_threads, 1),
-                         ("start_call", start_call, 0)):
+    for name, v, low in (
+        ("num_envs", num_envs, 1),
+        ("rollout_len", rollout_len, 1),
+        ("num_calls", num_calls, 1),
+        ("iterations_per_call", iterations_per_call, 1),
+        ("staleness", staleness, 0),
+        ("num_actor_threads", num_actor_threads, 1),
+        ("start_call", start_call, 0),
+    ):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"sebulba: {name} must be an integer >= {low}, got {name}={v!r}")
     devices = learner_devices(num_devices)
@@ -342,17 +226,18 @@ def run_sebulba(
     t0 = time.perf_counter()
     stop = threading.Event()
     env_list: list[HostEnv] = []
-    actors: list[_Actor] = []
+    actors: list[Actor] = []
     try:
-        for j in range(num_actor_threads):
+        for _ in range(num_actor_threads):
             env_list.append(HostEnv(env_id, per_thread, **(env_kwargs or {})))
         if state is None:
             first_index = jax.process_index() * len(local)
             state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
                 np.arange(first_index, first_index + len(local), dtype=np.int32)
             )
-        learner = jax.pmap(lambda s, r: learn(s, r, DEVICE_AXIS), axis_name=DEVICE_AXIS,
-                           devices=devices)
+        learner = jax.pmap(
+            lambda s, r: learn(s, r, DEVICE_AXIS), axis_name=DEVICE_AXIS, devices=devices
+        )
         params0 = params_of(jax.tree.map(_local_replica, state))
 
         def act_step(params, obs, key):
@@ -362,23 +247,35 @@ def run_sebulba(
 
         example = _example_rollout(env_list[0], act, params0, per_thread, rollout_len)
         act_step = jax.jit(act_step)
-        jax.block_until_ready(act_step(jax.device_put(params0, actor_device),
-                                       example.last_obs, actor_key))
+        jax.block_until_ready(
+            act_step(jax.device_put(params0, actor_device), example.last_obs, actor_key)
+        )
         warm = _split_for_devices([example] * num_actor_threads, len(local))
         jax.block_until_ready(learner(state, warm))  # compiles; output discarded
         compile_s = time.perf_counter() - t0
         step_cache_hit = _anakin._CACHE_EVENTS["/jax/compilation_cache/cache_hits"] > hits
 
-        versions = _ParamVersions(keep=staleness + 1)
+        versions = ParamVersions(keep=staleness + 1)
         versions.publish(first, params0)
         for j, env in enumerate(env_list):
             g = jax.process_index() * num_actor_threads + j  # global actor index
-            actors.append(_Actor(
-                j, env, act_step, versions, stop, key=jax.random.fold_in(actor_key, g),
-                seed=(base_seed + g * per_thread) % 2**31, rollout_len=rollout_len,
-                staleness=staleness, first=first, last=last, device=actor_device,
-                maxsize=max(1, staleness),
-            ))
+            actors.append(
+                Actor(
+                    j,
+                    env,
+                    act_step,
+                    versions,
+                    stop,
+                    key=jax.random.fold_in(actor_key, g),
+                    seed=(base_seed + g * per_thread) % 2**31,
+                    rollout_len=rollout_len,
+                    staleness=staleness,
+                    first=first,
+                    last=last,
+                    device=actor_device,
+                    maxsize=max(1, staleness),
+                )
+            )
         for a in actors:
             a.thread.start()
 
@@ -389,8 +286,8 @@ def run_sebulba(
             t = time.perf_counter()
             try:
                 pieces = [a.take() for a in actors]
-            except _Stopped:
-                raise _actor_error(actors) from None
+            except Stopped:
+                raise actor_error(actors) from None
             waited = time.perf_counter() - t
             state, metrics = learner(state, _split_for_devices(pieces, len(local)))
             versions.publish(i + 1, params_of(jax.tree.map(_local_replica, state)))
@@ -413,11 +310,3 @@ def run_sebulba(
             env.close()
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
     return LoopResult(state, merged, compile_s, train_s, step_cache_hit)
-
-
-def _actor_error(actors: list[_Actor]) -> BaseException:
-    for a in actors:
-        if a.error is not None:
-            a.error.add_note(f"raised in sebulba actor thread {a.index}; the run was stopped")
-            return a.error
-    return RuntimeError("sebulba: an actor thread stopped without an error or a rollout")

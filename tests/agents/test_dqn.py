@@ -13,12 +13,28 @@ from inject_rl.loops import ReplayBuffer, replicas_equal
 from inject_rl.optim import injected
 
 # The signals every learner step passes to `opt.update` (and every iteration to epsilon).
-SIGNALS = {"loss", "td_error", "grad_norm", "episode_return", "episode_length", "episode_count",
-           "step"}
+SIGNALS = {
+    "loss",
+    "td_error",
+    "grad_norm",
+    "episode_return",
+    "episode_length",
+    "episode_count",
+    "step",
+}
 
 TINY = dict(
-    total_steps=512, num_envs=4, train_every=8, gradient_steps=4, batch_size=16, buffer_size=256,
-    learning_starts=64, target_update_every=3, hidden=(16, 16), eval_every=2, eval_episodes=2,
+    total_steps=512,
+    num_envs=4,
+    train_every=8,
+    gradient_steps=4,
+    batch_size=16,
+    buffer_size=256,
+    learning_starts=64,
+    target_update_every=3,
+    hidden=(16, 16),
+    eval_every=2,
+    eval_episodes=2,
     iterations_per_call=4,
 )
 
@@ -90,8 +106,17 @@ def tiny_result():
 def test_smoke_metrics(tiny_result):
     cfg = tiny_result.config
     m = tiny_result.metrics
-    required = {"episode_return", "episode_length", "episode_count", "loss", "td_error",
-                "grad_norm", "step", "hp/learning_rate", "hp/epsilon"}
+    required = {
+        "episode_return",
+        "episode_length",
+        "episode_count",
+        "loss",
+        "td_error",
+        "grad_norm",
+        "step",
+        "hp/learning_rate",
+        "hp/epsilon",
+    }
     assert required <= set(m)
     for k, v in m.items():
         assert v.shape == (cfg.num_iterations,), k
@@ -128,8 +153,12 @@ def test_continuous_actions_are_rejected():
 
 @pytest.mark.parametrize(
     "change, match",
-    [({"epsilon": 1.5}, "epsilon"), ({"learning_starts": -1}, "learning_starts"),
-     ({"buffer_size": 16}, "buffer_size"), ({"gamma": 1.1}, "gamma")],
+    [
+        ({"epsilon": 1.5}, "epsilon"),
+        ({"learning_starts": -1}, "learning_starts"),
+        ({"buffer_size": 16}, "buffer_size"),
+        ({"gamma": 1.1}, "gamma"),
+    ],
     ids=["epsilon", "learning_starts", "buffer", "gamma"],
 )
 def test_config_validation(change, match):
@@ -142,14 +171,42 @@ def test_two_devices_stay_identical_and_runs_repeat():
     a = dqn.train(cfg, num_devices=2)
     s = a.state
     assert jax.tree.leaves(s.params)[0].shape[0] == 2
-    for tree in (s.params, s.target_params, s.opt_state, s.epsilon_state, s.best_params,
-                 s.best_return, s.step, s.updates):
+    for tree in (
+        s.params,
+        s.target_params,
+        s.opt_state,
+        s.epsilon_state,
+        s.best_params,
+        s.best_return,
+        s.step,
+        s.updates,
+    ):
         assert replicas_equal(tree)
     assert not replicas_equal(s.replay.data)  # each device acts on its own envs
     b = dqn.train(cfg, num_devices=2)
-    for x, y in zip(jax.tree.leaves((a.params, a.state.params, a.opt_state)),
-                    jax.tree.leaves((b.params, b.state.params, b.opt_state)), strict=True):
+    for x, y in zip(
+        jax.tree.leaves((a.params, a.state.params, a.opt_state)),
+        jax.tree.leaves((b.params, b.state.params, b.opt_state)),
+        strict=True,
+    ):
         np.testing.assert_array_equal(x, y)
+
+
+def test_resume_is_bitwise():
+    cfg = dqn.Config(**TINY)
+    saved = {}
+
+    def keep(i, metrics, state):
+        if i == 1:  # copied: the loop donates the state to the next call
+            saved["state"] = jax.tree.map(jnp.copy, state)
+
+    full = dqn.train(cfg, callback=keep)
+    res = dqn.train(cfg, resume=(saved["state"], 2))
+    for x, y in zip(jax.tree.leaves(full.state), jax.tree.leaves(res.state), strict=True):
+        if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x, y = jax.random.key_data(x), jax.random.key_data(y)
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(res.metrics["loss"], full.metrics["loss"][8:])
 
 
 @pytest.mark.slow

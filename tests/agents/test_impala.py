@@ -1,4 +1,7 @@
-"""IMPALA: both loops, signals reaching a user's schedule, devices, learning on host envs."""
+"""IMPALA: both loops, signals reaching a user's schedule, learning on host envs.
+
+Replicas across devices and processes: tests/loops/test_distributed.py trains IMPALA there.
+"""
 
 import jax.numpy as jnp
 import numpy as np
@@ -6,11 +9,20 @@ import optax
 import pytest
 
 from agents import impala
-from inject_rl import loops, optim
+from inject_rl import optim
 
 TINY = dict(total_steps=256, num_envs=4, rollout_len=8, iterations_per_call=4)
-SIGNALS = {"kl", "entropy", "loss", "value_loss", "grad_norm", "episode_return",
-           "episode_length", "episode_count", "step"}
+SIGNALS = {
+    "kl",
+    "entropy",
+    "loss",
+    "value_loss",
+    "grad_norm",
+    "episode_return",
+    "episode_length",
+    "episode_count",
+    "step",
+}
 
 
 class RecordingSchedule:
@@ -30,43 +42,41 @@ class RecordingSchedule:
         return jnp.asarray(1e-3, jnp.float32)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "phys2d/CartPole-v1"], ids=["host", "anakin"])
-def test_smoke_metrics_and_hyperparams(env_id):
-    cfg = impala.config_for(env_id, **TINY)
-    res = impala.train(cfg)
-    n = cfg.num_iterations
-    for k in SIGNALS | {"hp/learning_rate", "hp/ent_coef"}:
-        assert res.metrics[k].shape == (n,), k
-    np.testing.assert_array_equal(res.metrics["step"], np.arange(1, n + 1) * 32)
-    assert np.isfinite(res.metrics["loss"]).all()
-    assert ("learner_wait_s" in res.metrics) == (env_id == "CartPole-v1")
-    assert np.isfinite(impala.evaluate(res, episodes=2))
-
-
-def test_user_stateful_schedule_receives_every_signal():
+def test_host_smoke_with_a_user_schedule_receiving_every_signal():
     sched = RecordingSchedule()
     cfg = impala.Config(**TINY)
-    res = impala.train(cfg, optimizer=optax.chain(
-        optax.inject_hyperparams(optax.adam)(learning_rate=sched), optim.carried(ent_coef=0.01)))
+    opt = optax.chain(
+        optax.inject_hyperparams(optax.adam)(learning_rate=sched), optim.carried(ent_coef=0.01)
+    )
+    res = impala.train(cfg, optimizer=opt)
     assert sched.keys_seen == SIGNALS
     calls = res.opt_state[0].hyperparams_states["learning_rate"]["calls"]
     assert int(calls) == cfg.num_iterations  # one update per learner step
+    n = cfg.num_iterations
+    for k in SIGNALS | {"hp/learning_rate", "hp/ent_coef", "learner_wait_s"}:
+        assert res.metrics[k].shape == (n,), k
+    np.testing.assert_array_equal(res.metrics["step"], np.arange(1, n + 1) * 32)
+    assert np.isfinite(res.metrics["loss"]).all() and res.state.actor is None
+    assert np.isfinite(impala.evaluate(res, episodes=2))
 
 
-def test_two_devices_replicas_bitwise_equal_and_deterministic():
-    cfg = impala.Config(**{**TINY, "num_envs": 4})
-    a, b = impala.train(cfg, num_devices=2), impala.train(cfg, num_devices=2)
-    assert loops.replicas_equal(a.state.params)
-    assert loops.replicas_equal(a.state.opt_state)
-    for x, y in zip(np.asarray(a.metrics["loss"]), np.asarray(b.metrics["loss"]), strict=True):
-        assert x == y
+def test_anakin_smoke_with_the_default_optimizer():
+    cfg = impala.config_for("phys2d/CartPole-v1", **TINY)
+    res = impala.train(cfg)
+    assert res.metrics["hp/learning_rate"].shape == (cfg.num_iterations,)
+    assert np.isfinite(res.metrics["loss"]).all() and "learner_wait_s" not in res.metrics
+    assert np.isfinite(impala.evaluate(res, episodes=2))
 
 
 @pytest.mark.parametrize(
     "changes, match",
-    [(dict(num_envs=0), "num_envs"), (dict(vtrace_lambda=1.5), "vtrace_lambda"),
-     (dict(staleness=-1), "staleness"), (dict(ent_coef=-0.1), "ent_coef"),
-     (dict(lr_return_low=600.0), "lr_return_low")],
+    [
+        (dict(num_envs=0), "num_envs"),
+        (dict(vtrace_lambda=1.5), "vtrace_lambda"),
+        (dict(staleness=-1), "staleness"),
+        (dict(ent_coef=-0.1), "ent_coef"),
+        (dict(lr_return_low=600.0), "lr_return_low"),
+    ],
     ids=["num_envs", "lambda", "staleness", "ent_coef", "lr_range"],
 )
 def test_bad_config_is_value_error(changes, match):

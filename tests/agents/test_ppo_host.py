@@ -6,29 +6,43 @@ import pytest
 from agents import ppo
 from inject_rl import loops
 
-TINY = dict(env_id="CartPole-v1", total_steps=1024, num_envs=4, rollout_len=16, epochs=2,
-            num_minibatches=2, iterations_per_call=4)
+TINY = dict(
+    env_id="CartPole-v1",
+    total_steps=1024,
+    num_envs=4,
+    rollout_len=16,
+    epochs=2,
+    num_minibatches=2,
+    iterations_per_call=4,
+)
 
 
 def test_smoke_metrics_and_hyperparams():
     cfg = ppo.Config(**TINY)
     res = ppo.train(cfg)
     n = cfg.num_iterations
-    for k in ("episode_return", "episode_count", "loss", "kl", "grad_norm", "step",
-              "hp/learning_rate", "learner_wait_s"):
+    for k in (
+        "episode_return",
+        "episode_count",
+        "loss",
+        "kl",
+        "grad_norm",
+        "step",
+        "hp/learning_rate",
+        "learner_wait_s",
+    ):
         assert res.metrics[k].shape == (n,), k
     np.testing.assert_array_equal(res.metrics["step"], np.arange(1, n + 1) * 64)
     assert res.state.actor is None
     assert np.isfinite(ppo.evaluate(res, episodes=2))
 
 
-@pytest.mark.parametrize("staleness", [0, 1], ids=["sync", "stale1"])
-def test_deterministic_given_the_seed(staleness):
-    cfg = ppo.Config(**TINY, staleness=staleness)
+def test_deterministic_given_the_seed_on_two_devices():
+    cfg = ppo.Config(**TINY, staleness=1)
     a, b = ppo.train(cfg, num_devices=2), ppo.train(cfg, num_devices=2)
     assert loops.replicas_equal(a.state.params)
     np.testing.assert_array_equal(a.metrics["loss"], b.metrics["loss"])
-    c = ppo.train(ppo.Config(**{**TINY, "seed": 1}, staleness=staleness), num_devices=2)
+    c = ppo.train(ppo.Config(**{**TINY, "seed": 1}, staleness=1), num_devices=2)
     assert not np.array_equal(a.metrics["loss"], c.metrics["loss"])
 
 
@@ -43,12 +57,6 @@ def test_resume_continues_the_learner():
     full = ppo.train(cfg, callback=keep)
     res = ppo.train(cfg, resume=(saved["state"], 2))
     np.testing.assert_array_equal(res.metrics["step"], full.metrics["step"][8:])
-
-
-def test_continuous_actions_smoke():
-    res = ppo.train(ppo.config_for("Pendulum-v1", **{**TINY, "env_id": "Pendulum-v1"}))
-    assert np.isfinite(res.metrics["loss"]).all()
-    assert np.isfinite(ppo.evaluate(res, episodes=2))
 
 
 @pytest.mark.slow

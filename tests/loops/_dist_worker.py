@@ -10,6 +10,8 @@ from pathlib import Path
 
 
 def main(out_dir: str) -> None:
+    # A hang (e.g. in a collective) shows every thread's stack instead of a silent timeout.
+    faulthandler.dump_traceback_later(75, exit=True)
     from inject_rl import loops
 
     if not loops.init_distributed_from_env():
@@ -26,8 +28,9 @@ def main(out_dir: str) -> None:
     total = jax.pmap(lambda x: jax.lax.psum(x, "i"), axis_name="i", devices=jax.devices())(ids)
     assert np.asarray(total).tolist() == [6, 6], total
 
-    cfg = impala.Config(num_envs=8, rollout_len=8, total_steps=8 * 8 * 200,
-                        iterations_per_call=50, seed=0)
+    cfg = impala.Config(
+        num_envs=8, rollout_len=8, total_steps=8 * 8 * 200, iterations_per_call=50, seed=0
+    )
     res = impala.train(cfg)
     state = (res.state.params, res.state.opt_state)
     leaves = jax.tree_util.tree_flatten_with_path(state)[0]
@@ -36,8 +39,6 @@ def main(out_dir: str) -> None:
     arrays["metrics/hp/learning_rate"] = res.metrics["hp/learning_rate"]
     np.savez(Path(out_dir) / f"proc{jax.process_index()}.npz", **arrays)
     print(f"process {jax.process_index()}: {len(res.metrics['step'])} learner steps", flush=True)
-    # Should exit hang (jax.distributed's shutdown barrier), show where.
-    faulthandler.dump_traceback_later(30, exit=False)
 
 
 if __name__ == "__main__":

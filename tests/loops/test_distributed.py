@@ -13,7 +13,9 @@ WORKER = Path(__file__).with_name("_dist_worker.py")
 def test_two_processes_keep_four_replicas_bitwise_equal(tmp_path):
     results = loops.launch_processes(
         [sys.executable, str(WORKER), str(tmp_path)],
-        num_processes=2, devices_per_process=2, timeout_s=90,
+        num_processes=2,
+        devices_per_process=2,
+        timeout_s=90,
     )
     for pid, r in enumerate(results):
         assert r.returncode == 0, f"process {pid} failed:\n{r.output[-4000:]}"
@@ -30,8 +32,9 @@ def test_two_processes_keep_four_replicas_bitwise_equal(tmp_path):
     # finished episodes of their own envs (synced before reaching the schedule).
     lr = procs[0]["metrics/hp/learning_rate"]
     assert lr[-1] < lr[0]
-    np.testing.assert_array_equal(procs[0]["metrics/hp/learning_rate"],
-                                  procs[1]["metrics/hp/learning_rate"])
+    np.testing.assert_array_equal(
+        procs[0]["metrics/hp/learning_rate"], procs[1]["metrics/hp/learning_rate"]
+    )
     assert procs[0]["metrics/episode_count"].sum() > 0
 
 
@@ -42,7 +45,8 @@ def test_a_failing_process_does_not_hang_the_others():
         "if os.environ['INJECT_RL_PROCESS_ID'] == '1': sys.exit(3)\n"
         "time.sleep(600)\n"
     )
-    results = loops.launch_processes([sys.executable, "-c", code], num_processes=2,
-                                     timeout_s=120, grace_s=1)
+    results = loops.launch_processes(
+        [sys.executable, "-c", code], num_processes=2, timeout_s=120, grace_s=1
+    )
     assert results[1].returncode == 3
     assert results[0].returncode < 0  # killed by the launcher, not left running

@@ -43,8 +43,9 @@ def _learn(state, rollout, axis_name):
 
 
 def _run(**kw):
-    args = dict(env_id="CartPole-v1", num_envs=2, rollout_len=4, num_calls=3,
-                iterations_per_call=4, seed=0)
+    args = dict(
+        env_id="CartPole-v1", num_envs=2, rollout_len=4, num_calls=3, iterations_per_call=4, seed=0
+    )
     return loops.run_sebulba(_init, _act, _learn, **{**args, **kw})
 
 
@@ -77,8 +78,9 @@ def test_episode_statistics_reach_the_learner():
     assert count.sum() > 10
     done = count > 0
     # CartPole pays 1 per step: return == length for every finished episode.
-    np.testing.assert_allclose(res.metrics["episode_return"][done],
-                               res.metrics["episode_length"][done])
+    np.testing.assert_allclose(
+        res.metrics["episode_return"][done], res.metrics["episode_length"][done]
+    )
     assert np.isnan(res.metrics["episode_return"][~done]).all()
 
 
@@ -138,8 +140,13 @@ def test_actor_crash_stops_the_run_with_that_error_within_seconds(watchdog):
     _ProbeEnv.closed = 0
     t = time.perf_counter()
     with pytest.raises(RuntimeError, match="probe env exploded at step 30") as info:
-        _run(env_id=_PROBE, env_kwargs={"crash_at": 30}, num_calls=100_000, num_envs=4,
-             num_actor_threads=2)
+        _run(
+            env_id=_PROBE,
+            env_kwargs={"crash_at": 30},
+            num_calls=100_000,
+            num_envs=4,
+            num_actor_threads=2,
+        )
     assert time.perf_counter() - t < 30  # compile included; a hang would never end
     assert any("sebulba actor thread" in note for note in info.value.__notes__)
     assert not _actor_threads()
@@ -153,8 +160,14 @@ def test_ctrl_c_stops_threads_and_closes_envs(watchdog):
         os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered to the main thread
 
     with pytest.raises(KeyboardInterrupt):
-        _run(env_id=_PROBE, num_calls=100_000, num_envs=4, num_actor_threads=2, staleness=2,
-             callback=callback)
+        _run(
+            env_id=_PROBE,
+            num_calls=100_000,
+            num_envs=4,
+            num_actor_threads=2,
+            staleness=2,
+            callback=callback,
+        )
     assert not _actor_threads()
     assert _ProbeEnv.closed == 4
 
@@ -184,8 +197,9 @@ def test_bad_sizes_are_value_errors(kw, match):
 
 
 def test_evaluate_host_policy_matches_manual_stepping():
-    ret = loops.evaluate_host_policy("CartPole-v1", lambda obs: np.zeros(len(obs), np.int32),
-                                     episodes=3, seed=5)
+    ret = loops.evaluate_host_policy(
+        "CartPole-v1", lambda obs: np.zeros(len(obs), np.int32), episodes=3, seed=5
+    )
     with gymnasium.make("CartPole-v1") as env:
         manual = []
         for i in range(3):
