@@ -19,23 +19,19 @@ Prints markdown tables (the command line is in their caption) and writes heatmap
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
-import statistics
-import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from _study import SOLVED, run_group, summary_row
 
 from agents import dqn, ppo
-from inject_rl import envs, loops
 from inject_rl import schedules as S
-from inject_rl.loops._vectorized import run_batched, stack
 
-SOLVED = 475.0
 PPO_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 DQN_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
 
@@ -62,69 +58,38 @@ def dqn_variants(cfg: dqn.Config):
 
 
 def run_agent(agent, cfg, variants, lrs, seeds, out_dir):
-    env = envs.make(cfg.env_id)
+    name = agent.__name__.split(".")[-1]
     results = {}
-    for name, make_lr in variants.items():
-        t0 = time.perf_counter()
-        opts = {lr: agent.default_optimizer(agent.config_for(cfg.env_id, learning_rate=make_lr(lr)))
-                for lr in lrs}
-        first = opts[lrs[0]]
-        init_states = []
-        for seed in range(seeds):
-            init, _, _ = agent.make_learner(agent.Config(**{**vars_of(cfg), "seed": seed}), env,
-                                            first, 1)
-            base = jax.jit(init)(0)
-            for lr in lrs:  # same program, other initial optimizer state
-                init_states.append(base._replace(opt_state=opts[lr].init(base.params)))
-        _, iteration, net = agent.make_learner(cfg, env, first, 1)
-        states, metrics, compile_s, run_s = run_batched(
-            iteration, stack(init_states), cfg.num_iterations, chunk=cfg.iterations_per_call
-        )
-        final = getattr(states, "best_params", states.params)
-        evals = np.asarray(jax.jit(jax.vmap(lambda p, k: loops.evaluate_policy(
-            env, lambda obs: greedy(agent, net, p, obs), 20, k)))(
-            final, jax.random.split(jax.random.key(1234), len(init_states))))
-        ret, step = metrics["episode_return"], metrics["step"]
-        reached = np.where(np.nan_to_num(ret, nan=-np.inf) >= SOLVED)
-        first_step = np.full(len(init_states), np.nan)
-        for r, i in zip(*reached, strict=True):
-            if np.isnan(first_step[r]):
-                first_step[r] = step[r, i]
-        grid = evals.reshape(seeds, len(lrs)).T  # [lr, seed]
-        steps = first_step.reshape(seeds, len(lrs)).T
-        results[name] = (grid, steps)
-        print(f"  {agent.__name__.split('.')[-1]} {name}: compile {compile_s:.1f} s, run {run_s:.1f}"
-              f" s ({len(init_states)} runs vmapped), total {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr, flush=True)
-    report(agent.__name__.split(".")[-1], cfg, results, lrs, seeds, out_dir)
+    for variant, make_lr in variants.items():
+        opts = [
+            agent.default_optimizer(dataclasses.replace(cfg, learning_rate=make_lr(lr)))
+            for lr in lrs
+        ]
+        evals, first, _ = run_group(agent, cfg, opts, seeds, f"{name} {variant}")
+        results[variant] = (evals, first)  # [lr, seed]
+    report(name, cfg, results, lrs, seeds, out_dir)
     return results
 
 
-def vars_of(cfg):
-    import dataclasses
-
-    return {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-
-
-def greedy(agent, net, params, obs):
-    if agent is ppo:
-        return net.greedy(params, obs)
-    return jnp.argmax(net.apply(params, obs), -1).astype(jnp.int32)
-
-
 def report(name, cfg, results, lrs, seeds, out_dir):
-    print(f"\n### {name}: initial learning rate x {seeds} seeds, {cfg.total_steps:.0e} env steps "
-          f"on {cfg.env_id}\n")
-    print("| schedule | solved | median steps-to-solve | " + " | ".join(
-        f"lr {lr:g}" for lr in lrs) + " |")
+    print(
+        f"\n### {name}: initial learning rate x {seeds} seeds, {cfg.total_steps:.0e} env steps "
+        f"on {cfg.env_id}\n"
+    )
+    print(
+        "| schedule | solved | median steps-to-solve | "
+        + " | ".join(f"lr {lr:g}" for lr in lrs)
+        + " |"
+    )
     print("|---|---|---|" + "---|" * len(lrs))
     for variant, (grid, steps) in results.items():
         solved = grid >= SOLVED
-        finite = steps[np.isfinite(steps)]
-        med = f"{statistics.median(finite):,.0f}" if finite.size else "—"
-        per_lr = " | ".join(f"{int(s.sum())}/{seeds} (mean {g.mean():.0f})"
-                            for s, g in zip(solved, grid, strict=True))
-        print(f"| {variant} | {solved.mean():.0%} | {med} | {per_lr} |")
+        frac, med = summary_row(grid, steps)
+        per_lr = " | ".join(
+            f"{int(s.sum())}/{seeds} (mean {g.mean():.0f})"
+            for s, g in zip(solved, grid, strict=True)
+        )
+        print(f"| {variant} | {frac} | {med} | {per_lr} |")
     heatmap(name, results, lrs, seeds, out_dir)
 
 
@@ -136,14 +101,21 @@ def heatmap(name, results, lrs, seeds, out_dir):
 
     fig, axes = plt.subplots(1, len(results), figsize=(3.2 * len(results), 3.4), squeeze=False)
     for ax, (variant, (grid, _)) in zip(axes[0], results.items(), strict=True):
-        im = ax.imshow(grid, vmin=0, vmax=500, cmap="viridis", aspect="auto")
+        ax.imshow(grid, vmin=0, vmax=500, cmap="viridis", aspect="auto")
         ax.set_title(f"{variant}: {np.mean(grid >= SOLVED):.0%} solved")
         ax.set_yticks(range(len(lrs)), [f"{lr:g}" for lr in lrs])
         ax.set_xticks(range(seeds), [str(s) for s in range(seeds)])
         ax.set_xlabel("seed")
         for (i, j), v in np.ndenumerate(grid):
-            ax.text(j, i, f"{v:.0f}", ha="center", va="center", fontsize=7,
-                    color="black" if v > 250 else "white")
+            ax.text(
+                j,
+                i,
+                f"{v:.0f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if v > 250 else "white",
+            )
     axes[0][0].set_ylabel("initial learning rate")
     fig.suptitle(f"{name}: greedy return after training (>= {SOLVED:.0f} = solved)")
     fig.tight_layout()
@@ -162,9 +134,11 @@ def main() -> None:
         parser.error(f"--seeds must be >= 1, got {args.seeds}")
     os.makedirs(args.out, exist_ok=True)
     t = time.perf_counter()
-    print(f"_{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
-          f"jax {jax.__version__}; `python scripts/lr_robustness.py --agent {args.agent} "
-          f"--seeds {args.seeds}`_")
+    print(
+        f"_{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, "
+        f"jax {jax.__version__}; `python scripts/lr_robustness.py --agent {args.agent} "
+        f"--seeds {args.seeds}`_"
+    )
     if args.agent in ("ppo", "both"):
         cfg = ppo.Config()
         run_agent(ppo, cfg, ppo_variants(cfg), PPO_LRS, args.seeds, args.out)
