@@ -35,9 +35,9 @@ from inject_rl.signals import EpisodeStats, sync
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """PPO settings; defaults solve phys2d/CartPole-v1 within 1e5 steps."""
+    """PPO settings; defaults solve phys2d/CartPole-v1 (and CartPole-v1) within 1e5 steps."""
 
-    env_id: str = "phys2d/CartPole-v1"  # a gymnasium functional JAX env id
+    env_id: str = "phys2d/CartPole-v1"  # gymnasium id; phys2d/* in-graph, others on host envs
     total_steps: int = 100_000  # env steps (rounded up to whole host calls)
     seed: int = 0  # fixes the whole run
     num_envs: int = 8  # envs in total, split evenly over devices

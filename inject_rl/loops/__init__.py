@@ -37,6 +37,7 @@ from inject_rl.loops._sebulba import (
     run_sebulba,
 )
 from inject_rl.loops._sebulba_actor import HostRollout, host_episode_summary
+from inject_rl.loops._vectorized import run_batched, stack
 
 __all__ = [
     "DEVICE_AXIS",
@@ -63,6 +64,8 @@ __all__ = [
     "replicas_equal",
     "rollout",
     "run",
+    "run_batched",
     "run_sebulba",
+    "stack",
     "unreplicate",
 ]
