@@ -32,8 +32,13 @@ SCRIPT = textwrap.dedent(
 
 def _run(cache_dir, *values):
     env = {**os.environ, "INJECT_RL_COMPILE_CACHE": str(cache_dir)}
-    out = subprocess.run([sys.executable, "-c", SCRIPT, *map(str, values)], env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *map(str, values)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stderr
 

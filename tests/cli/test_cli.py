@@ -367,7 +367,7 @@ BAD_IN_PROCESS = {
         ["unknown ppo Config field(s) bogus", "allowed:", "num_envs"],
     ),
     "missing_config_file": (["--config", "nope.json"], ["no such file"]),
-    "resume_without_checkpoint": (["--agent", "dqn", "--resume"], ["--resume"]),
+    "dqn_resume_without_checkpoint": (["--agent", "dqn", "--resume"], ["no checkpoint"]),
     "signal_not_sent": (
         [
             "--config",
