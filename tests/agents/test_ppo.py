@@ -155,3 +155,12 @@ def test_solves_cartpole_within_1e5_steps(seed):
     res = ppo.train(ppo.Config(seed=seed))
     assert int(res.metrics["step"][-1]) <= 100_000 + ppo.Config().steps_per_iteration * 10
     assert ppo.evaluate(res, episodes=20) >= 475
+
+
+@pytest.mark.slow
+def test_continuous_pendulum_reaches_minus_250_within_1e6_steps():
+    cfg = ppo.config_for("phys2d/Pendulum-v0")
+    assert cfg.total_steps <= 1_000_000
+    res = ppo.train(cfg)
+    assert int(res.metrics["step"][-1]) <= 1_000_000
+    assert ppo.evaluate(res, episodes=20) >= -250
