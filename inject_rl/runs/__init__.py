@@ -1,0 +1,45 @@
+"""Run directories: config, metrics.jsonl, summary, orbax checkpoints, plots, progress.
+
+Agent-agnostic utilities used by the `inject-rl` CLI (`agents.cli`); they know nothing about a
+specific agent's state beyond it being a pytree of arrays.
+"""
+
+from inject_rl.runs._checkpoint import Checkpointer, host_copy, load_params, save_params
+from inject_rl.runs._files import (
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    PARAMS,
+    SUMMARY,
+    TENSORBOARD,
+    dumps,
+    json_safe,
+    read_json,
+    write_json,
+)
+from inject_rl.runs._metrics import MetricsWriter, TensorBoard, read_metrics, summarize_call
+from inject_rl.runs._plot import plot_runs
+from inject_rl.runs._progress import Progress
+
+__all__ = [
+    "CHECKPOINTS",
+    "CONFIG",
+    "METRICS",
+    "PARAMS",
+    "SUMMARY",
+    "TENSORBOARD",
+    "Checkpointer",
+    "MetricsWriter",
+    "Progress",
+    "TensorBoard",
+    "dumps",
+    "host_copy",
+    "json_safe",
+    "load_params",
+    "plot_runs",
+    "read_json",
+    "read_metrics",
+    "save_params",
+    "summarize_call",
+    "write_json",
+]

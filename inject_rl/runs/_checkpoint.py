@@ -1,0 +1,213 @@
+"""Checkpoints of a whole training state with orbax-checkpoint, restored bitwise.
+
+A training state (params, optimizer state with every schedule state and hyperparameter, replay
+buffer, env states, RNG keys, counters...) is saved as its flat list of leaves next to a JSON
+record of their key paths, so it is restored into the structure of a freshly built state: orbax
+alone would give back dicts in place of the NamedTuples. Typed PRNG keys (`jax.random.key`) are
+stored as their `key_data` and rewrapped with their implementation on restore. orbax's
+`CheckpointManager` writes each step to a temporary directory and renames it when complete, so
+a process killed mid-save leaves the previous checkpoint intact.
+
+In a multi-process run a single process (the caller's choice, e.g. process 0) saves alone: orbax
+is told that it is the only active process, and a replicated array that spans processes is saved
+as this process's own replicas.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+_STATE, _META = "state", "meta"
+
+
+def _is_key(x: Any) -> bool:
+    return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
+
+
+def _local(x: Any) -> Any:
+    """This process's part of an array spanning processes (its replicas, stacked)."""
+    if not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return x
+    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
+    return np.concatenate([np.asarray(s.data).reshape((-1, *x.shape[1:])) for s in shards])
+
+
+def host_copy(tree: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
+    """`tree`'s leaves as host numpy arrays (typed keys as key data) and their description.
+
+    Copies synchronously, so the caller may pass a state that is about to be donated.
+    """
+    path_leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    arrays, keys = [], {}
+    for i, (_, leaf) in enumerate(path_leaves):
+        if _is_key(leaf):
+            keys[str(i)] = str(jax.random.key_impl(leaf))
+            leaf = jax.random.key_data(leaf)
+        # A copy, never a view of a device buffer.
+        arrays.append(np.array(jax.device_get(_local(leaf))))
+    paths = [jax.tree_util.keystr(p) for p, _ in path_leaves]
+    return arrays, {"paths": paths, "keys": keys}
+
+
+def _alone():
+    """orbax options for a process that saves and restores by itself (no cross-process sync)."""
+    import orbax.checkpoint as ocp
+
+    me = jax.process_index()
+    return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+
+
+def _manager(directory: Path, create: bool):
+    import orbax.checkpoint as ocp
+
+    if create:  # orbax's own `create` is not allowed with `active_processes`
+        directory.mkdir(parents=True, exist_ok=True)
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=2,
+        create=False,
+        enable_async_checkpointing=False,
+        multiprocessing_options=_alone(),
+    )
+    return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+class Checkpointer:
+    """Saves and restores training states under `directory` (orbax steps = host call index)."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        self._mgr = None
+
+    def _get(self, create: bool):
+        if self._mgr is None:
+            self._mgr = _manager(self.directory, create)
+        return self._mgr
+
+    def latest_step(self) -> int | None:
+        """The last complete checkpoint's step, or None (creates nothing)."""
+        if not self.directory.is_dir():
+            return None
+        return self._get(create=False).latest_step()
+
+    def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+        """Saves `state` (any pytree of arrays) and the JSON-able `meta` as `step`, atomically."""
+        import orbax.checkpoint as ocp
+
+        arrays, layout = host_copy(state)
+        items = {f"{i:05d}": a for i, a in enumerate(arrays)}
+        self._get(create=True).save(
+            step,
+            args=ocp.args.Composite(
+                **{
+                    _STATE: ocp.args.StandardSave(items),
+                    _META: ocp.args.JsonSave({**meta, "layout": layout}),
+                }
+            ),
+            force=True,
+        )
+
+    def restore_meta(self, step: int) -> dict[str, Any]:
+        import orbax.checkpoint as ocp
+
+        out = self._get(create=False).restore(
+            step, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()})
+        )
+        return dict(out[_META])
+
+    def restore_leaves(self, step: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """The saved leaves by key path (typed keys as key data) and the meta, no structure
+        needed: for inspection and bitwise comparisons."""
+        import orbax.checkpoint as ocp
+
+        meta = self.restore_meta(step)
+        out = self._get(create=False).restore(
+            step, args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore()})
+        )
+        paths = meta.pop("layout")["paths"]
+        return {p: np.asarray(out[_STATE][f"{i:05d}"]) for i, p in enumerate(paths)}, meta
+
+    def restore(self, step: int, like: Any) -> tuple[Any, dict[str, Any]]:
+        """The state saved as `step`, in the structure of `like`, and its meta.
+
+        Args:
+          step: a saved step (e.g. `latest_step()`).
+          like: a pytree of the expected structure whose leaves have `shape` and `dtype`
+            (e.g. `jax.eval_shape` of the init function); a typed-key leaf gets a key back.
+
+        Raises:
+          ValueError: the checkpoint's leaves do not match `like` (names the first mismatch).
+        """
+        import orbax.checkpoint as ocp
+
+        meta = self.restore_meta(step)
+        layout = meta.pop("layout")
+        like_leaves, treedef = jax.tree_util.tree_flatten_with_path(like)
+        paths = [jax.tree_util.keystr(p) for p, _ in like_leaves]
+        if paths != layout["paths"]:
+            diff = next(
+                (a, b)
+                for a, b in zip(paths + [None], layout["paths"] + [None], strict=False)
+                if a != b
+            )
+            raise ValueError(
+                f"checkpoint {self.directory}/{step} holds a different state structure "
+                f"(first difference: expected {diff[0]}, found {diff[1]})"
+            )
+        out = self._get(create=False).restore(
+            step, args=ocp.args.Composite(**{_STATE: ocp.args.StandardRestore()})
+        )
+        items = out[_STATE]
+        leaves = []
+        for i, (path, want) in enumerate(
+            zip(paths, (leaf for _, leaf in like_leaves), strict=True)
+        ):
+            arr = np.asarray(items[f"{i:05d}"])
+            if str(i) in layout["keys"]:
+                if not _is_key(want):
+                    raise ValueError(f"checkpoint leaf {path} is a PRNG key, expected an array")
+                leaf = jax.random.wrap_key_data(arr, impl=layout["keys"][str(i)])
+            else:
+                leaf = arr
+            if tuple(leaf.shape) != tuple(want.shape) or (
+                not _is_key(want) and leaf.dtype != want.dtype
+            ):
+                raise ValueError(
+                    f"checkpoint leaf {path} is {leaf.dtype}{list(leaf.shape)}, this run expects "
+                    f"{want.dtype}{list(want.shape)} (different config or number of devices?)"
+                )
+            leaves.append(leaf)
+        return jax.tree_util.tree_unflatten(treedef, leaves), meta
+
+    def close(self) -> None:
+        if self._mgr is not None:
+            self._mgr.close()
+            self._mgr = None
+
+
+def save_params(directory: str | os.PathLike, params: Any) -> None:
+    """Saves a params pytree of nested dicts (e.g. Haiku's) atomically to `directory`."""
+    import orbax.checkpoint as ocp
+
+    params = jax.tree.map(lambda x: np.array(jax.device_get(_local(x))), params)
+    with ocp.StandardCheckpointer(multiprocessing_options=_alone()) as ckptr:
+        ckptr.save(Path(directory).absolute(), params, force=True)
+
+
+def load_params(directory: str | os.PathLike) -> Any:
+    """The params saved by `save_params`, as nested dicts of numpy arrays.
+
+    Raises:
+      ValueError: nothing saved there.
+    """
+    import orbax.checkpoint as ocp
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"no final params in {directory} (did training finish?)")
+    with ocp.StandardCheckpointer(multiprocessing_options=_alone()) as ckptr:
+        return ckptr.restore(directory.absolute())
