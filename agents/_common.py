@@ -70,6 +70,21 @@ def _real(v: Any) -> bool:
     return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def per_device(agent: str, cfg: Any, num_devices: int, *fields: str) -> tuple[int, ...]:
+    """Each of the config `fields` split evenly over `num_devices`.
+
+    Raises:
+      ValueError: a field is not divisible by the number of devices.
+    """
+    for name in fields:
+        if getattr(cfg, name) % num_devices:
+            raise ValueError(
+                f"{agent}: {name} must be divisible by the number of devices ({num_devices}), "
+                f"got {name}={getattr(cfg, name)}"
+            )
+    return tuple(getattr(cfg, name) // num_devices for name in fields)
+
+
 def check_optimizer(optimizer: Any) -> None:
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(

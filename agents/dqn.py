@@ -238,14 +238,9 @@ def make_learner(
     """`(init, iteration, net)` for `inject_rl.loops.run`; epsilon from `epsilon_schedule`."""
     _check_discrete(env)
     eps = epsilon_schedule(cfg)
-    for name in ("num_envs", "batch_size", "buffer_size"):
-        if getattr(cfg, name) % num_devices:
-            raise ValueError(
-                f"dqn: {name} must be divisible by the number of devices ({num_devices}), "
-                f"got {name}={getattr(cfg, name)}"
-            )
-    envs_per_device = cfg.num_envs // num_devices
-    batch_per_device = cfg.batch_size // num_devices
+    envs_per_device, batch_per_device, buffer_per_device = _common.per_device(
+        "dqn", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
+    )
     net = q_network(env.num_actions, cfg.hidden)
     eval_steps = cfg.eval_episodes * num_devices * (env.max_episode_steps or 0)
 
@@ -261,7 +256,7 @@ def make_learner(
             jnp.zeros(()),
             jnp.zeros(env.obs_shape),
         )
-        replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
+        replay = ReplayBuffer.init(item, buffer_per_device)
         zero = jnp.zeros((), jnp.int32)
         return TrainState(
             params,

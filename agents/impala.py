@@ -220,20 +220,11 @@ def _constant(x):
     return x
 
 
-def _envs_per_device(cfg: Config, num_devices: int) -> int:
-    if cfg.num_envs % num_devices:
-        raise ValueError(
-            f"impala: num_envs must be divisible by the number of devices ({num_devices}), "
-            f"got num_envs={cfg.num_envs}"
-        )
-    return cfg.num_envs // num_devices
-
-
 def make_learner(
     cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    envs_per_device = _envs_per_device(cfg, num_devices)
+    (envs_per_device,) = _common.per_device("impala", cfg, num_devices, "num_envs")
     policy = ActorCriticPolicy(env, cfg.hidden)
     update = make_update(cfg, policy, opt)
 
@@ -269,7 +260,7 @@ def make_host_learner(
     cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
-    _envs_per_device(cfg, num_devices)
+    _common.per_device("impala", cfg, num_devices, "num_envs")
     policy = ActorCriticPolicy(env, cfg.hidden)
     update = make_update(cfg, policy, opt)
 

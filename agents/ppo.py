@@ -313,20 +313,11 @@ def make_update(
     return update
 
 
-def _envs_per_device(cfg: Config, num_devices: int) -> int:
-    if cfg.num_envs % num_devices:
-        raise ValueError(
-            f"ppo: num_envs must be divisible by the number of devices ({num_devices}), "
-            f"got num_envs={cfg.num_envs}"
-        )
-    return cfg.num_envs // num_devices
-
-
 def make_learner(
     cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    envs_per_device = _envs_per_device(cfg, num_devices)
+    (envs_per_device,) = _common.per_device("ppo", cfg, num_devices, "num_envs")
     policy = ActorCriticPolicy(env, cfg.hidden)
     update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
 
@@ -363,7 +354,7 @@ def make_host_learner(
     cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
-    envs_per_device = _envs_per_device(cfg, num_devices)
+    (envs_per_device,) = _common.per_device("ppo", cfg, num_devices, "num_envs")
     policy = ActorCriticPolicy(env, cfg.hidden)
     update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
 

@@ -336,15 +336,6 @@ def make_learn(
     return learn
 
 
-def _per_device(cfg: Config, num_devices: int) -> None:
-    for name in ("num_envs", "batch_size", "buffer_size"):
-        if getattr(cfg, name) % num_devices:
-            raise ValueError(
-                f"sac: {name} must be divisible by the number of devices ({num_devices}), "
-                f"got {name}={getattr(cfg, name)}"
-            )
-
-
 def _experience(traj: loops.Transition, gamma: float) -> Experience:
     new = Experience(
         traj.obs,
@@ -382,7 +373,7 @@ def make_learner(
     cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    _per_device(cfg, num_devices)
+    _common.per_device("sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size")
     policy = SquashedGaussianPolicy(env, cfg.hidden)
     learn = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
 
@@ -411,7 +402,7 @@ def make_host_learner(
     cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
 ):
     """`(init, act, learn, params_of, policy)` for `inject_rl.loops.run_sebulba`."""
-    _per_device(cfg, num_devices)
+    _common.per_device("sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size")
     policy = SquashedGaussianPolicy(env, cfg.hidden)
     learn_new = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
 
