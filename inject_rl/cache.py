@@ -78,6 +78,28 @@ def enable(path: str | os.PathLike | None = None) -> str | None:
     return str(target)
 
 
+_HIT_EVENT = "/jax/compilation_cache/cache_hits"
+_hits = 0
+_listening = False
+
+
+def _count(event: str, **kwargs) -> None:
+    global _hits
+    if event == _HIT_EVENT:
+        _hits += 1
+
+
+def hits() -> int:
+    """Persistent-cache hits in this process since the first call (compare around a compile)."""
+    global _listening
+    if not _listening:
+        import jax
+
+        jax.monitoring.register_event_listener(_count)
+        _listening = True
+    return _hits
+
+
 def disable() -> None:
     """Turns the persistent compilation cache off for this process."""
     import jax

@@ -38,17 +38,6 @@ class LoopResult(NamedTuple):
     step_cache_hit: bool  # the training step came from the persistent compilation cache
 
 
-_CACHE_EVENTS = {"/jax/compilation_cache/cache_hits": 0, "/jax/compilation_cache/cache_misses": 0}
-
-
-def _count_cache_event(event: str, **kwargs: Any) -> None:
-    if event in _CACHE_EVENTS:
-        _CACHE_EVENTS[event] += 1
-
-
-jax.monitoring.register_event_listener(_count_cache_event)
-
-
 def devices_for(num_devices: int | None) -> list[jax.Device]:
     """The first `num_devices` local devices (None: 1).
 
@@ -140,9 +129,9 @@ def run(
         )
 
     lowered = jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0).lower(state)
-    hits = _CACHE_EVENTS["/jax/compilation_cache/cache_hits"]
+    hits = cache.hits()
     compiled = lowered.compile()
-    step_cache_hit = _CACHE_EVENTS["/jax/compilation_cache/cache_hits"] > hits
+    step_cache_hit = cache.hits() > hits
     compile_s = time.perf_counter() - t0
     history: list[dict[str, np.ndarray]] = []
     train_s = 0.0

@@ -45,7 +45,6 @@ import numpy as np
 
 from inject_rl import cache
 from inject_rl.envs import HostEnv
-from inject_rl.loops import _anakin
 from inject_rl.loops._anakin import DEVICE_AXIS, LoopResult
 from inject_rl.loops._rollout import Transition
 from inject_rl.loops._sebulba_actor import (
@@ -222,7 +221,7 @@ def run_sebulba(
     actor_key = jax.random.fold_in(jax.random.key(seed), _ACTOR_SALT)
 
     cache.enable()  # persistent compilation cache (inject_rl.cache; off with the env var)
-    hits = _anakin._CACHE_EVENTS["/jax/compilation_cache/cache_hits"]
+    hits = cache.hits()
     t0 = time.perf_counter()
     stop = threading.Event()
     env_list: list[HostEnv] = []
@@ -253,7 +252,7 @@ def run_sebulba(
         warm = _split_for_devices([example] * num_actor_threads, len(local))
         jax.block_until_ready(learner(state, warm))  # compiles; output discarded
         compile_s = time.perf_counter() - t0
-        step_cache_hit = _anakin._CACHE_EVENTS["/jax/compilation_cache/cache_hits"] > hits
+        step_cache_hit = cache.hits() > hits
 
         versions = ParamVersions(keep=staleness + 1)
         versions.publish(first, params0)
