@@ -81,8 +81,8 @@ def parser() -> _Parser:
         "--checkpoint-every",
         type=int,
         metavar="N",
-        help="checkpoint every N env steps, rounded to host calls (default: about 10 "
-        "per run); always at the end",
+        help="checkpoint every N env steps, rounded to host calls (default: every 30 s of "
+        "wall time); always at the end",
     )
     t.add_argument(
         "--eval-episodes",

@@ -412,6 +412,7 @@ def train(
     num_devices: int | None = None,
     callback: Callable[..., None] | None = None,
     resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
 ) -> _common.TrainResult:
     """Trains double DQN on the anakin loop.
 
@@ -429,6 +430,8 @@ def train(
         replicated training state (copy what you keep: it is donated to the next call).
       resume: `(state, next_call)` to continue a run from a checkpoint, bitwise as if
         uninterrupted (the replay buffers and epsilon state are part of the state).
+      program_key: on one device, names this run's compiled programs so that a later run
+        with the same key loads them instead of tracing (`inject_rl.loops.run`).
 
     Returns:
       A `TrainResult`.
@@ -450,6 +453,7 @@ def train(
         iterations_per_call=cfg.iterations_per_call,
         num_devices=len(devices),
         callback=callback,
+        program_key=program_key,
         **start,
     )
     final = loops.first_replica(res.state)

@@ -293,6 +293,7 @@ def train(
     num_devices: int | None = None,
     callback: Callable[..., None] | None = None,
     resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
 ) -> _common.TrainResult:
     """Trains IMPALA: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
 
@@ -305,6 +306,8 @@ def train(
       callback: `callback(call_index, metrics, state)` after every host call.
       resume: `(state, next_call)` to continue from a checkpoint (anakin: bitwise as if
         uninterrupted; host loop: the learner continues bitwise, the envs restart).
+      program_key: on one device, names this run's compiled programs so that a later run
+        with the same key loads them instead of tracing (`inject_rl.loops.run`).
 
     Returns:
       A `TrainResult`.
@@ -324,6 +327,7 @@ def train(
             iterations_per_call=cfg.iterations_per_call,
             num_devices=len(devices),
             callback=callback,
+            program_key=program_key,
             **start,
         )
     else:

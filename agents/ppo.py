@@ -414,6 +414,7 @@ def train(
     num_devices: int | None = None,
     callback: Callable[..., None] | None = None,
     resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
 ) -> _common.TrainResult:
     """Trains PPO: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
 
@@ -428,6 +429,8 @@ def train(
         call).
       resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
         uninterrupted; host loop: the learner continues bitwise, the envs restart).
+      program_key: on one device, names this run's compiled programs so that a later run
+        with the same key loads them instead of tracing (`inject_rl.loops.run`).
 
     Returns:
       A `TrainResult`.
@@ -467,6 +470,7 @@ def train(
             iterations_per_call=cfg.iterations_per_call,
             num_devices=len(devices),
             callback=callback,
+            program_key=program_key,
             **start,
         )
     final = loops.first_replica(res.state)

@@ -427,6 +427,7 @@ def train(
     num_devices: int | None = None,
     callback: Callable[..., None] | None = None,
     resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
 ) -> _common.TrainResult:
     """Trains SAC: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
 
@@ -440,6 +441,8 @@ def train(
         multi-process run on the host loop).
       callback: `callback(call_index, metrics, state)` after every host call.
       resume: `(state, next_call)` to continue from a checkpoint (host loop: the envs restart).
+      program_key: on one device, names this run's compiled programs so that a later run
+        with the same key loads them instead of tracing (`inject_rl.loops.run`).
 
     Returns:
       A `TrainResult`.
@@ -459,6 +462,7 @@ def train(
             iterations_per_call=cfg.iterations_per_call,
             num_devices=len(devices),
             callback=callback,
+            program_key=program_key,
             **start,
         )
     else:

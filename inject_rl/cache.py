@@ -8,10 +8,17 @@ Where: `$INJECT_RL_COMPILE_CACHE` if set, else `$JAX_COMPILATION_CACHE_DIR` if s
 `$XDG_CACHE_HOME/inject-rl/jax` (default `~/.cache/inject-rl/jax`). Turn it off with
 `INJECT_RL_COMPILE_CACHE=off` (or `0`, `false`, `no`) or the CLI's `--no-compile-cache`.
 A directory that cannot be written disables the cache with one warning line.
+
+The same directory holds, under `programs/`, the exported one-device programs of named runs
+(`inject_rl.loops.run(..., program_key=...)`; the CLI names every run with `fingerprint`), so a
+repeated run also skips tracing and lowering.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
 import os
 import pathlib
 import sys
@@ -106,3 +113,65 @@ def disable() -> None:
 
     jax.config.update("jax_compilation_cache_dir", None)
     _state.clear()
+
+
+# Libraries whose code is traced into the programs (their versions go into `fingerprint`).
+_TRACED_DISTRIBUTIONS = (
+    "jax",
+    "jaxlib",
+    "numpy",
+    "optax",
+    "dm-haiku",
+    "rlax",
+    "distrax",
+    "tensorflow-probability",
+    "chex",
+    "gymnasium",
+    "flax",
+)
+# Source packages hashed file by file (an editable install changes without a new version).
+_TRACED_PACKAGES = ("inject_rl", "agents")
+# jax settings that cannot change a traced program.
+_UNTRACED_CONFIG = ("jax_compilation_cache", "jax_persistent_cache", "jax_log", "jax_explain")
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def _source_digest(package: str) -> str:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        return "-"
+    h = hashlib.sha256()
+    for root in spec.submodule_search_locations:
+        for path in sorted(pathlib.Path(root).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def fingerprint(*parts: str) -> str:
+    """A program-cache key: `parts` (the caller's description of the run: agent, config,
+    optimizer...) plus everything else a traced program depends on here: the source of
+    `inject_rl` and `agents`, the versions of the traced libraries, jax's settings, `XLA_FLAGS`
+    and the devices. Two runs with equal fingerprints trace identical programs."""
+    import jax
+
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(b"\0" + part.encode())
+    for dist in _TRACED_DISTRIBUTIONS:
+        h.update(f"\0{dist}={_version(dist)}".encode())
+    for package in _TRACED_PACKAGES:
+        h.update(f"\0{package}:{_source_digest(package)}".encode())
+    for name, value in sorted(jax.config.values.items()):
+        if not name.startswith(_UNTRACED_CONFIG):
+            h.update(f"\0{name}={value!r}".encode())
+    devices = jax.local_devices()
+    h.update(f"\0{os.environ.get('XLA_FLAGS', '')}\0{devices[0].platform}".encode())
+    h.update(f"\0{devices[0].device_kind}\0{len(devices)}\0{sys.version_info[:2]}".encode())
+    return h.hexdigest()[:40]

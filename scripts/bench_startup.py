@@ -1,15 +1,21 @@
-"""Where start-up goes, cold and warm compilation cache, for PPO and DQN on phys2d/CartPole-v1.
+"""Where start-up goes, cold and warm caches, for PPO and DQN on phys2d/CartPole-v1.
 
-For each agent, a fresh process (so imports are really paid) reports: importing the agent,
-building and running the initial state (trace + compile + run of `init`), tracing and lowering
-the training step, XLA compile (or loading it from the persistent cache), the first call and
-the remaining calls. "cold" uses an empty cache directory, "warm" re-runs with the cache the
-cold run filled. Then the whole-process wall time of
-`inject-rl train --agent ppo --env phys2d/CartPole-v1 --steps 100000`, cold and warm, and
-stable-baselines3's PPO `learn()` on CartPole-v1 with the same budget and rl-zoo layout, when
-installed, as ratios.
+For each agent, a fresh process (so imports are really paid) times the imports, then one call of
+the agent's `train()` on a 1e5-step budget, named with a program key as the CLI names its runs.
+Inside that call jax's own duration events split the time into tracing, lowering and XLA
+compile (or loading from the persistent compilation cache); `compile_s` is the loop's whole
+phase before the first training call (init, programs, compile) and `train_s` its calls. "cold"
+starts from empty caches; "warm" re-runs with the caches the cold run filled, so it loads the
+exported programs (no tracing or lowering) and the compiled executables.
 
-    python scripts/bench_startup.py [--steps 100000]
+Then the whole-process wall time of `inject-rl train --agent ppo --env phys2d/CartPole-v1
+--steps 100000`, cold and warm, as the median of `--repeats` pairs, each pair on a fresh cache;
+and stable-baselines3's PPO `learn()` on CartPole-v1 with the same budget (when installed):
+with rl-baselines3-zoo's CartPole hyperparameters (the peer's tuned layout: 8 envs x 32 steps,
+20 epochs, two 64-unit layers), and with our default's layout (8 x 32, 10 epochs, one 64-unit
+layer, gamma 0.99, lambda 0.95), next to our `train()` call (compile + train) warm.
+
+    python scripts/bench_startup.py [--steps 100000] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,45 +40,39 @@ PROBE = textwrap.dedent(
     import importlib
     agent = importlib.import_module("agents." + sys.argv[1])
     import jax
-    from inject_rl import cache, envs, loops
-    cache.enable()
+    from inject_rl import cache
     t_import = time.perf_counter() - t0
+    events = {}
+
+    def listen(event, duration, **kwargs):
+        events[event] = events.get(event, 0.0) + duration
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
     cfg = agent.Config(total_steps=int(sys.argv[2]))
-    env = envs.make(cfg.env_id)
-    opt = agent.default_optimizer(cfg)
-    init, iteration, _ = agent.make_learner(cfg, env, opt, 1)
-    devices = loops.devices_for(1)
     t = time.perf_counter()
-    state = jax.pmap(init, axis_name=loops.DEVICE_AXIS, devices=devices)(jax.numpy.arange(1))
-    jax.block_until_ready(state)
-    t_init = time.perf_counter() - t
+    res = agent.train(cfg, program_key=cache.fingerprint("bench_startup", repr(cfg)))
+    t_train = time.perf_counter() - t
 
-    def call(s):
-        return jax.lax.scan(lambda c, _: iteration(c, loops.DEVICE_AXIS), s, None,
-                            length=cfg.iterations_per_call)
+    def total(name):
+        return events.get("/jax/core/compile/" + name, 0.0)
 
-    t = time.perf_counter()
-    lowered = jax.pmap(call, axis_name=loops.DEVICE_AXIS, devices=devices,
-                       donate_argnums=0).lower(state)
-    t_lower = time.perf_counter() - t
-    t = time.perf_counter()
-    compiled = lowered.compile()
-    t_compile = time.perf_counter() - t
-    t = time.perf_counter()
-    state, m = compiled(state)
-    jax.block_until_ready(m)
-    t_first = time.perf_counter() - t
-    t = time.perf_counter()
-    for _ in range(cfg.num_calls - 1):
-        state, m = compiled(state)
-        jax.device_get(m)
-    t_rest = time.perf_counter() - t
-    print(json.dumps(dict(imports=t_import, init=t_init, trace_lower=t_lower, xla_compile=t_compile,
-                          first_call=t_first, other_calls=t_rest,
-                          total=time.perf_counter() - t0)))
+    print(json.dumps(dict(
+        imports=t_import, tracing=total("jaxpr_trace_duration"),
+        lowering=total("jaxpr_to_mlir_module_duration"),
+        xla_compile=total("backend_compile_duration"), compile_s=res.compile_s,
+        train_s=res.train_s, train_call=t_train, total=time.perf_counter() - t0)))
     """
 )
-COLUMNS = ("imports", "init", "trace_lower", "xla_compile", "first_call", "other_calls", "total")
+COLUMNS = (
+    "imports",
+    "tracing",
+    "lowering",
+    "xla_compile",
+    "compile_s",
+    "train_s",
+    "train_call",
+    "total",
+)
 
 
 def probe(agent: str, steps: int, cache_dir: str) -> dict:
@@ -109,26 +110,30 @@ def cli_wall(steps: int, cache_dir: str, out_dir: str) -> float:
     return time.perf_counter() - t
 
 
-def sb3_learn(steps: int) -> float | None:
+SB3_ZOO = dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20)
+SB3_OURS = dict(n_steps=32, batch_size=256, gae_lambda=0.95, gamma=0.99, n_epochs=10, net_arch=[64])
+
+
+def sb3_learn(steps: int, layout: dict) -> float | None:
+    """Seconds of stable-baselines3 PPO `learn()` on CartPole-v1 (8 envs), or None."""
     try:
         from stable_baselines3 import PPO
         from stable_baselines3.common.env_util import make_vec_env
     except ImportError:
         return None
+    layout = dict(layout)
+    net_arch = layout.pop("net_arch", None)
     env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
     model = PPO(
         "MlpPolicy",
         env,
-        n_steps=32,
-        batch_size=256,
-        gae_lambda=0.8,
-        gamma=0.98,
-        n_epochs=20,
         ent_coef=0.0,
         learning_rate=1e-3,
         seed=0,
         device="cpu",
         verbose=0,
+        policy_kwargs=None if net_arch is None else {"net_arch": net_arch},
+        **layout,
     )
     t = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -138,14 +143,17 @@ def sb3_learn(steps: int) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3, help="cold/warm CLI pairs")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
     print(
         f"_{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores; "
-        f"`python scripts/bench_startup.py --steps {args.steps}`_\n"
+        f"`python scripts/bench_startup.py --steps {args.steps} --repeats {args.repeats}`_\n"
     )
-    print("| agent | cache | " + " | ".join(f"{c} s" for c in COLUMNS) + " |")
+    print("| agent | caches | " + " | ".join(f"{c} s" for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -158,25 +166,29 @@ def main() -> None:
                     f"| {agent} | {mode} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS) + " |",
                     flush=True,
                 )
-        cli_cache = os.path.join(tmp, "cache-cli")
-        cold = cli_wall(args.steps, cli_cache, os.path.join(tmp, "run"))
-        warm = cli_wall(args.steps, cli_cache, os.path.join(tmp, "run"))
-    sb3 = sb3_learn(args.steps)
-    ppo_warm = rows["ppo", "warm"]
-    compile_train = ppo_warm["xla_compile"] + ppo_warm["first_call"] + ppo_warm["other_calls"]
+        colds, warms = [], []
+        for i in range(args.repeats):
+            cli_cache = os.path.join(tmp, f"cache-cli-{i}")
+            colds.append(cli_wall(args.steps, cli_cache, os.path.join(tmp, "run")))
+            warms.append(cli_wall(args.steps, cli_cache, os.path.join(tmp, "run")))
+    cold, warm = statistics.median(colds), statistics.median(warms)
+    ours = rows["ppo", "warm"]["train_call"]
     print("\n| measure | seconds | ratio |\n|---|---|---|")
-    print(f"| `inject-rl train` whole process, cold cache | {cold:.1f} | 1.00 |")
+    runs = ", ".join(f"{c:.2f}/{w:.2f}" for c, w in zip(colds, warms, strict=True))
+    print(f"| `inject-rl train` whole process, cold caches (median) | {cold:.2f} | 1.00 |")
     print(
-        f"| `inject-rl train` whole process, warm cache | {warm:.1f} | warm/cold "
-        f"{warm / cold:.2f} |"
+        f"| `inject-rl train` whole process, warm caches (median) | {warm:.2f} | warm/cold "
+        f"{warm / cold:.2f} (pairs cold/warm: {runs}) |"
     )
-    print(f"| PPO warm compile + train (probe) | {compile_train:.2f} | |")
-    if sb3 is None:
-        print("| stable-baselines3 PPO learn() | not installed (pip install -e '.[peers]') | |")
-    else:
+    print(f"| PPO `train()` warm: compile + train | {ours:.2f} | |")
+    for name, layout in (("rl-zoo layout", SB3_ZOO), ("our default's layout", SB3_OURS)):
+        sb3 = sb3_learn(args.steps, layout)
+        if sb3 is None:
+            print("| stable-baselines3 PPO learn() | not installed (pip install -e '.[peers]') | |")
+            break
         print(
-            f"| stable-baselines3 PPO learn(), same budget | {sb3:.1f} | SB3 / ours "
-            f"{sb3 / compile_train:.1f}x |"
+            f"| stable-baselines3 PPO learn(), {name} | {sb3:.2f} | SB3 / ours {sb3 / ours:.1f}x |",
+            flush=True,
         )
 
 

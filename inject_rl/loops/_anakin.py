@@ -8,14 +8,18 @@ two pure functions:
 * `iteration(state, axis_name) -> (state, metrics)`: one learner iteration on one device; it
   `pmean`s gradients and `inject_rl.signals.sync`s signals over `axis_name`.
 
-`run` compiles `iterations_per_call` iterations as one `lax.scan` under `pmap` and returns the
-metrics of every iteration to the host once per call (no per-step host sync).
+`run` compiles `iterations_per_call` iterations as one `lax.scan` and returns the metrics of
+every iteration to the host once per call (no per-step host sync): under `pmap` on several
+devices; on one device as exported programs (`_programs`: `shard_map` on a one-device mesh, so
+a named run can load them next time instead of tracing). States carry a leading device axis
+either way.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
@@ -23,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from inject_rl import cache
+from inject_rl.loops import _programs
 
 # The pmap axis of every learner; signals and gradients are reduced over it.
 DEVICE_AXIS = "device"
@@ -36,6 +41,7 @@ class LoopResult(NamedTuple):
     compile_s: float  # seconds spent tracing, lowering and compiling
     train_s: float  # seconds spent in the compiled calls (compile excluded)
     step_cache_hit: bool  # the training step came from the persistent compilation cache
+    programs_loaded: bool = False  # one device: init and step came from the program cache
 
 
 def devices_for(num_devices: int | None) -> list[jax.Device]:
@@ -98,50 +104,87 @@ def run(
     callback: Callable[[int, dict[str, np.ndarray], Any], None] | None = None,
     state: Any = None,
     start_call: int = 0,
+    program_key: str | None = None,
 ) -> LoopResult:
     """Runs `num_calls` compiled calls of `iterations_per_call` iterations each.
 
     Args:
-      init: `device_index -> state`, run under `pmap`.
+      init: `device_index -> state`, run once per device.
       iteration: one learner iteration on one device, given the axis name to reduce over.
       num_calls: host calls; the iteration count is `num_calls * iterations_per_call`.
       iterations_per_call: iterations per compiled call (a `lax.scan`).
-      num_devices: devices to `pmap` over (None: 1).
+      num_devices: devices to run on (None: 1).
       callback: `callback(call_index, metrics, state)` after each call; metrics are device
         0's, `state` is replicated and donated to the next call (copy what you keep).
       state: a replicated state to continue from (e.g. a checkpoint) instead of `init`.
       start_call: index of the first call (for callbacks when resuming).
+      program_key: on one device, a name for this run's programs (see
+        `inject_rl.cache.fingerprint`): a later run with the same key loads the exported init
+        and step instead of tracing and lowering them. It must identify everything `init` and
+        `iteration` depend on; None keeps them in memory only.
 
     Returns:
       A `LoopResult`.
     """
     devices = devices_for(num_devices)
-    cache.enable()  # persistent compilation cache (inject_rl.cache; off with the env var)
+    cache_dir = cache.enable()  # persistent compilation cache (inject_rl.cache; env var: off)
     t0 = time.perf_counter()
-    if state is None:
-        state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
-            jnp.arange(len(devices), dtype=jnp.int32)
-        )
 
     def call(state):
         return jax.lax.scan(
             lambda s, _: iteration(s, DEVICE_AXIS), state, None, length=iterations_per_call
         )
 
-    lowered = jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0).lower(state)
-    hits = cache.hits()
-    compiled = lowered.compile()
-    step_cache_hit = cache.hits() > hits
+    if len(devices) == 1:
+        path = None
+        if program_key is not None and cache_dir is not None:
+            path = Path(cache_dir) / "programs" / f"{program_key}.jaxprog"
+        programs = _programs.build(init, call, DEVICE_AXIS, devices[0], path)
+        layout = programs.layout
+        carry = programs.init(jnp.zeros((1,), jnp.int32)) if state is None else layout.leaves(state)
+        hits = cache.hits()
+        step = programs.step.lower(*carry).compile()
+        step_cache_hit = cache.hits() > hits
+
+        def run_call(carry):
+            carry, metrics = step(*carry)
+            return carry, metrics
+
+        as_state = layout.state
+    else:
+        programs = None
+        if state is None:
+            state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
+                jnp.arange(len(devices), dtype=jnp.int32)
+            )
+        carry = state
+        lowered = jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0).lower(
+            state
+        )
+        hits = cache.hits()
+        run_call = lowered.compile()
+        step_cache_hit = cache.hits() > hits
+
+        def as_state(carry):
+            return carry
+
     compile_s = time.perf_counter() - t0
     history: list[dict[str, np.ndarray]] = []
     train_s = 0.0
     for i in range(start_call, num_calls):
         t = time.perf_counter()
-        state, metrics = compiled(state)
+        carry, metrics = run_call(carry)
         metrics = unreplicate(metrics)  # the one host transfer of the call
         train_s += time.perf_counter() - t
         history.append(metrics)
         if callback is not None:
-            callback(i, metrics, state)
+            callback(i, metrics, as_state(carry))
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
-    return LoopResult(state, merged, compile_s, train_s, step_cache_hit)
+    return LoopResult(
+        as_state(carry),
+        merged,
+        compile_s,
+        train_s,
+        step_cache_hit,
+        programs is not None and programs.loaded,
+    )

@@ -59,9 +59,17 @@ from inject_rl.loops._sebulba_actor import (
 _ACTOR_SALT = 0x5EB0
 
 
-def _local_replica(x: jax.Array) -> jax.Array:
-    """This process's first replica of a pmapped output, without the device axis (no copy)."""
+def _local_replica(x: Any) -> Any:
+    """This process's first replica of a pmapped output, without the device axis.
+
+    A numpy array (no jax op: an eager reshape would trace, lower and compile a program per
+    leaf shape); a typed key stays a jax key.
+    """
+    if not isinstance(x, jax.Array):
+        return x
     data = x.addressable_shards[0].data
+    if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        data = np.asarray(data)
     return data.reshape(x.shape[1:]) if data.ndim == x.ndim else data
 
 

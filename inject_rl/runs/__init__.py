@@ -4,7 +4,7 @@ Agent-agnostic utilities used by the `inject-rl` CLI (`agents.cli`); they know n
 specific agent's state beyond it being a pytree of arrays.
 """
 
-from inject_rl.runs._checkpoint import Checkpointer, host_copy, load_params, save_params
+from inject_rl.runs._checkpoint import Checkpointer, host_copy, load_params, preload, save_params
 from inject_rl.runs._files import (
     CHECKPOINTS,
     CONFIG,
@@ -37,6 +37,7 @@ __all__ = [
     "json_safe",
     "load_params",
     "plot_runs",
+    "preload",
     "read_json",
     "read_metrics",
     "save_params",

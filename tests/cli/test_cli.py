@@ -258,6 +258,16 @@ def test_help(command, text, capsys):
     assert exit_.value.code == 0 and text in capsys.readouterr().out
 
 
+def test_a_repeated_run_loads_its_programs_instead_of_tracing(env, files, tmp_path):
+    args = ["train", "--config", files / "tiny.json", "--steps", 64, "--eval-episodes", 1]
+    logged = {**env, "JAX_LOG_COMPILES": "1"}
+    first = ok(cli([*args, "--out", "a"], logged, tmp_path))
+    second = ok(cli([*args, "--out", "b"], logged, tmp_path))
+    assert "Finished tracing flat_step" in first.stderr
+    assert "Finished tracing flat_step" not in second.stderr
+    assert_bitwise_equal(final_leaves(tmp_path / "a"), final_leaves(tmp_path / "b"))
+
+
 def test_sigkill_after_a_checkpoint_then_resume_is_bitwise(env, files, tmp_path):
     """Kill -9 at a random point after the first checkpoint; --resume must end bitwise where an
     uninterrupted run ends. The reference run also joins a one-process jax.distributed group,

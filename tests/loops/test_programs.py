@@ -1,0 +1,142 @@
+"""The one-device program cache: a named run's init and step are exported once, then loaded
+without tracing; loaded, exported and uncached programs give bitwise-equal runs."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from agents import ppo
+from inject_rl import cache, envs, loops
+
+CFG = ppo.Config(
+    total_steps=512, num_envs=4, rollout_len=8, epochs=2, iterations_per_call=4, hidden=(8,)
+)
+
+
+def learner(cfg=CFG, opt=None):
+    """`(init, iteration, traces)`: `traces[0]` counts how often `iteration` is traced."""
+    opt = opt or ppo.default_optimizer(cfg)
+    init, iteration, _ = ppo.make_learner(cfg, envs.make(cfg.env_id), opt, 1)
+    traces = [0]
+
+    def counted(state, axis_name):
+        traces[0] += 1
+        return iteration(state, axis_name)
+
+    return init, counted, traces
+
+
+def train(key, cfg=CFG, opt=None):
+    init, iteration, traces = learner(cfg, opt)
+    res = loops.run(
+        init,
+        iteration,
+        num_calls=cfg.num_calls,
+        iterations_per_call=cfg.iterations_per_call,
+        program_key=key,
+    )
+    return res, traces[0]
+
+
+def leaves(res) -> list[np.ndarray]:
+    out = []
+    for x in jax.tree.leaves(res.state):
+        if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+            x = jax.random.key_data(x)
+        out.append(np.asarray(x))
+    return out + [np.asarray(res.metrics[k]) for k in sorted(res.metrics)]
+
+
+def assert_bitwise(a, b):
+    la, lb = leaves(a), leaves(b)
+    assert len(la) == len(lb)
+    for x, y in zip(la, lb, strict=True):
+        assert x.dtype == y.dtype and x.tobytes() == y.tobytes()
+
+
+def entry(key) -> Path:
+    return Path(cache.enable()) / "programs" / f"{key}.jaxprog"
+
+
+@pytest.fixture(scope="module")
+def uncached():
+    return train(None)
+
+
+def test_second_run_with_a_key_traces_nothing_and_is_bitwise_equal(uncached):
+    key = uuid.uuid4().hex
+    first, traced = train(key)
+    assert traced >= 1 and not first.programs_loaded and entry(key).is_file()
+    second, retraced = train(key)
+    assert retraced == 0 and second.programs_loaded
+    assert_bitwise(first, second)
+    assert_bitwise(first, uncached[0])  # caching never changes a result
+
+
+def test_another_key_is_another_entry():
+    a, b = uuid.uuid4().hex, uuid.uuid4().hex
+    train(a)
+    _, traced = train(b)
+    assert traced >= 1 and entry(a).is_file() and entry(b).is_file()
+
+
+def test_unreadable_entry_warns_once_and_is_rebuilt(uncached, capsys):
+    key = uuid.uuid4().hex
+    entry(key).parent.mkdir(parents=True, exist_ok=True)
+    entry(key).write_bytes(b"not a program")
+    res, traced = train(key)
+    err = capsys.readouterr().err
+    assert err.count("rebuilding unreadable program cache entry") == 1 and traced >= 1
+    assert_bitwise(res, uncached[0])
+    again, retraced = train(key)  # the rebuilt entry loads
+    assert retraced == 0 and again.programs_loaded
+
+
+def test_host_callbacks_run_uncached(uncached, capsys):
+    """jax.export cannot serialize a host callback: such a run works, with the same programs
+    under plain jit, and stores nothing."""
+    init, iteration, _ = learner()
+
+    def printing(state, axis_name):
+        state, metrics = iteration(state, axis_name)
+        jax.debug.print("kl {kl}", kl=metrics["kl"])
+        return state, metrics
+
+    key = uuid.uuid4().hex
+    res = loops.run(init, printing, num_calls=CFG.num_calls, iterations_per_call=4, program_key=key)
+    assert "kl " in capsys.readouterr().out
+    assert not entry(key).exists() and not res.programs_loaded
+    assert_bitwise(res, uncached[0])
+
+
+def test_resume_from_a_state_uses_the_cached_step():
+    key = uuid.uuid4().hex
+    full, _ = train(key)
+    init, iteration, traces = learner()
+    half = loops.run(init, iteration, num_calls=2, iterations_per_call=4, program_key=key)
+    rest = loops.run(
+        init,
+        iteration,
+        num_calls=CFG.num_calls,
+        iterations_per_call=4,
+        state=half.state,
+        start_call=2,
+        program_key=key,
+    )
+    assert traces[0] == 0
+    n = len(full.metrics)
+    for x, y in zip(leaves(full)[:-n], leaves(rest)[:-n], strict=True):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_fingerprint_covers_the_run_and_the_environment(monkeypatch):
+    base = cache.fingerprint("run a")
+    assert cache.fingerprint("run a") == base
+    assert cache.fingerprint("run b") != base
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    assert cache.fingerprint("run a") != base
