@@ -116,6 +116,13 @@ class Config:
         return self
 
 
+# rl-baselines3-zoo's CartPole PPO layout (the default before the time-to-result work): the same
+# compute as stable-baselines3 with its tuned hyperparameters, for side-by-side comparisons
+# (scripts/compare_peers.py, bench_sebulba.py) and the studies whose tables it produced.
+RL_ZOO_LAYOUT: dict[str, Any] = dict(
+    epochs=20, gamma=0.98, gae_lambda=0.8, kl_target=0.02, hidden=(64, 64)
+)
+
 # Tuned per env; `config_for(env_id)` starts from these.
 PRESETS: dict[str, dict[str, Any]] = {
     # Host env (sebulba loop); reaches about -80 within 1e5 steps (seeds 0-2).

@@ -32,6 +32,7 @@ from agents import ppo  # noqa: E402
 
 CONFIGS = {
     "default": {},
+    "rl-zoo": ppo.RL_ZOO_LAYOUT,
     # purejaxrl's CartPole PPO layout: 4 envs x 128 steps, 4 epochs x 4 minibatches.
     "purejaxrl": dict(
         num_envs=4,
@@ -41,6 +42,8 @@ CONFIGS = {
         gamma=0.99,
         gae_lambda=0.95,
         lr_init=2.5e-4,
+        kl_target=0.02,
+        hidden=(64, 64),
         iterations_per_call=5,
     ),
 }

@@ -1,7 +1,7 @@
 """Throughput of PPO on CartPole-v1 host envs (sebulba) against anakin and stable-baselines3.
 
-Trains the same PPO configuration (`ppo.Config()` defaults: 8 envs x 32 steps, 20 epochs of one
-minibatch, KL-adaptive learning rate) for the same budget:
+Trains the same PPO configuration (`ppo.RL_ZOO_LAYOUT`: 8 envs x 32 steps, 20 epochs of one
+minibatch, two 64-unit layers, KL-adaptive learning rate) for the same budget:
 
 * anakin: `phys2d/CartPole-v1`, envs stepped in-graph (the same dynamics as CartPole-v1);
 * sebulba: `CartPole-v1` gymnasium host envs on an actor thread, staleness 0 (synchronous,
@@ -85,12 +85,14 @@ def main() -> None:
         parser.error(f"--steps and --reps must be >= 1, got {args.steps=} {args.reps=}")
 
     rows: dict[str, Callable[[], tuple[float, float, float, float]]] = {
-        "anakin phys2d/CartPole-v1": lambda: _ppo_row(ppo.Config(total_steps=args.steps)),
+        "anakin phys2d/CartPole-v1": lambda: _ppo_row(
+            ppo.Config(total_steps=args.steps, **ppo.RL_ZOO_LAYOUT)
+        ),
         "sebulba CartPole-v1 stale0": lambda: _ppo_row(
-            ppo.config_for("CartPole-v1", total_steps=args.steps, staleness=0)
+            ppo.config_for("CartPole-v1", total_steps=args.steps, staleness=0, **ppo.RL_ZOO_LAYOUT)
         ),
         "sebulba CartPole-v1 stale1": lambda: _ppo_row(
-            ppo.config_for("CartPole-v1", total_steps=args.steps, staleness=1)
+            ppo.config_for("CartPole-v1", total_steps=args.steps, staleness=1, **ppo.RL_ZOO_LAYOUT)
         ),
     }
     note = None
@@ -99,11 +101,13 @@ def main() -> None:
     elif importlib.util.find_spec("stable_baselines3") is None:
         note = 'sb3 row skipped: stable_baselines3 is not importable (pip install -e ".[peers]")'
     else:
-        rows["sb3 CartPole-v1"] = lambda: _sb3_row(ppo.Config(total_steps=args.steps))
+        rows["sb3 CartPole-v1"] = lambda: _sb3_row(
+            ppo.Config(total_steps=args.steps, **ppo.RL_ZOO_LAYOUT)
+        )
 
     print(
         f"# {datetime.date.today()} {platform.machine()} {os.cpu_count()} cores, "
-        f"{jax.devices()[0].device_kind}, jax {jax.__version__}; PPO ppo.Config() sizes, "
+        f"{jax.devices()[0].device_kind}, jax {jax.__version__}; PPO ppo.RL_ZOO_LAYOUT sizes, "
         f"{args.steps} steps, median of {args.reps}"
     )
     print(f"{'loop / env':28s} {'steps/s':>9s} {'train s':>8s} {'compile s':>9s} {'eval':>6s}")

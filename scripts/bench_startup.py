@@ -15,7 +15,7 @@ with rl-baselines3-zoo's CartPole hyperparameters (the peer's tuned layout: 8 en
 20 epochs, two 64-unit layers), and with our default's layout (8 x 32, 10 epochs, one 64-unit
 layer, gamma 0.99, lambda 0.95), next to our `train()` call (compile + train) warm.
 
-    python scripts/bench_startup.py [--steps 100000] [--repeats 3]
+    python scripts/bench_startup.py [--steps 100000] [--repeats 3] [--agents ppo,dqn] [--no-cli]
 """
 
 from __future__ import annotations
@@ -144,20 +144,33 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
     parser.add_argument("--repeats", type=int, default=3, help="cold/warm CLI pairs")
+    parser.add_argument(
+        "--agents",
+        default="ppo,dqn",
+        help="comma-separated agents to probe on their default envs (impala and sac default to "
+        "host envs: the sebulba loop, which has no program cache)",
+    )
+    parser.add_argument("--no-cli", action="store_true", help="probe the agents only")
     args = parser.parse_args()
     if args.steps < 1:
         parser.error(f"--steps must be >= 1, got {args.steps}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    unknown = sorted(set(agents) - {"ppo", "dqn", "impala", "sac"})
+    if unknown or not agents:
+        parser.error(f"--agents: unknown {unknown or agents}; allowed: ppo, dqn, impala, sac")
+    if "ppo" not in agents and not args.no_cli:
+        parser.error("the CLI and stable-baselines3 rows compare with ppo: add it or --no-cli")
     print(
         f"_{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores; "
-        f"`python scripts/bench_startup.py --steps {args.steps} --repeats {args.repeats}`_\n"
+        f"`{' '.join(['python', 'scripts/bench_startup.py', *sys.argv[1:]])}`_\n"
     )
     print("| agent | caches | " + " | ".join(f"{c} s" for c in COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for agent in ("ppo", "dqn"):
+        for agent in agents:
             cache_dir = os.path.join(tmp, f"cache-{agent}")
             for mode in ("cold", "warm"):
                 r = probe(agent, args.steps, cache_dir)
@@ -166,6 +179,8 @@ def main() -> None:
                     f"| {agent} | {mode} | " + " | ".join(f"{r[c]:.2f}" for c in COLUMNS) + " |",
                     flush=True,
                 )
+        if args.no_cli:
+            return
         colds, warms = [], []
         for i in range(args.repeats):
             cli_cache = os.path.join(tmp, f"cache-cli-{i}")

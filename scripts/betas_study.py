@@ -1,6 +1,6 @@
 """Adam's betas driven by training signals vs fixed betas, PPO on phys2d/CartPole-v1, many seeds.
 
-Variants (learning rate: PPO's default `kl_target` in all of them):
+PPO in `ppo.RL_ZOO_LAYOUT`. Variants (learning rate: the default `kl_target` in all of them):
   fixed            b1=0.9, b2=0.999 (Adam's defaults)
   fixed_b1_0.99    b1=0.99 (a common "smoother" choice, fixed)
   b1_plateau_up    b1 = plateau(0.9, factor=1.05, max_value=0.99) on the return: more momentum
@@ -54,7 +54,7 @@ def main() -> None:
     if args.seeds < 1 or not args.lr > 0:
         parser.error(f"--seeds must be >= 1 and --lr > 0, got {args.seeds=} {args.lr=}")
     t = time.perf_counter()
-    cfg = ppo.Config(lr_init=args.lr)
+    cfg = ppo.Config(lr_init=args.lr, **ppo.RL_ZOO_LAYOUT)  # the layout of the published table
     print(
         f"_{datetime.date.today()}, {platform.machine()} {os.cpu_count()} cores, jax "
         f"{jax.__version__}; `python scripts/betas_study.py --seeds {args.seeds} --lr {args.lr}`_"

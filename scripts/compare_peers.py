@@ -2,8 +2,8 @@
 
 SB3 uses rl-baselines3-zoo's tuned CartPole-v1 hyperparameters (8 envs, n_steps 32, batch 256,
 20 epochs, gamma 0.98, gae_lambda 0.8, lr and clip linearly decayed from 1e-3 and 0.2). Ours is
-the default `agents.ppo.Config` (the same layout; a `kl_target` learning rate instead of the
-linear decay) on `CartPole-v1` host envs (sebulba loop) and on `phys2d/CartPole-v1` (anakin).
+`agents.ppo.Config` in `ppo.RL_ZOO_LAYOUT` (the same layout; a `kl_target` learning rate instead
+of the linear decay) on `CartPole-v1` host envs (sebulba loop) and on `phys2d/CartPole-v1` (anakin).
 For each: wall seconds to train 1e5 env steps (compile included and also shown apart), greedy
 evaluation return over 20 episodes, and the ratio of SB3's wall time to ours.
 
@@ -63,7 +63,7 @@ def ours(env_id: str, steps: int, seed: int) -> tuple[float, float, float, int]:
     from agents import ppo
 
     t = time.perf_counter()
-    res = ppo.train(ppo.Config(env_id=env_id, total_steps=steps, seed=seed))
+    res = ppo.train(ppo.Config(env_id=env_id, total_steps=steps, seed=seed, **ppo.RL_ZOO_LAYOUT))
     wall = time.perf_counter() - t
     return wall, res.compile_s, ppo.evaluate(res), int(res.metrics["step"][-1])
 

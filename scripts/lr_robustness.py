@@ -1,10 +1,11 @@
 """Robustness to the initial learning rate: constant vs signal-driven schedules, many seeds.
 
-PPO on phys2d/CartPole-v1 over a grid of initial learning rates spanning 100x, 5 seeds each,
-for a constant learning rate and for `kl_target`, `plateau` and `bandit` schedules starting from
-it; DQN (constant vs its default `progress` schedule) over its own grid. All (lr, seed) cells of
-one variant run as ONE compiled program, vmapped: learning rates and schedule constants live in
-the optimizer state, so they are data, not code (`inject_rl.loops._vectorized`).
+PPO (`ppo.RL_ZOO_LAYOUT`) on phys2d/CartPole-v1 over a grid of initial learning rates spanning
+100x, 5 seeds each, for a constant learning rate and for `kl_target`, `plateau` and `bandit`
+schedules starting from it; DQN (constant vs its default `progress` schedule) over its own
+grid. All (lr, seed) cells of one variant run as ONE compiled program, vmapped: learning rates
+and schedule constants live in the optimizer state, so they are data, not code
+(`inject_rl.loops._vectorized`).
 
 A cell is solved when the final greedy policy (PPO: final params; DQN: the agent's kept best
 params, chosen by greedy evaluations of 16 episodes every 5 iterations) returns >= 475 on 20
@@ -142,7 +143,7 @@ def main() -> None:
         f"--seeds {args.seeds}`_"
     )
     if args.agent in ("ppo", "both"):
-        cfg = ppo.Config()
+        cfg = ppo.Config(**ppo.RL_ZOO_LAYOUT)  # the layout the published tables used
         run_agent(ppo, cfg, ppo_variants(cfg), PPO_LRS, args.seeds, args.out)
     if args.agent in ("dqn", "both"):
         # DQN keeps the best params of periodic greedy evaluations; 16 episodes per evaluation
