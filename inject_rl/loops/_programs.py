@@ -10,8 +10,9 @@ key deserializes them (milliseconds) and goes straight to the XLA cache.
 The programs work on the training state's flat leaves (typed PRNG keys as their key data), under
 `shard_map` on a one-device mesh whose axis is `DEVICE_AXIS`, so the agents' collectives work
 unchanged. A one-device run always executes the exported programs, cached or not, so a cache hit
-cannot change a result. Code that `jax.export` cannot serialize (a host callback such as
-`jax.debug.print`) runs as the same programs under plain `jax.jit`, uncached.
+cannot change a result. Code that `jax.export` refuses (a host callback such as
+`jax.debug.print`, a custom call without a compatibility guarantee) runs as the same functions
+under plain `jax.jit`, uncached.
 
 The key must identify everything that shapes the programs (agent, config, optimizer, code and
 library versions); `inject_rl.cache.fingerprint` adds the environment's part. A stale or
@@ -130,7 +131,9 @@ def build(
         ex_init = jax_export.export(jax.jit(flat_init))(_INDEX)
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in ex_init.out_avals]
         ex_step = jax_export.export(jax.jit(flat_step))(*avals)
-    except NotImplementedError:  # e.g. a host callback: the same functions, not exported
+    except (NotImplementedError, ValueError):
+        # Not exportable (a host callback; a custom call without a stability guarantee): the
+        # same functions under plain jit. An error of the code itself is raised again here.
         if not box:
             jax.eval_shape(flat_init, _INDEX)  # records the layout
         return _compile(flat_init, flat_step, box[-1], loaded=False)
