@@ -166,27 +166,30 @@ def _load(path: Path):
             file=sys.stderr,
         )
         return None
-    os.utime(path)  # most recently used
+    try:
+        os.utime(path)  # most recently used (another process may have just evicted it)
+    except OSError:
+        pass
     return ex_init, ex_step, layout
 
 
 def _save(path: Path, ex_init, ex_step, layout: Layout) -> None:
-    entry = {
-        "format": _FORMAT,
-        "init": bytes(ex_init.serialize()),
-        "step": bytes(ex_step.serialize()),
-        "treedef": layout.treedef,
-        "key_impls": list(layout.key_impls),
-    }
     tmp = None
     try:
+        entry = {
+            "format": _FORMAT,
+            "init": bytes(ex_init.serialize()),  # needs flatbuffers (a dependency)
+            "step": bytes(ex_step.serialize()),
+            "treedef": layout.treedef,
+            "key_impls": list(layout.key_impls),
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             pickle.dump(entry, f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)  # readers see the old entry or the whole new one
         _evict(path.parent)
-    except (OSError, pickle.PicklingError, TypeError, AttributeError) as e:
+    except (OSError, ImportError, pickle.PicklingError, TypeError, AttributeError) as e:
         # An unpicklable state structure (e.g. a local class) or a full disk: run uncached.
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
@@ -198,10 +201,16 @@ def _save(path: Path, ex_init, ex_step, layout: Layout) -> None:
 
 
 def _evict(directory: Path) -> None:
-    entries = sorted(directory.glob("*.jaxprog"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[_KEEP:]:
+    """Keeps the `_KEEP` most recently used entries; drops temporary files of dead writers.
+    Other processes may evict or write concurrently: a file that vanished is skipped."""
+
+    def mtime(p: Path) -> float:
+        try:
+            return p.stat().st_mtime
+        except OSError:
+            return -1.0
+
+    entries = sorted(directory.glob("*.jaxprog"), key=mtime, reverse=True)
+    stale = time.time() - 3600
+    for old in entries[_KEEP:] + [t for t in directory.glob("*.tmp") if 0 <= mtime(t) < stale]:
         old.unlink(missing_ok=True)
-    cutoff = time.time() - 3600  # temporary files of writers that died
-    for tmp in directory.glob("*.tmp"):
-        if tmp.stat().st_mtime < cutoff:
-            tmp.unlink(missing_ok=True)

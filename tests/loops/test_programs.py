@@ -3,6 +3,7 @@ without tracing; loaded, exported and uncached programs give bitwise-equal runs.
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -140,3 +141,16 @@ def test_fingerprint_covers_the_run_and_the_environment(monkeypatch):
     assert cache.fingerprint("run b") != base
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
     assert cache.fingerprint("run a") != base
+
+
+def test_only_the_most_recently_used_entries_are_kept(tmp_path, monkeypatch):
+    from inject_rl.loops import _programs
+
+    monkeypatch.setattr(_programs, "_KEEP", 2)
+    for i, name in enumerate(["a", "b", "c"]):
+        (tmp_path / f"{name}.jaxprog").write_bytes(b"x")
+        os.utime(tmp_path / f"{name}.jaxprog", (1000 + i, 1000 + i))
+    (tmp_path / "dead.tmp").write_bytes(b"x")
+    os.utime(tmp_path / "dead.tmp", (1000, 1000))
+    _programs._evict(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jaxprog", "c.jaxprog"]
