@@ -154,3 +154,27 @@ def test_only_the_most_recently_used_entries_are_kept(tmp_path, monkeypatch):
     os.utime(tmp_path / "dead.tmp", (1000, 1000))
     _programs._evict(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.jaxprog", "c.jaxprog"]
+
+
+def test_unpicklable_state_runs_uncached_with_one_warning(capsys):
+    from typing import NamedTuple
+
+    import jax.numpy as jnp
+
+    class Local(NamedTuple):  # a local class: its treedef cannot be pickled
+        w: jax.Array
+
+    def iteration(state, axis_name):
+        return Local(state.w + jax.lax.psum(1.0, axis_name)), {"w": state.w.sum()}
+
+    key = uuid.uuid4().hex
+    res = loops.run(
+        lambda i: Local(jnp.zeros(3)),
+        iteration,
+        num_calls=3,
+        iterations_per_call=2,
+        program_key=key,
+    )
+    assert capsys.readouterr().err.count("program cache entry not saved") == 1
+    assert not entry(key).exists()
+    np.testing.assert_array_equal(np.asarray(res.state.w), np.full((1, 3), 6.0))
