@@ -1,16 +1,19 @@
-"""What every agent shares: the result type, config checks and hyperparameter metrics."""
+"""What every agent shares: the result type, config checks, hyperparameter metrics and the
+choice and running of the loop."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
 import numbers
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 import optax
 
+from inject_rl import envs, loops
 from inject_rl.optim import hyperparams
 
 
@@ -100,3 +103,78 @@ def replace(cfg: Any, **changes: Any) -> Any:
     if unknown:
         raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(fields)}")
     return dataclasses.replace(cfg, **changes)
+
+
+def run_loop(
+    cfg: Any,
+    opt: optax.GradientTransformationExtraArgs,
+    make_learner: Callable,
+    make_host_learner: Callable | None = None,
+    *,
+    num_devices: int | None,
+    callback: Callable[..., None] | None,
+    resume: tuple[Any, int] | None,
+    program_key: str | None,
+    host_options: Callable[[tuple], dict[str, Any]] | None = None,
+) -> loops.LoopResult:
+    """Runs an agent's learner on the loop its env calls for, as the agents' `train()` do.
+
+    A `phys2d/*` id (or an agent without `make_host_learner`) runs `make_learner(cfg, env, opt,
+    num_devices)` on the anakin loop; any other id runs `make_host_learner` on the sebulba loop
+    with `host_options(learner)` as extra `run_sebulba` arguments (default: `rollout_len` and
+    `num_actor_threads` from the config). `resume` is `(state, next_call)` or None.
+    """
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    if make_host_learner is None or envs.is_jax_env(cfg.env_id):
+        env = envs.make(cfg.env_id)
+        devices = loops.devices_for(num_devices)
+        init, iteration, _ = make_learner(cfg, env, opt, len(devices))
+        return loops.run(
+            init,
+            iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=callback,
+            program_key=program_key,
+            **start,
+        )
+    env = envs.host_spaces(cfg.env_id)
+    learner = make_host_learner(cfg, env, opt, len(loops.learner_devices(num_devices)))
+    if host_options is None:
+        options = {"rollout_len": cfg.rollout_len, "num_actor_threads": cfg.num_actor_threads}
+    else:
+        options = host_options(learner)
+    init, act, learn = learner[:3]
+    return loops.run_sebulba(
+        init,
+        act,
+        learn,
+        env_id=cfg.env_id,
+        num_envs=cfg.num_envs,
+        num_calls=cfg.num_calls,
+        iterations_per_call=cfg.iterations_per_call,
+        seed=cfg.seed,
+        staleness=cfg.staleness,
+        num_devices=num_devices,
+        callback=callback,
+        **options,
+        **start,
+    )
+
+
+def result(
+    cfg: Any, res: loops.LoopResult, params_of: Callable[[Any], Any] | None = None
+) -> TrainResult:
+    """The `TrainResult` of a loop's result: device 0's opt state and params (or
+    `params_of(device 0's state)`, e.g. DQN's kept best params)."""
+    final = loops.first_replica(res.state)
+    return TrainResult(
+        final.params if params_of is None else params_of(final),
+        final.opt_state,
+        res.metrics,
+        res.state,
+        cfg,
+        res.compile_s,
+        res.train_s,
+    )

@@ -440,26 +440,22 @@ def train(
       ValueError: an invalid config, e.g. an env with a continuous action space.
     """
     cfg.validate()
-    env = envs.make(cfg.env_id)
     opt = default_optimizer(cfg) if optimizer is None else optimizer
     _common.check_optimizer(opt)
-    devices = loops.devices_for(num_devices)
-    init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
-    res = loops.run(
-        init,
-        iteration,
-        num_calls=cfg.num_calls,
-        iterations_per_call=cfg.iterations_per_call,
-        num_devices=len(devices),
+    res = _common.run_loop(
+        cfg,
+        opt,
+        make_learner,
+        num_devices=num_devices,
         callback=callback,
+        resume=resume,
         program_key=program_key,
-        **start,
     )
-    final = loops.first_replica(res.state)
-    params = final.best_params if float(final.best_return) > -math.inf else final.params
-    return _common.TrainResult(
-        params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    # The kept best params when a greedy evaluation ran, else the last ones.
+    return _common.result(
+        cfg,
+        res,
+        lambda final: final.best_params if float(final.best_return) > -math.inf else final.params,
     )
 
 

@@ -445,45 +445,17 @@ def train(
     cfg.validate()
     opt = default_optimizer(cfg) if optimizer is None else optimizer
     _common.check_optimizer(opt)
-    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
-    if not envs.is_jax_env(cfg.env_id):
-        env = envs.host_spaces(cfg.env_id)
-        n = len(loops.learner_devices(num_devices))
-        init, act, learn, _ = make_host_learner(cfg, env, opt, n)
-        res = loops.run_sebulba(
-            init,
-            act,
-            learn,
-            env_id=cfg.env_id,
-            num_envs=cfg.num_envs,
-            rollout_len=cfg.rollout_len,
-            num_calls=cfg.num_calls,
-            iterations_per_call=cfg.iterations_per_call,
-            seed=cfg.seed,
-            staleness=cfg.staleness,
-            num_actor_threads=cfg.num_actor_threads,
-            num_devices=num_devices,
-            callback=callback,
-            **start,
-        )
-    else:
-        env = envs.make(cfg.env_id)
-        devices = loops.devices_for(num_devices)
-        init, iteration, _ = make_learner(cfg, env, opt, len(devices))
-        res = loops.run(
-            init,
-            iteration,
-            num_calls=cfg.num_calls,
-            iterations_per_call=cfg.iterations_per_call,
-            num_devices=len(devices),
-            callback=callback,
-            program_key=program_key,
-            **start,
-        )
-    final = loops.first_replica(res.state)
-    return _common.TrainResult(
-        final.params, final.opt_state, res.metrics, res.state, cfg, res.compile_s, res.train_s
+    res = _common.run_loop(
+        cfg,
+        opt,
+        make_learner,
+        make_host_learner,
+        num_devices=num_devices,
+        callback=callback,
+        resume=resume,
+        program_key=program_key,
     )
+    return _common.result(cfg, res)
 
 
 def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
