@@ -29,6 +29,21 @@ class TrainResult(NamedTuple):
     train_s: float  # seconds in the compiled training calls
 
 
+class HostCalls:
+    """`num_calls` and `num_iterations` of an agent Config that has `total_steps`,
+    `steps_per_iteration` and `iterations_per_call` (a base of every agent's Config)."""
+
+    @property
+    def num_calls(self) -> int:
+        """Host calls: `total_steps` rounded up to whole calls."""
+        per_call = self.steps_per_iteration * self.iterations_per_call
+        return max(1, math.ceil(self.total_steps / per_call))
+
+    @property
+    def num_iterations(self) -> int:
+        return self.num_calls * self.iterations_per_call
+
+
 def hp_metrics(opt_state: Any) -> dict[str, jax.Array]:
     """`hp/<name>` for every injected hyperparameter (empty for a plain optimizer)."""
     return {f"hp/{k}": v for k, v in hyperparams(opt_state).items()}

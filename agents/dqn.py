@@ -45,7 +45,7 @@ from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(_common.HostCalls):
     """DQN settings; defaults solve phys2d/CartPole-v1 within 1e5 steps.
 
     Started from rl-baselines3-zoo's CartPole DQN (lr 2.3e-3, batch 64, buffer 1e5, 1000 steps
@@ -89,15 +89,6 @@ class Config:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.train_every
-
-    @property
-    def num_calls(self) -> int:
-        per_call = self.steps_per_iteration * self.iterations_per_call
-        return max(1, math.ceil(self.total_steps / per_call))
-
-    @property
-    def num_iterations(self) -> int:
-        return self.num_calls * self.iterations_per_call
 
     @property
     def num_evaluations(self) -> int:

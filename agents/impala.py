@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,7 +37,7 @@ from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(_common.HostCalls):
     """IMPALA settings; defaults solve CartPole-v1 (host envs) within 3e5 steps."""
 
     env_id: str = "CartPole-v1"  # any gymnasium id; phys2d/* ids run on the anakin loop
@@ -66,15 +65,6 @@ class Config:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.rollout_len
-
-    @property
-    def num_calls(self) -> int:
-        per_call = self.steps_per_iteration * self.iterations_per_call
-        return max(1, math.ceil(self.total_steps / per_call))
-
-    @property
-    def num_iterations(self) -> int:
-        return self.num_calls * self.iterations_per_call
 
     def validate(self) -> Config:
         _common.check_config(

@@ -34,7 +34,7 @@ from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(_common.HostCalls):
     """PPO settings; defaults solve phys2d/CartPole-v1 (and CartPole-v1) within 1e5 steps.
 
     Layout: 8 envs x 32 steps, 10 epochs of one 256-sample minibatch, gamma 0.99, lambda 0.95,
@@ -71,15 +71,6 @@ class Config:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.rollout_len
-
-    @property
-    def num_calls(self) -> int:
-        per_call = self.steps_per_iteration * self.iterations_per_call
-        return max(1, math.ceil(self.total_steps / per_call))
-
-    @property
-    def num_iterations(self) -> int:
-        return self.num_calls * self.iterations_per_call
 
     @property
     def minibatch_size(self) -> int:

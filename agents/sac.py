@@ -46,7 +46,7 @@ _LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0  # as in cleanrl / SB3
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
+class Config(_common.HostCalls):
     """SAC settings; defaults reach >= -250 on Pendulum-v1 (host envs) within 3e4 steps."""
 
     env_id: str = "Pendulum-v1"  # any gymnasium id with a Box action space
@@ -72,15 +72,6 @@ class Config:
     @property
     def steps_per_iteration(self) -> int:
         return self.num_envs * self.train_every
-
-    @property
-    def num_calls(self) -> int:
-        per_call = self.steps_per_iteration * self.iterations_per_call
-        return max(1, math.ceil(self.total_steps / per_call))
-
-    @property
-    def num_iterations(self) -> int:
-        return self.num_calls * self.iterations_per_call
 
     def validate(self) -> Config:
         _common.check_config(
