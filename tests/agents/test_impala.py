@@ -3,13 +3,13 @@
 Replicas across devices and processes: tests/loops/test_distributed.py trains IMPALA there.
 """
 
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from agents import impala
 from inject_rl import optim
+from tests.agents._recording import RecordingSchedule
 
 TINY = dict(total_steps=256, num_envs=4, rollout_len=8, iterations_per_call=4)
 SIGNALS = {
@@ -23,23 +23,6 @@ SIGNALS = {
     "episode_count",
     "step",
 }
-
-
-class RecordingSchedule:
-    """A user's own optax StatefulSchedule: counts its updates, records the keys it gets."""
-
-    def __init__(self):
-        self.keys_seen: set[str] = set()
-
-    def init(self):
-        return {"calls": jnp.zeros((), jnp.int32)}
-
-    def update(self, state, **extra_args):
-        self.keys_seen |= set(extra_args)
-        return {"calls": state["calls"] + 1}
-
-    def __call__(self, state, **extra_args):
-        return jnp.asarray(1e-3, jnp.float32)
 
 
 def test_host_smoke_with_a_user_schedule_receiving_every_signal():

@@ -1,12 +1,12 @@
 """SAC: both loops, one optimizer update per learner step with every signal, learning."""
 
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 from agents import sac
 from inject_rl import loops
+from tests.agents._recording import RecordingSchedule
 
 TINY = dict(
     total_steps=256,
@@ -30,23 +30,6 @@ SIGNALS = {
     "episode_count",
     "step",
 }
-
-
-class RecordingSchedule:
-    """A user's own optax StatefulSchedule: counts its updates, records the keys it gets."""
-
-    def __init__(self):
-        self.keys_seen: set[str] = set()
-
-    def init(self):
-        return {"calls": jnp.zeros((), jnp.int32)}
-
-    def update(self, state, **extra_args):
-        self.keys_seen |= set(extra_args)
-        return {"calls": state["calls"] + 1}
-
-    def __call__(self, state, **extra_args):
-        return jnp.asarray(1e-3, jnp.float32)
 
 
 def test_host_smoke_one_update_per_learner_step_with_every_signal():
