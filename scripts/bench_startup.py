@@ -33,6 +33,8 @@ import tempfile
 import textwrap
 import time
 
+from _peers import rl_zoo_ppo
+
 PROBE = textwrap.dedent(
     """
     import json, sys, time
@@ -110,31 +112,18 @@ def cli_wall(steps: int, cache_dir: str, out_dir: str) -> float:
     return time.perf_counter() - t
 
 
-SB3_ZOO = dict(n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98, n_epochs=20)
-SB3_OURS = dict(n_steps=32, batch_size=256, gae_lambda=0.95, gamma=0.99, n_epochs=10, net_arch=[64])
+# Changes to rl-zoo's settings (scripts/_peers.py): constant rates in both runs, and our
+# default's layout in the second.
+SB3_ZOO = dict(learning_rate=1e-3, clip_range=0.2)
+SB3_OURS = dict(SB3_ZOO, gae_lambda=0.95, gamma=0.99, n_epochs=10, net_arch=[64])
 
 
-def sb3_learn(steps: int, layout: dict) -> float | None:
+def sb3_learn(steps: int, changes: dict) -> float | None:
     """Seconds of stable-baselines3 PPO `learn()` on CartPole-v1 (8 envs), or None."""
     try:
-        from stable_baselines3 import PPO
-        from stable_baselines3.common.env_util import make_vec_env
+        model = rl_zoo_ppo(0, **changes)
     except ImportError:
         return None
-    layout = dict(layout)
-    net_arch = layout.pop("net_arch", None)
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=0)
-    model = PPO(
-        "MlpPolicy",
-        env,
-        ent_coef=0.0,
-        learning_rate=1e-3,
-        seed=0,
-        device="cpu",
-        verbose=0,
-        policy_kwargs=None if net_arch is None else {"net_arch": net_arch},
-        **layout,
-    )
     t = time.perf_counter()
     model.learn(total_timesteps=steps)
     return time.perf_counter() - t

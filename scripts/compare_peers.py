@@ -20,34 +20,15 @@ import os
 import platform
 import time
 
+from _peers import rl_zoo_ppo
+
 
 def sb3_ppo(steps: int, seed: int) -> tuple[float, float, float]:
     import gymnasium as gym
-    import torch
-    from stable_baselines3 import PPO
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.evaluation import evaluate_policy
-
-    def linear(v):
-        return lambda progress_remaining: progress_remaining * v
+    from stable_baselines3.common.evaluation import evaluate_policy  # imports before the timer
 
     t = time.perf_counter()
-    env = make_vec_env("CartPole-v1", n_envs=8, seed=seed)
-    model = PPO(
-        "MlpPolicy",
-        env,
-        n_steps=32,
-        batch_size=256,
-        gae_lambda=0.8,
-        gamma=0.98,
-        n_epochs=20,
-        ent_coef=0.0,
-        learning_rate=linear(1e-3),
-        clip_range=linear(0.2),
-        seed=seed,
-        device="cpu",
-        verbose=0,
-    )
+    model = rl_zoo_ppo(seed)
     setup_s = time.perf_counter() - t
     t = time.perf_counter()
     model.learn(total_timesteps=steps)
@@ -55,7 +36,6 @@ def sb3_ppo(steps: int, seed: int) -> tuple[float, float, float]:
     mean, _ = evaluate_policy(
         model, gym.make("CartPole-v1"), n_eval_episodes=20, deterministic=True
     )
-    del torch
     return setup_s + learn_s, learn_s, float(mean)
 
 
