@@ -147,8 +147,7 @@ def run(
         step_cache_hit = cache.hits() > hits
 
         def run_call(carry):
-            carry, metrics = step(*carry)
-            return carry, metrics
+            return step(*carry)
 
         as_state = layout.state
     else:
