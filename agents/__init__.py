@@ -12,10 +12,10 @@ from types import ModuleType
 
 # name -> (module, one-line description). The first one is the CLI's default agent.
 AGENTS: dict[str, tuple[str, str]] = {
-    "ppo": ("agents.ppo", "PPO, clipped surrogate + GAE; discrete or continuous actions"),
-    "dqn": ("agents.dqn", "double DQN with on-device replay; discrete actions"),
-    "impala": ("agents.impala", "IMPALA actor-critic with V-trace; host envs (sebulba) or phys2d"),
-    "sac": ("agents.sac", "SAC with learned temperature; continuous actions"),
+    "ppo": ("inject_rl.agents.ppo", "PPO, clipped surrogate + GAE; discrete or continuous actions"),
+    "dqn": ("inject_rl.agents.dqn", "double DQN with on-device replay; discrete actions"),
+    "impala": ("inject_rl.agents.impala", "IMPALA actor-critic with V-trace; host envs (sebulba) or phys2d"),
+    "sac": ("inject_rl.agents.sac", "SAC with learned temperature; continuous actions"),
 }
 
 
@@ -39,7 +39,7 @@ def __getattr__(name: str):
     # `TrainResult` pulls in jax; the CLI must be able to import this package (and set
     # XLA_FLAGS for --devices) before jax is imported.
     if name == "TrainResult":
-        from agents._common import TrainResult
+        from inject_rl.agents._common import TrainResult
 
         return TrainResult
     raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import optax
 import rlax
 
-from agents import _common
-from agents.networks import q_network
+from inject_rl.agents import _common
+from inject_rl.agents.networks import q_network
 from inject_rl import envs, loops
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected

@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import optax
 import rlax
 
-from agents import _common
-from agents.networks import actor_critic
+from inject_rl.agents import _common
+from inject_rl.agents.networks import actor_critic
 from inject_rl import envs, loops
 from inject_rl.optim import carried, current, injected
 from inject_rl.schedules import kl_target

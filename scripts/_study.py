@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents import ppo
+from inject_rl.agents import ppo
 from inject_rl import envs, loops
 from inject_rl.loops._vectorized import run_batched, stack
 

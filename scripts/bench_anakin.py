@@ -28,7 +28,7 @@ import statistics  # noqa: E402
 import jax  # noqa: E402
 import optax  # noqa: E402
 
-from agents import ppo  # noqa: E402
+from inject_rl.agents import ppo  # noqa: E402
 
 CONFIGS = {
     "default": {},

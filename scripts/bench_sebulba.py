@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import jax
 
-from agents import ppo
+from inject_rl.agents import ppo
 
 
 def _ppo_row(cfg: ppo.Config) -> tuple[float, float, float, float]:

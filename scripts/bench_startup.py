@@ -40,7 +40,7 @@ PROBE = textwrap.dedent(
     import json, sys, time
     t0 = time.perf_counter()
     import importlib
-    agent = importlib.import_module("agents." + sys.argv[1])
+    agent = importlib.import_module("inject_rl.agents." + sys.argv[1])
     import jax
     from inject_rl import cache
     t_import = time.perf_counter() - t0
@@ -95,7 +95,7 @@ def cli_wall(steps: int, cache_dir: str, out_dir: str) -> float:
     cmd = [
         sys.executable,
         "-m",
-        "agents.cli",
+        "inject_rl.cli",
         "train",
         "--agent",
         "ppo",

@@ -30,7 +30,7 @@ import jax
 import numpy as np
 from _study import run_group, summary_row
 
-from agents import ppo
+from inject_rl.agents import ppo
 from inject_rl import schedules as S
 
 

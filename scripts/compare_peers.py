@@ -40,7 +40,7 @@ def sb3_ppo(steps: int, seed: int) -> tuple[float, float, float]:
 
 
 def ours(env_id: str, steps: int, seed: int) -> tuple[float, float, float, int]:
-    from agents import ppo
+    from inject_rl.agents import ppo
 
     t = time.perf_counter()
     res = ppo.train(ppo.Config(env_id=env_id, total_steps=steps, seed=seed, **ppo.RL_ZOO_LAYOUT))

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from _study import SOLVED, run_group, summary_row
 
-from agents import dqn, ppo
+from inject_rl.agents import dqn, ppo
 from inject_rl import schedules as S
 
 PPO_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)

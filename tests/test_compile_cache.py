@@ -17,7 +17,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import json, sys
-    from agents import ppo
+    from inject_rl.agents import ppo
     from inject_rl import envs, loops
     lr, target, ent = map(float, sys.argv[1:4])
     cfg = ppo.Config(total_steps=1024, num_envs=4, rollout_len=16, epochs=2, num_minibatches=2,

@@ -23,7 +23,7 @@ def test_all_names_import(package):
 
 
 def test_registry_resolves_every_agent_with_the_contract():
-    import agents
+    from inject_rl import agents
 
     for name in agents.names():
         mod = agents.get(name)

@@ -1,6 +1,6 @@
 """Run directories: config, metrics.jsonl, summary, orbax checkpoints, plots, progress.
 
-Agent-agnostic utilities used by the `inject-rl` CLI (`agents.cli`); they know nothing about a
+Agent-agnostic utilities used by the `inject-rl` CLI (`inject_rl.cli`); they know nothing about a
 specific agent's state beyond it being a pytree of arrays.
 """
 

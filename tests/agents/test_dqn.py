@@ -8,7 +8,7 @@ import numpy as np
 import optax
 import pytest
 
-from agents import dqn
+from inject_rl.agents import dqn
 from inject_rl.loops import ReplayBuffer, replicas_equal
 from inject_rl.optim import injected
 

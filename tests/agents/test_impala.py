@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from agents import impala
+from inject_rl.agents import impala
 from inject_rl import optim
 from tests.agents._recording import RecordingSchedule
 

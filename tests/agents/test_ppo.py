@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from agents import ppo
+from inject_rl.agents import ppo
 from inject_rl import loops, optim
 from inject_rl.schedules import MissingSignalError, plateau
 

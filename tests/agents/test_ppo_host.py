@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from agents import ppo
+from inject_rl.agents import ppo
 from inject_rl import loops
 
 TINY = dict(

@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from agents import sac
+from inject_rl.agents import sac
 from inject_rl import loops
 from tests.agents._recording import RecordingSchedule
 

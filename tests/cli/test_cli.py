@@ -60,7 +60,7 @@ def files(tmp_path_factory):
 
 def cli(args, env, cwd, timeout=300) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "agents.cli", *map(str, args)],
+        [sys.executable, "-m", "inject_rl.cli", *map(str, args)],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -251,7 +251,7 @@ def test_list(env, tmp_path):
     ids=["main", "train", "eval", "plot", "list"],
 )
 def test_help(command, text, capsys):
-    from agents.cli import main
+    from inject_rl.cli import main
 
     with pytest.raises(SystemExit) as exit_:
         main(command)
@@ -282,7 +282,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise(env, files, tmp_path)
         "--eval-episodes",
         1,
     ]
-    cmd = [sys.executable, "-m", "agents.cli", *map(str, args)]
+    cmd = [sys.executable, "-m", "inject_rl.cli", *map(str, args)]
     victim = subprocess.Popen(
         [*cmd, "--out", "killed", "--checkpoint-every", "32"],
         env=env,
@@ -436,7 +436,7 @@ def test_bad_input_subprocess(name, bad_results):
 
 @pytest.mark.parametrize("name", list(BAD_IN_PROCESS), ids=list(BAD_IN_PROCESS))
 def test_bad_input_in_process(name, files, tmp_path, monkeypatch, capsys):
-    from agents.cli import main
+    from inject_rl.cli import main
 
     # `main` may set these for jax; keep them from leaking into other tests.
     monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
@@ -448,7 +448,7 @@ def test_bad_input_in_process(name, files, tmp_path, monkeypatch, capsys):
 
 
 def test_out_dir_holding_a_different_run(trained, monkeypatch, capsys):
-    from agents.cli import main
+    from inject_rl.cli import main
 
     monkeypatch.setenv("INJECT_RL_COMPILE_CACHE", "off")
     run, _ = trained

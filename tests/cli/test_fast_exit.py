@@ -1,4 +1,4 @@
-"""`agents.cli.run` (the console script) exits with main's status after every other exit
+"""`inject_rl.cli.run` (the console script) exits with main's status after every other exit
 handler, without the interpreter's teardown; an uncaught exception exits the ordinary way."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = textwrap.dedent(
     """
     import atexit, sys
-    from agents import cli
+    from inject_rl import cli
 
     def main():
         # Registered after run()'s own handler, so it must run before the fast exit.

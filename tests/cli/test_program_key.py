@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from agents import _cli_build, _cli_train
+from inject_rl.agents import _cli_build, _cli_train
 
 
 def key(**kw):

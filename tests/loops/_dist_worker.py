@@ -20,7 +20,7 @@ def main(out_dir: str) -> None:
     import jax.numpy as jnp
     import numpy as np
 
-    from agents import impala
+    from inject_rl.agents import impala
 
     assert jax.device_count() == 4 and jax.local_device_count() == 2, jax.devices()
     # The plain cross-process check first: psum over 4 global devices.

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from agents import ppo
+from inject_rl.agents import ppo
 from inject_rl import cache, envs, loops
 
 CFG = ppo.Config(

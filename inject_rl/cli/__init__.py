@@ -19,9 +19,9 @@ import re
 import sys
 from pathlib import Path
 
-from agents import AGENTS
-from agents._cli_commands import eval_, list_, plot
-from agents._cli_parser import UsageError, parser
+from inject_rl.agents import AGENTS
+from inject_rl.cli._commands import eval_, list_, plot
+from inject_rl.cli._parser import UsageError, parser
 
 EXIT_USAGE = 2
 
@@ -57,8 +57,8 @@ def _check_distributed(args, agent_name: str, env: str | None) -> bool:
             f"--process-id must be in [0, {args.num_processes}), got {args.process_id}"
         )
     if args.num_processes > 1:
-        import agents
-        from agents import _cli_build as b
+        from inject_rl import agents
+        from inject_rl.cli import _build as b
         from inject_rl import envs
 
         # Processes join through the host loop (sebulba): its learner pmaps over every
@@ -92,9 +92,9 @@ def _check_agent(name: str) -> None:
 
 
 def _train(args) -> int:
-    import agents
-    from agents import _cli_build as b
-    from agents import _cli_train as t
+    from inject_rl import agents
+    from inject_rl.cli import _build as b
+    from inject_rl.cli import _train as t
     from inject_rl import runs
 
     for flag, value, low in (
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """The `inject-rl` console script (and `python -m agents.cli`): `main()`, then a fast exit.
+    """The `inject-rl` console script (and `python -m inject_rl.cli`): `main()`, then a fast exit.
 
     Once `main` has returned (its files closed, its threads joined), the process ends with
     `os._exit` from the last exit handler, skipping the interpreter's module teardown: with

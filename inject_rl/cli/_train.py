@@ -19,8 +19,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from agents import _common
-from agents._cli_build import Built, same_run, supports
+from inject_rl.agents import _common
+from inject_rl.cli._build import Built, same_run, supports
 from inject_rl import cache, loops, runs
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agents import AGENTS
-from agents._cli_parser import UsageError
+from inject_rl.agents import AGENTS
+from inject_rl.cli._parser import UsageError
 
 
 def _load_run(directory: str):
-    import agents
-    from agents import _cli_build as b
+    from inject_rl import agents
+    from inject_rl.cli import _build as b
     from inject_rl import runs
 
     d = Path(directory)
@@ -25,7 +25,7 @@ def _load_run(directory: str):
 
 
 def eval_(args) -> int:
-    from agents import _cli_train as t
+    from inject_rl.cli import _train as t
     from inject_rl import runs
 
     if args.episodes < 1:
@@ -48,8 +48,8 @@ def plot(args) -> int:
 
 
 def list_(args) -> int:
-    import agents
-    from agents import _cli_build as b
+    from inject_rl import agents
+    from inject_rl.cli import _build as b
     from inject_rl import envs, schedules
 
     print("agents:")

@@ -15,7 +15,7 @@ from typing import Any
 
 import optax
 
-import agents
+from inject_rl import agents
 from inject_rl import envs, loops, schedules
 from inject_rl.optim import injected
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from agents import AGENTS
+from inject_rl.agents import AGENTS
 
 
 class UsageError(Exception):

@@ -1,0 +1,3 @@
+from inject_rl.cli import run
+
+run()
