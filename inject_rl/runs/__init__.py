@@ -4,7 +4,14 @@ Agent-agnostic utilities used by the `inject-rl` CLI (`inject_rl.cli`); they kno
 specific agent's state beyond it being a pytree of arrays.
 """
 
-from inject_rl.runs._checkpoint import Checkpointer, host_copy, load_params, preload, save_params
+from inject_rl.runs._checkpoint import (
+    Checkpointer,
+    CorruptCheckpoint,
+    host_copy,
+    load_params,
+    preload,
+    save_params,
+)
 from inject_rl.runs._files import (
     CHECKPOINTS,
     CONFIG,
@@ -29,6 +36,7 @@ __all__ = [
     "SUMMARY",
     "TENSORBOARD",
     "Checkpointer",
+    "CorruptCheckpoint",
     "MetricsWriter",
     "Progress",
     "TensorBoard",
