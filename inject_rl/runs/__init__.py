@@ -1,4 +1,5 @@
-"""Run directories: config, metrics.jsonl, summary, orbax checkpoints, plots, progress.
+"""Run directories: config, metrics.jsonl, summary, orbax checkpoints, plots, progress, the
+writer's lock, checks before a run and stopping on a signal.
 
 Agent-agnostic utilities used by the `inject-rl` CLI (`inject_rl.cli`); they know nothing about a
 specific agent's state beyond it being a pytree of arrays.
@@ -24,6 +25,7 @@ from inject_rl.runs._files import (
     read_json,
     write_json,
 )
+from inject_rl.runs._lock import LOCK, RunInUse, RunLock, check_not_in_use, writable_error
 from inject_rl.runs._metrics import MetricsWriter, TensorBoard, read_metrics, summarize_call
 from inject_rl.runs._plot import plot_runs
 from inject_rl.runs._progress import Progress
@@ -31,6 +33,7 @@ from inject_rl.runs._progress import Progress
 __all__ = [
     "CHECKPOINTS",
     "CONFIG",
+    "LOCK",
     "METRICS",
     "PARAMS",
     "SUMMARY",
@@ -39,7 +42,10 @@ __all__ = [
     "CorruptCheckpoint",
     "MetricsWriter",
     "Progress",
+    "RunInUse",
+    "RunLock",
     "TensorBoard",
+    "check_not_in_use",
     "dumps",
     "host_copy",
     "json_safe",
@@ -50,5 +56,6 @@ __all__ = [
     "read_metrics",
     "save_params",
     "summarize_call",
+    "writable_error",
     "write_json",
 ]
