@@ -5,6 +5,7 @@ Agent-agnostic utilities used by the `inject-rl` CLI (`inject_rl.cli`); they kno
 specific agent's state beyond it being a pytree of arrays.
 """
 
+from inject_rl.runs._check import check_run_dir, clear_run_dir
 from inject_rl.runs._checkpoint import (
     Checkpointer,
     CorruptCheckpoint,
@@ -29,9 +30,12 @@ from inject_rl.runs._lock import LOCK, RunInUse, RunLock, check_not_in_use, writ
 from inject_rl.runs._metrics import MetricsWriter, TensorBoard, read_metrics, summarize_call
 from inject_rl.runs._plot import plot_runs
 from inject_rl.runs._progress import Progress
+from inject_rl.runs._run import CHECKPOINT_SECONDS, Run
+from inject_rl.runs._stop import Stopped, StopSignals
 
 __all__ = [
     "CHECKPOINTS",
+    "CHECKPOINT_SECONDS",
     "CONFIG",
     "LOCK",
     "METRICS",
@@ -42,10 +46,15 @@ __all__ = [
     "CorruptCheckpoint",
     "MetricsWriter",
     "Progress",
+    "Run",
     "RunInUse",
     "RunLock",
+    "StopSignals",
+    "Stopped",
     "TensorBoard",
     "check_not_in_use",
+    "check_run_dir",
+    "clear_run_dir",
     "dumps",
     "host_copy",
     "json_safe",

@@ -1,0 +1,89 @@
+"""Whether a run may write a directory: read-only checks made before anything is compiled."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from inject_rl.runs._files import CONFIG, read_json
+from inject_rl.runs._lock import LOCK, check_not_in_use, is_empty, writable_error
+
+
+def check_run_dir(
+    out: str | os.PathLike,
+    record: dict[str, Any],
+    *,
+    resume: bool,
+    overwrite: bool,
+    identity: Sequence[str],
+) -> dict[str, Any] | None:
+    """Checks that a run described by `record` may write `out`; returns the saved record when
+    resuming. Writes nothing.
+
+    Without `resume` the directory must be absent or empty: a finished or interrupted run is
+    never replaced by accident (issue 12: re-running a run's command deleted its checkpoints).
+    `overwrite` allows replacing another run directory, never a directory that holds no run.
+
+    Args:
+      out: the run directory.
+      record: this run's config.json record.
+      resume: continue the run saved in `out` (its identity must match `record`).
+      overwrite: replace the run saved in `out`.
+      identity: the record keys that must match to resume (agent, env, seed...).
+
+    Raises:
+      ValueError: `out` is in use, not writable, or holds something this run may not touch
+        (one line, naming what to do instead).
+    """
+    out = Path(out)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite exclude each other")
+    check_not_in_use(out)
+    reason = writable_error(out)
+    if reason is not None:
+        raise ValueError(f"cannot write run directory {out}: {reason}")
+    saved = read_json(out / CONFIG)
+    if saved is not None and not isinstance(saved, dict):
+        raise ValueError(f"{out / CONFIG} is not a run config")
+    diff = [k for k in identity if saved.get(k) != record.get(k)] if saved is not None else []
+    if resume:
+        if saved is None:
+            raise ValueError(
+                f"--resume: no checkpoint in {out} (no run there); train without --resume to start"
+            )
+        if diff:
+            raise ValueError(
+                f"--resume: {out} holds a different run ({CONFIG} differs in {', '.join(diff)})"
+            )
+        return saved
+    if not out.exists() or is_empty(out):
+        return None
+    if saved is None:
+        raise ValueError(
+            f"{out} is not empty and holds no {CONFIG} (not a run directory); choose another --out"
+        )
+    if not overwrite:
+        held = (
+            f"holds a different run ({CONFIG} differs in {', '.join(diff)})"
+            if diff
+            else f"already holds this run ({CONFIG})"
+        )
+        raise ValueError(
+            f"{out} {held}; continue it with --resume, replace it with --overwrite, "
+            "or choose another --out"
+        )
+    return None
+
+
+def clear_run_dir(out: str | os.PathLike) -> None:
+    """Deletes everything in `out` but its lock file: the old run that `--overwrite` replaces."""
+    for p in Path(out).iterdir():
+        if p.name == LOCK:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()

@@ -1,0 +1,93 @@
+"""Issue 12: a run directory holding a run is never replaced without --overwrite
+(inject_rl.runs.check_run_dir, Run)."""
+
+from __future__ import annotations
+
+import json
+
+import jax.numpy as jnp
+import pytest
+
+from inject_rl import runs
+
+RECORD = {"agent": "ppo", "env": "phys2d/CartPole-v1", "seed": 0}
+IDENTITY = ("agent", "env", "seed")
+
+
+def check(out, record=RECORD, resume=False, overwrite=False):
+    return runs.check_run_dir(out, record, resume=resume, overwrite=overwrite, identity=IDENTITY)
+
+
+def snapshot(d):
+    return sorted((str(p), p.stat().st_mtime_ns) for p in d.rglob("*"))
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A run directory as a finished run leaves it."""
+    out = tmp_path / "run"
+    (out / "checkpoints" / "8").mkdir(parents=True)
+    (out / "params").mkdir()
+    runs.write_json(out / runs.CONFIG, RECORD)
+    (out / runs.METRICS).write_text('{"step": 32}\n')
+    runs.write_json(out / runs.SUMMARY, {"steps": 256})
+    return out
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        (RECORD, ["already holds this run", "--resume", "--overwrite"]),
+        ({**RECORD, "seed": 1}, ["holds a different run", "differs in seed", "--overwrite"]),
+    ],
+    ids=["same_run", "other_run"],
+)
+def test_a_run_directory_is_refused_without_resume_or_overwrite(finished, record, words):
+    before = snapshot(finished)
+    with pytest.raises(ValueError) as e:
+        check(finished, record)
+    for word in words:
+        assert word in str(e.value)
+    assert snapshot(finished) == before
+
+
+def test_resume_and_overwrite_are_allowed(finished):
+    assert check(finished, resume=True) == RECORD
+    assert check(finished, {**RECORD, "seed": 1}, overwrite=True) is None
+    with pytest.raises(ValueError, match="different run"):
+        check(finished, {**RECORD, "seed": 1}, resume=True)
+    with pytest.raises(ValueError, match="exclude each other"):
+        check(finished, resume=True, overwrite=True)
+
+
+def test_overwrite_never_replaces_a_directory_without_a_run(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="holds no config.json"):
+        check(tmp_path, overwrite=True)
+    assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_absent_empty_or_only_a_stale_lock_is_free(tmp_path):
+    assert check(tmp_path / "absent") is None
+    assert check(tmp_path) is None
+    (tmp_path / runs.LOCK).write_text("pid 1 on elsewhere\n")  # its writer died
+    assert check(tmp_path) is None
+    with pytest.raises(ValueError, match="no checkpoint"):
+        check(tmp_path / "absent", resume=True)
+
+
+def test_overwrite_replaces_the_old_contents_at_the_first_write(finished):
+    record = {**RECORD, "seed": 1}
+    run = runs.Run(finished, record, num_calls=1, steps_per_call=32, quiet=True, overwrite=True)
+    assert (finished / runs.SUMMARY).is_file()  # untouched until the first call returns
+    try:
+        run(0, {"step": jnp.array([32])}, {"w": jnp.ones(2)})
+    finally:
+        run.close()
+    assert sorted(p.name for p in finished.iterdir()) == [
+        "checkpoints",
+        runs.CONFIG,
+        runs.METRICS,
+    ]
+    assert json.loads((finished / runs.CONFIG).read_text())["seed"] == 1
+    assert runs.Checkpointer(finished / "checkpoints").all_steps() == [1]  # the old 8: gone
