@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inject_rl.runs._files import METRICS
+from inject_rl.runs._lock import writable_error
 from inject_rl.runs._metrics import read_metrics
 
 
@@ -16,6 +17,17 @@ def _labels(dirs: Sequence[Path]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [str(Path(*d.parts[-2:])) for d in dirs]
+
+
+def _check_out(out: Path) -> None:
+    """Raises ValueError (one line) unless a file can be written at `out`. Writes nothing."""
+    if out.is_dir():
+        raise ValueError(f"cannot write plot {out}: it is a directory; name a .png file")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"cannot write plot {out}: it is not writable")
+    reason = writable_error(out.parent)
+    if reason is not None:
+        raise ValueError(f"cannot write plot {out}: {reason}")
 
 
 def plot_runs(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path:
@@ -30,9 +42,12 @@ def plot_runs(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path
       The path written.
 
     Raises:
-      ValueError: a directory has no metrics.jsonl, or no run has any row.
+      ValueError: a directory has no metrics.jsonl, no run has any row, or `out` cannot be
+        written (a directory, under a file, not writable), checked before plotting.
     """
     dirs = [Path(d) for d in dirs]
+    out = Path(out)
+    _check_out(out)
     runs = []
     for d in dirs:
         path = d / METRICS
@@ -73,8 +88,11 @@ def plot_runs(dirs: Sequence[str | os.PathLike], out: str | os.PathLike) -> Path
     axes[-1, 0].set_xlabel("env steps")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=100)
-    plt.close(fig)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, format="png", dpi=100)
+    except OSError as e:  # e.g. a full disk: one line, like the checks above
+        raise ValueError(f"cannot write plot {out}: {e.strerror or e}") from None
+    finally:
+        plt.close(fig)
     return out
