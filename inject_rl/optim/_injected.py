@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from inject_rl.optim._signal_names import SIGNAL_NAMES
+from inject_rl.signals import SIGNAL_NAMES
 
 _SIGNALS = frozenset(SIGNAL_NAMES)
 

@@ -5,21 +5,16 @@ training signal by name from the `extra_args` given to `update`, and ignores eve
 """
 
 from inject_rl.schedules._bandit import Bandit, BanditState, bandit
-from inject_rl.schedules._combinators import (
-    Clip,
-    ClipState,
+from inject_rl.schedules._combinators import Clip, ClipState, Warmup, WarmupState, clip, warmup
+from inject_rl.schedules._common import EPISODE_SIGNALS, MissingSignalError, Window
+from inject_rl.schedules._constant import (
     Constant,
     ConstantState,
     FromStepSchedule,
     StepState,
-    Warmup,
-    WarmupState,
-    clip,
     constant,
     from_step_schedule,
-    warmup,
 )
-from inject_rl.schedules._common import EPISODE_SIGNALS, MissingSignalError, Window
 from inject_rl.schedules._kl_target import KLTarget, KLTargetState, kl_target
 from inject_rl.schedules._plateau import Plateau, PlateauState, plateau
 from inject_rl.schedules._progress import Progress, ProgressState, progress

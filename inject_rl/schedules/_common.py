@@ -18,7 +18,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from inject_rl.signals import EPISODE_STAT_SIGNALS
 
@@ -114,23 +113,6 @@ def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
     """`jnp.where` over two pytrees of identical structure (keeps dtypes of `on_false`)."""
     return jax.tree.map(
         lambda a, b: jnp.where(pred, a, b).astype(jnp.asarray(b).dtype), on_true, on_false
-    )
-
-
-def as_schedule(owner: str, schedule: Any) -> optax.schedules.StatefulSchedule:
-    """Accepts a stateful schedule, an optax step schedule (callable of count) or a number."""
-    # Imported here: _combinators imports this module.
-    from inject_rl.schedules._combinators import constant, from_step_schedule
-
-    if isinstance(schedule, optax.schedules.StatefulSchedule):
-        return schedule
-    if callable(schedule):
-        return from_step_schedule(schedule)
-    if isinstance(schedule, numbers.Real) and not isinstance(schedule, bool):
-        return constant(float(schedule))
-    raise TypeError(
-        f"{owner}: schedule must be a StatefulSchedule, an optax step schedule or a number, "
-        f"got {type(schedule).__name__}"
     )
 
 

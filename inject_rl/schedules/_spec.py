@@ -21,7 +21,8 @@ from typing import Any
 import optax
 
 from inject_rl.schedules._bandit import bandit
-from inject_rl.schedules._combinators import clip, constant, from_step_schedule, warmup
+from inject_rl.schedules._combinators import clip, warmup
+from inject_rl.schedules._constant import constant, from_step_schedule
 from inject_rl.schedules._kl_target import kl_target
 from inject_rl.schedules._plateau import plateau
 from inject_rl.schedules._progress import progress

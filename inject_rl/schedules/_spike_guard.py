@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from inject_rl.schedules import _common as c
+from inject_rl.schedules._constant import as_schedule
 
 _NAME = "spike_guard"
 
@@ -30,7 +31,7 @@ class SpikeGuard:
     """Stateful schedule wrapping another one with spike back-off. Built by `spike_guard`."""
 
     def __init__(self, schedule, *, signal, ratio, backoff, recovery, smoothing, every):
-        self.schedule = c.as_schedule(_NAME, schedule)
+        self.schedule = as_schedule(_NAME, schedule)
         self.signal = c.check_signal(_NAME, signal)
         self.ratio = c.check_range(_NAME, "ratio", ratio, 1.0, low_open=True)
         self.backoff = c.check_range(
