@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# One benchmark run on a lent GPU machine (issue 16, items 4 and 5): the throughput ceiling
+# (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
+# 2048 envs, and the anakin loop on one device at 2048 envs (scripts/bench_anakin.py).
+#
+#   OUT=/some/dir bash scripts/gpu_bench.sh          # on the GPU machine, from the repo root
+#   . .venv/bin/activate && OUT=/tmp/gpu_out bash scripts/gpu_bench.sh --dry   # CPU check
+#
+# The GPU machine has no network and lacks some of our dependencies: they come as wheels from
+# .whl/ (git-ignored, CPython 3.12 x86_64, filled with `pip download`), installed with --no-deps
+# into /tmp/site. inject_rl is not installed there, and `inject_rl.agents` lives in the
+# top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
+# /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
+# --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
+# Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
+# by DEADLINE (default 400 s) after the start, so the script ends within 7 minutes.
+set -uo pipefail
+
+DRY=0
+if [[ "${1:-}" == "--dry" ]]; then
+  DRY=1
+elif [[ $# -gt 0 ]]; then
+  echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry]" >&2
+  exit 2
+fi
+: "${OUT:?set OUT to the folder for the log}"
+cd "$(dirname "$0")/.." || exit 1
+mkdir -p "$OUT"
+LOG="$OUT/gpu_bench.log"
+: >"$LOG"
+export PYTHONUNBUFFERED=1
+START=$SECONDS
+
+log() { echo "$@" | tee -a "$LOG"; }
+
+# Runs "$@" under `timeout LIMIT`, output tee'd to the log; a failure is logged, not fatal.
+# LIMIT is cut to what is left of DEADLINE seconds since the start (the whole run's budget).
+DEADLINE=${DEADLINE:-400}
+step() {
+  local limit=$1 left=$((DEADLINE - (SECONDS - START)))
+  shift
+  if ((left < 20)); then
+    log "=== skipped, ${left} s left of the ${DEADLINE} s budget: $*"
+    return 0
+  fi
+  ((limit <= left)) || limit=$left
+  log ""
+  log "=== [$((SECONDS - START)) s] $* (limit ${limit} s)"
+  timeout -k 10 "$limit" "$@" 2>&1 | tee -a "$LOG"
+  local rc=${PIPESTATUS[0]}
+  [[ $rc -eq 0 ]] || log "=== exit status $rc$([[ $rc -eq 124 || $rc -eq 137 ]] && echo ' (timed out)')"
+  return 0
+}
+
+if [[ $DRY -eq 1 ]]; then
+  SITE=/tmp/site-dry
+  mkdir -p "$SITE"
+else
+  SITE=/tmp/site
+  log "=== installing $(ls .whl/*.whl | wc -l) wheels from .whl/ into $SITE"
+  if ! python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$SITE" .whl/*.whl 2>&1 | tee -a "$LOG"; then
+    log "=== wheel install failed"
+    exit 1
+  fi
+fi
+# inject_rl as the installed package would be: ./inject_rl with ./agents as inject_rl/agents.
+rm -rf "$SITE/inject_rl"
+cp -r inject_rl "$SITE/inject_rl"
+rm -rf "$SITE/inject_rl/agents"
+cp -r agents "$SITE/inject_rl/agents"
+export PYTHONPATH="$SITE:$PWD"
+# One compilation cache for all three runs (ours reuses its programs across repetitions).
+export INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-jax-cache
+
+if rev=$(git rev-parse --short HEAD 2>/dev/null); then
+  git diff --quiet HEAD -- inject_rl agents scripts 2>/dev/null || rev="$rev + local changes"
+else
+  rev="unknown (no git here)"
+fi
+log "=== $(date -u +%FT%TZ), commit $rev"
+[[ $DRY -eq 1 ]] || step 20 nvidia-smi -L
+# -P: no working directory on sys.path, whose inject_rl has no agents/ (as for the scripts).
+step 90 python3 -P -c '
+import importlib.metadata as md, sys
+import jax
+print(sys.version.split()[0], "; ".join(
+    f"{d} {md.version(d)}" for d in ("jax", "jaxlib", "optax", "chex", "flax", "dm-haiku", "rlax",
+                                     "distrax", "tfp-nightly", "gymnasium", "numpy")))
+print("backend", jax.default_backend(), "devices", jax.devices())
+import haiku, rlax, distrax, gymnasium  # noqa: fail here, clearly, on a missing dependency
+from inject_rl.agents import ppo
+print("inject_rl.agents.ppo from", ppo.__file__)
+'
+
+if [[ $DRY -eq 1 ]]; then
+  step 200 python3 scripts/bench_ceiling.py --steps 3000 --reps 1
+  step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
+  step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
+else
+  # (a) the default layout, 1e5 steps: latency-bound on a GPU.
+  step 100 python3 scripts/bench_ceiling.py --reps 3
+  # (b) 2048 envs x 128 steps = 262,144 steps per iteration; 2e7 steps = 77 iterations.
+  step 140 python3 scripts/bench_ceiling.py --envs 2048 --steps 20000000 --reps 3
+  # (c) our default PPO layout (32-step rollouts, 10 epochs of one minibatch), 2048 envs.
+  step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
+fi
+
+log ""
+log "=== done in $((SECONDS - START)) s; summary:"
+grep -E "^# jax|^# [0-9]|throughput ratio|final mean episode return|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
