@@ -12,8 +12,8 @@ steps the target network becomes `tau * online + (1 - tau) * target` (SB3's rule
 One iteration acts `train_every` epsilon-greedy steps in every env, adds them to the replay, then
 takes `gradient_steps` learner steps (none until `learning_starts` env steps, by `lax.cond`).
 Every learner step passes all its signals (`loss`, `td_error`, `grad_norm`, `episode_return`,
-`episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`, reduced across
-devices with `inject_rl.signals.sync`. Epsilon is a `StatefulSchedule` too: its state lives in
+`episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args` through the one
+learner step of `inject_rl.agents._learner`. Epsilon is a `StatefulSchedule` too: its state lives in
 `TrainState` and is updated once per iteration with the same signal names.
 
 DQN on CartPole does not converge to a policy and stay there: the greedy return swings between
@@ -30,14 +30,24 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 
-from inject_rl.agents import _common
-from inject_rl.agents.networks import q_network
-from inject_rl import envs, loops
+from inject_rl import loops
+from inject_rl.agents import networks
+from inject_rl.agents._common import (
+    HostCalls,
+    check_buffer,
+    check_config,
+    check_injectable,
+    per_device,
+)
+from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable
+from inject_rl.agents._learner import hp_metrics, learner_step
+from inject_rl.agents._replay import Experience, after_learning_starts, experience, init_replay
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
 from inject_rl.schedules import constant, from_step_schedule, progress
@@ -45,7 +55,7 @@ from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(_common.HostCalls):
+class Config(HostCalls):
     """DQN settings; defaults solve phys2d/CartPole-v1 within 1e5 steps.
 
     Started from rl-baselines3-zoo's CartPole DQN (lr 2.3e-3, batch 64, buffer 1e5, 1000 steps
@@ -73,11 +83,11 @@ class Config(_common.HostCalls):
     target_update_every: int = 100  # learner steps between target-network updates
     target_tau: float = 1.0  # target <- tau * online + (1 - tau) * target; 1: a hard copy
     max_grad_norm: float = 10.0  # global-norm gradient clip of the default optimizer
-    learning_rate: Any = None  # float | StatefulSchedule; None: anneal lr_init on the return
+    learning_rate: Injectable | None = None  # None: anneal lr_init on the return
     lr_init: float = 2.3e-3  # learning rate of the default schedule while returns are low
     lr_final: float = 2.3e-4  # ... and once the smoothed return reaches lr_return_high
     lr_return_high: float = 500.0  # return at which the default schedule reaches lr_final
-    epsilon: Any = None  # float | StatefulSchedule; None: linear over epsilon_fraction
+    epsilon: Injectable | None = None  # None: linear over epsilon_fraction
     epsilon_start: float = 1.0  # default epsilon schedule: first value
     epsilon_end: float = 0.04  # default epsilon schedule: final value
     epsilon_fraction: float = 0.16  # default epsilon schedule: fraction of iterations to anneal
@@ -95,74 +105,23 @@ class Config(_common.HostCalls):
         return self.num_iterations // self.eval_every if self.eval_every else 0
 
     def validate(self) -> Config:
-        _common.check_config(
+        check_config(
             self,
-            positive_ints=(
-                "total_steps",
-                "num_envs",
-                "train_every",
-                "gradient_steps",
-                "batch_size",
-                "buffer_size",
-                "target_update_every",
-                "eval_episodes",
-                "iterations_per_call",
-            ),
-            positive=(
-                "lr_init",
-                "lr_final",
-                "lr_return_high",
-                "max_grad_norm",
-                "epsilon_fraction",
-                "target_tau",
-            ),
-            unit=("gamma", "epsilon_start", "epsilon_end", "epsilon_fraction", "target_tau"),
+            positive_ints="total_steps num_envs train_every gradient_steps "
+            "batch_size buffer_size target_update_every eval_episodes iterations_per_call",
+            positive="lr_init lr_final lr_return_high max_grad_norm epsilon_fraction target_tau",
+            unit="gamma epsilon_start epsilon_end epsilon_fraction target_tau",
+            nonneg_ints="learning_starts eval_every",
         )
-        for f in ("learning_starts", "eval_every"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-                raise ValueError(f"dqn: {f} must be an integer >= 0, got {f}={v!r}")
-        if self.steps_per_iteration > self.buffer_size:
-            raise ValueError(
-                f"dqn: buffer_size must hold one iteration (num_envs * train_every = "
-                f"{self.steps_per_iteration}), got buffer_size={self.buffer_size}"
-            )
-        ranges = {"learning_rate": (0.0, False), "epsilon": (0.0, True)}
-        _common.check_injectable(
-            self, **{f: r for f, r in ranges.items() if getattr(self, f) is not None}
-        )
+        check_buffer(self)
+        check_injectable(self, learning_rate=(0.0, False), epsilon=(0.0, True))
         if isinstance(self.epsilon, numbers.Real) and self.epsilon > 1:
             raise ValueError(f"dqn: epsilon must be in [0, 1] or a schedule, got {self.epsilon=!r}")
-        if envs.is_jax_env(self.env_id):
-            _check_discrete(envs.make(self.env_id))
         return self
-
-
-def _check_discrete(env: envs.JaxEnv) -> None:
-    if not env.discrete:
-        raise ValueError(
-            f"dqn needs a discrete action space, but {env.id} has a continuous one "
-            f"({env.action_space}); use ppo or sac"
-        )
 
 
 # Tuned per env; `config_for(env_id)` starts from these.
 PRESETS: dict[str, dict[str, Any]] = {}
-
-
-def config_for(env_id: str, **overrides: Any) -> Config:
-    """The preset for `env_id` (defaults otherwise), with `overrides`."""
-    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
-
-
-class Experience(NamedTuple):
-    """One replayed transition (no batch axis in the buffer's item; `[N]` in a batch)."""
-
-    obs: jax.Array  # [*obs] float32
-    action: jax.Array  # [] int32
-    reward: jax.Array  # [] float32
-    discount: jax.Array  # [] float32: gamma * (1 - terminated); truncation bootstraps
-    next_obs: jax.Array  # [*obs] float32: true next observation, before autoreset
 
 
 class TrainState(NamedTuple):
@@ -220,41 +179,52 @@ def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
     return constant(float(eps))
 
 
-def make_learner(
-    cfg: Config,
-    env: envs.JaxEnv,
-    opt: optax.GradientTransformationExtraArgs,
-    num_devices: int,
-):
-    """`(init, iteration, net)` for `inject_rl.loops.run`; epsilon from `epsilon_schedule`."""
-    _check_discrete(env)
+def q_network(env: Any, torso: networks.TorsoFactory) -> Any:
+    """Q-values `[B, A]`: the torso, then a linear head.
+
+    Raises:
+      ValueError: the env's action space is not discrete.
+    """
+    if not env.discrete:
+        raise ValueError(
+            f"dqn needs a discrete action space, but {env.id} has a continuous one "
+            f"({env.action_space}); use ppo or sac"
+        )
+    num_actions = env.num_actions
+    # Module names as when the network was one "q" MLP: params flatten in the same order.
+    forward = lambda obs: networks.head(num_actions, name="q_out")(torso("q")(obs))  # noqa: E731
+    return hk.without_apply_rng(hk.transform(forward))
+
+
+def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
+    del cfg
+    net = q_network(env, torso)
+    greedy = lambda p, obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32)  # noqa: E731
+    return Acting(greedy, lambda p, obs, key: greedy(p, obs))
+
+
+def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLearner:
+    """The in-graph learner: act `train_every` steps per env, store them, then `gradient_steps`
+    learner steps (once `learning_starts` env steps are stored) and a periodic greedy evaluation
+    that keeps the best params. Epsilon comes from `epsilon_schedule`."""
+    net = q_network(env, torso)
     eps = epsilon_schedule(cfg)
-    envs_per_device, batch_per_device, buffer_per_device = _common.per_device(
+    envs_per_device, batch_per_device, buffer_per_device = per_device(
         "dqn", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
     )
-    net = q_network(env.num_actions, cfg.hidden)
     eval_steps = cfg.eval_episodes * num_devices * (env.max_episode_steps or 0)
 
     def init(device_index):
-        key = jax.random.key(cfg.seed)
-        k_params, k_env, k_run = jax.random.split(key, 3)
+        k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
         params = net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
         actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        item = Experience(
-            jnp.zeros(env.obs_shape),
-            jnp.zeros((), jnp.int32),
-            jnp.zeros(()),
-            jnp.zeros(()),
-            jnp.zeros(env.obs_shape),
-        )
-        replay = ReplayBuffer.init(item, buffer_per_device)
         zero = jnp.zeros((), jnp.int32)
         return TrainState(
             params,
             params,
             opt.init(params),
             eps.init(),
-            replay,
+            init_replay(env, buffer_per_device),
             actor,
             jax.random.fold_in(k_run, device_index),
             zero,
@@ -273,58 +243,42 @@ def make_learner(
         return loss, {"loss": loss, "td_error": jnp.mean(jnp.abs(td))}
 
     def learn(ts: TrainState, episodes, axis_name):
-        def learner_step(carry, key):
+        def one(carry, key):
             params, target, opt_state, updates, first = carry
             batch = ReplayBuffer.sample(ts.replay, key, batch_per_device)
             # Outside the gradient: the bootstrap targets are constants of the loss anyway.
-            q_t_value = net.apply(target, batch.next_obs)
-            q_t_selector = net.apply(params, batch.next_obs)
-            grads, aux = jax.grad(loss_fn, has_aux=True)(params, batch, q_t_value, q_t_selector)
-            if axis_name is not None:
-                grads = jax.lax.pmean(grads, axis_name)
-            aux = sync(aux, axis_name)
-            # Episode statistics count once per batch of new env steps: later learner steps
-            # report 0 episodes, so a schedule on the return sees each batch exactly once.
-            signals = {
-                **aux,
-                "grad_norm": optax.tree.norm(grads),
-                "episode_return": episodes["episode_return"],
-                "episode_length": episodes["episode_length"],
-                "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
-                "step": ts.step,
-            }
-            step_updates, opt_state = opt.update(grads, opt_state, params, **signals)
-            params = optax.apply_updates(params, step_updates)
+            q_t = (net.apply(target, batch.next_obs), net.apply(params, batch.next_obs))
+            params, opt_state, stats = learner_step(
+                loss_fn,
+                opt,
+                params,
+                opt_state,
+                batch,
+                *q_t,
+                episodes=episodes,
+                first=first,
+                step=ts.step,
+                axis_name=axis_name,
+            )
             updates = updates + 1
-            due = updates % cfg.target_update_every == 0
             new_target = optax.incremental_update(params, target, cfg.target_tau)
-            target = jax.tree.map(lambda n, t: jnp.where(due, n, t), new_target, target)
-            out = (params, target, opt_state, updates, jnp.zeros((), bool))
-            return out, {k: signals[k] for k in ("loss", "td_error", "grad_norm")}
+            target = rlax.periodic_update(new_target, target, updates, cfg.target_update_every)
+            return (params, target, opt_state, updates, jnp.zeros((), bool)), stats
 
         key, k_learn = jax.random.split(ts.key)
         carry = (ts.params, ts.target_params, ts.opt_state, ts.updates, jnp.ones((), bool))
         (params, target, opt_state, updates, _), stats = jax.lax.scan(
-            learner_step, carry, jax.random.split(k_learn, cfg.gradient_steps)
+            one, carry, jax.random.split(k_learn, cfg.gradient_steps)
         )
         ts = ts._replace(
             params=params, target_params=target, opt_state=opt_state, updates=updates, key=key
         )
         return ts, {k: v.mean() for k, v in stats.items()}
 
-    def skip(ts: TrainState, episodes, axis_name):
-        del episodes, axis_name
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        return ts, {"loss": nan, "td_error": nan, "grad_norm": nan}
-
     def greedy_eval(ts: TrainState, axis_name):
         key, k_eval = jax.random.split(ts.key)
-        ret = loops.evaluate_policy(
-            env,
-            lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32),
-            cfg.eval_episodes,
-            k_eval,
-        )
+        greedy = lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32)  # noqa: E731
+        ret = loops.evaluate_policy(env, greedy, cfg.eval_episodes, k_eval)
         ret = sync({"eval_return": ret}, axis_name)["eval_return"]
         better = ret >= ts.best_return  # ties: prefer the later, longer-trained params
         best = jax.tree.map(lambda p, b: jnp.where(better, p, b), ts.params, ts.best_params)
@@ -346,25 +300,14 @@ def make_learner(
 
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
         actor, traj = loops.rollout(env, policy, actor, k_roll, cfg.train_every)
-        new = Experience(
-            traj.obs,
-            traj.action,
-            traj.reward,
-            cfg.gamma * (1.0 - traj.terminated.astype(jnp.float32)),
-            traj.next_obs,
-        )
-        new = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
         step = ts.step + cfg.steps_per_iteration
-        ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new), actor=actor, key=key, step=step)
+        replay = ReplayBuffer.add(ts.replay, experience(traj, cfg.gamma))
+        ts = ts._replace(replay=replay, actor=actor, key=key, step=step)
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-
-        # The predicate is identical on every device, so collectives inside the branch match.
-        ts, stats = jax.lax.cond(
-            step >= cfg.learning_starts,
-            lambda t: learn(t, episodes, axis_name),
-            lambda t: skip(t, episodes, axis_name),
-            ts,
-        )
+        idle = dict.fromkeys(("loss", "td_error", "grad_norm"))
+        ts, stats = after_learning_starts(
+            cfg.learning_starts, lambda t: learn(t, episodes, axis_name), idle
+        )(ts)
         # Epsilon sees the signal names opt.update sees, once per iteration: the episode
         # statistics of this iteration's env steps and the learner signals averaged over its
         # learner steps (NaN before `learning_starts`, which schedules ignore).
@@ -372,14 +315,7 @@ def make_learner(
         ts = ts._replace(
             epsilon_state=eps.update(ts.epsilon_state, **signals), iteration=ts.iteration + 1
         )
-
-        metrics = {
-            **stats,
-            **episodes,
-            "step": step,
-            **_common.hp_metrics(ts.opt_state),
-            "hp/epsilon": epsilon,
-        }
+        metrics = {**signals, **hp_metrics(ts.opt_state), "hp/epsilon": epsilon}
         if cfg.eval_every:
             due = ts.iteration % cfg.eval_every == 0
             ts, ret = jax.lax.cond(
@@ -393,71 +329,24 @@ def make_learner(
             metrics["eval_steps"] = (ts.iteration // cfg.eval_every) * eval_steps
         return ts, metrics
 
-    return init, iteration, net
+    return AnakinLearner(init, iteration)
 
 
-def train(
-    cfg: Config = Config(),
-    *,
-    optimizer=None,
-    num_devices: int | None = None,
-    callback: Callable[..., None] | None = None,
-    resume: tuple[Any, int] | None = None,
-    program_key: str | None = None,
-) -> _common.TrainResult:
-    """Trains double DQN on the anakin loop.
-
-    With `eval_every > 0` the params returned are the best of the periodic greedy evaluations
-    (`eval_episodes` episodes per device, like SB3's EvalCallback), not the last ones; the last
-    ones stay in `result.state.params`. Evaluation episodes are not training steps and are not
-    counted in `step`; the metric `eval_steps` counts them.
-
-    Args:
-      cfg: the configuration.
-      optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
-        `update` receives every signal as keyword `extra_args` on every learner step.
-      num_devices: devices to `pmap` over (None: 1).
-      callback: `callback(call_index, metrics, state)` after every host call; `state` is the
-        replicated training state (copy what you keep: it is donated to the next call).
-      resume: `(state, next_call)` to continue a run from a checkpoint, bitwise as if
-        uninterrupted (the replay buffers and epsilon state are part of the state).
-      program_key: on one device, names this run's compiled programs so that a later run
-        with the same key loads them instead of tracing (`inject_rl.loops.run`).
-
-    Returns:
-      A `TrainResult`.
-
-    Raises:
-      ValueError: an invalid config, e.g. an env with a continuous action space.
-    """
-    cfg.validate()
-    opt = default_optimizer(cfg) if optimizer is None else optimizer
-    _common.check_optimizer(opt)
-    res = _common.run_loop(
-        cfg,
-        opt,
-        make_learner,
-        num_devices=num_devices,
-        callback=callback,
-        resume=resume,
-        program_key=program_key,
-    )
-    # The kept best params when a greedy evaluation ran, else the last ones.
-    return _common.result(
-        cfg,
-        res,
-        lambda final: final.best_params if float(final.best_return) > -math.inf else final.params,
-    )
+def _final_params(final: TrainState) -> Any:
+    """The best params of the greedy evaluations when one ran, else the last params (these stay
+    in `result.state.params` either way)."""
+    return final.best_params if float(final.best_return) > -math.inf else final.params
 
 
-def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
-    """Mean return of `episodes` greedy (argmax Q) episodes."""
-    cfg = result.config
-    env = envs.make(cfg.env_id)
-    net = q_network(env.num_actions, cfg.hidden)
-    fn = jax.jit(
-        lambda p, k: loops.evaluate_policy(
-            env, lambda obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32), episodes, k
-        )
-    )
-    return float(fn(result.params, jax.random.key(seed)))
+AGENT = Agent(
+    name="dqn",
+    description="double DQN with on-device replay; discrete actions",
+    config=Config,
+    default_optimizer=default_optimizer,
+    network=networks.default(jax.nn.relu),
+    policy=acting,
+    anakin=anakin,
+    presets=PRESETS,
+    final_params=_final_params,
+)
+train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

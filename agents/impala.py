@@ -12,8 +12,9 @@ value term on its errors and an entropy bonus. A time-limit truncation bootstrap
 final observation: `r_t + gamma * V(next_obs)` with the trace cut there (`discount_t = 0`).
 
 Every learner step passes its signals (`loss`, `value_loss`, `entropy`, `kl`, `grad_norm`,
-`episode_return`, `episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`,
-reduced across devices with `inject_rl.signals.sync`.
+`episode_return`, `episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`
+through the one learner step of `inject_rl.agents._learner`; the learners of both loops are the
+actor-critic ones PPO uses (`inject_rl.agents._actor_critic`).
 """
 
 from __future__ import annotations
@@ -21,23 +22,25 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 
-from inject_rl.agents import _common
-from inject_rl.agents.ppo import ActorCriticPolicy
-from inject_rl import envs, loops
-from inject_rl.optim import carried, current, injected
+from inject_rl import loops
+from inject_rl.agents import _actor_critic, networks
+from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._common import HostCalls, check_config, check_injectable
+from inject_rl.agents._contract import Agent, Injectable
+from inject_rl.agents._learner import coefficient, hp_metrics, learner_step
+from inject_rl.optim import carried, injected
 from inject_rl.schedules import progress
-from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(_common.HostCalls):
+class Config(HostCalls):
     """IMPALA settings; defaults solve CartPole-v1 (host envs) within 3e5 steps."""
 
     env_id: str = "CartPole-v1"  # any gymnasium id; phys2d/* ids run on the anakin loop
@@ -49,10 +52,10 @@ class Config(_common.HostCalls):
     vtrace_lambda: float = 1.0  # V-trace lambda
     clip_rho_threshold: float = 1.0  # V-trace rho-bar (value targets)
     clip_pg_rho_threshold: float = 1.0  # V-trace rho-bar for the policy-gradient advantage
-    ent_coef: Any = 0.01  # float | StatefulSchedule; entropy bonus weight (hp/ent_coef)
+    ent_coef: Injectable = 0.01  # entropy bonus weight (hp/ent_coef)
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # global-norm gradient clip of the default optimizer
-    learning_rate: Any = None  # float | StatefulSchedule; None: progress on episode_return
+    learning_rate: Injectable | None = None  # None: progress on episode_return
     lr_init: float = 2e-3  # default schedule: learning rate while returns are low
     lr_final: float = 5e-4  # ... and once the smoothed return reaches lr_return_high
     lr_return_low: float = 100.0  # default schedule: return up to which lr_init applies
@@ -67,32 +70,15 @@ class Config(_common.HostCalls):
         return self.num_envs * self.rollout_len
 
     def validate(self) -> Config:
-        _common.check_config(
+        check_config(
             self,
-            positive_ints=(
-                "total_steps",
-                "num_envs",
-                "rollout_len",
-                "num_actor_threads",
-                "iterations_per_call",
-            ),
-            positive=(
-                "lr_init",
-                "lr_final",
-                "max_grad_norm",
-                "clip_rho_threshold",
-                "clip_pg_rho_threshold",
-            ),
-            nonneg=("vf_coef",),
-            unit=("gamma", "vtrace_lambda"),
+            positive_ints="total_steps num_envs rollout_len num_actor_threads iterations_per_call",
+            positive="lr_init lr_final max_grad_norm clip_rho_threshold clip_pg_rho_threshold",
+            nonneg="vf_coef",
+            unit="gamma vtrace_lambda",
+            nonneg_ints="staleness",
         )
-        _common.check_injectable(self, ent_coef=(0.0, True))
-        if (
-            isinstance(self.staleness, bool)
-            or not isinstance(self.staleness, int)
-            or (self.staleness < 0)
-        ):
-            raise ValueError(f"impala: staleness must be an integer >= 0, got {self.staleness=!r}")
+        check_injectable(self, ent_coef=(0.0, True), learning_rate=(0.0, False))
         if not self.lr_return_low < self.lr_return_high:
             raise ValueError(
                 "impala: lr_return_low must be below lr_return_high, got "
@@ -105,21 +91,6 @@ class Config(_common.HostCalls):
 PRESETS: dict[str, dict[str, Any]] = {
     "phys2d/CartPole-v1": {},
 }
-
-
-def config_for(env_id: str, **overrides: Any) -> Config:
-    """The preset for `env_id` (defaults otherwise), with `overrides`."""
-    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
-
-
-class TrainState(NamedTuple):
-    """Everything one learner device carries between iterations."""
-
-    params: Any
-    opt_state: Any
-    actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
-    key: jax.Array
-    step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
 
 
 def default_optimizer(
@@ -151,13 +122,17 @@ def default_optimizer(
     )
 
 
-def make_update(cfg: Config, policy: ActorCriticPolicy, opt: optax.GradientTransformationExtraArgs):
+def make_update(
+    cfg: Config, policy: ActorCritic, opt: optax.GradientTransformationExtraArgs, batch: int
+):
     """The learner step both loops share.
 
-    Returns `update(params, opt_state, traj, last_obs, episodes, step, axis_name) -> (params,
-    opt_state, metrics)`; `traj` is a `Transition` `[T, B]` whose extras hold the behaviour
+    Returns `update(params, opt_state, traj, last_obs, episodes, step, key, axis_name) ->
+    (params, opt_state, metrics)`: one learner step on the whole rollout (`batch` steps per
+    device; `key` unused); `traj` is a `Transition` `[T, B]` whose extras hold the behaviour
     `log_prob`, `last_obs` `[B, *obs]` the observation after the rollout.
     """
+    del batch
     vtrace = jax.vmap(
         functools.partial(
             rlax.vtrace_td_error_and_advantage,
@@ -187,149 +162,40 @@ def make_update(cfg: Config, policy: ActorCriticPolicy, opt: optax.GradientTrans
         kl = jnp.mean(rho_tm1 - 1.0 - log_rho)  # k3 estimate of KL(behaviour || current)
         return loss, {"loss": loss, "value_loss": value_loss, "entropy": entropy, "kl": kl}
 
-    def update(params, opt_state, traj, last_obs, episodes, step, axis_name: str | None):
-        ent_coef = current(opt_state, "ent_coef", _constant(cfg.ent_coef))
-        grads, aux = jax.grad(loss_fn, has_aux=True)(params, traj, last_obs, ent_coef)
-        if axis_name is not None:
-            grads = jax.lax.pmean(grads, axis_name)
-        aux = sync(aux, axis_name)
-        signals = {**aux, **episodes, "grad_norm": optax.tree.norm(grads), "step": step}
-        updates, opt_state = opt.update(grads, opt_state, params, **signals)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, {**signals, **_common.hp_metrics(opt_state)}
+    def update(params, opt_state, traj, last_obs, episodes, step, key, axis_name: str | None):
+        del key
+        params, opt_state, stats = learner_step(
+            loss_fn,
+            opt,
+            params,
+            opt_state,
+            traj,
+            last_obs,
+            coefficient(opt_state, cfg, "ent_coef"),
+            episodes=episodes,
+            first=True,
+            step=step,
+            axis_name=axis_name,
+        )
+        metrics = {**stats, **episodes, "step": step, **hp_metrics(opt_state)}
+        return params, opt_state, metrics
 
     return update
 
 
-def _constant(x):
-    if isinstance(x, optax.schedules.StatefulSchedule) or callable(x):
-        raise ValueError(
-            "impala: an ent_coef schedule needs the optimizer to carry it; chain "
-            "inject_rl.optim.carried(ent_coef=...) into your optimizer"
-        )
-    return x
-
-
-def make_learner(
-    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    (envs_per_device,) = _common.per_device("impala", cfg, num_devices, "num_envs")
-    policy = ActorCriticPolicy(env, cfg.hidden)
-    update = make_update(cfg, policy, opt)
-
-    def init(device_index):
-        k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
-        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        return TrainState(
-            params,
-            opt.init(params),
-            actor,
-            jax.random.fold_in(k_run, device_index),
-            jnp.zeros((), jnp.int32),
-        )
-
-    def iteration(ts: TrainState, axis_name: str | None):
-        key, k_roll = jax.random.split(ts.key)
-        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
-        actor, traj = loops.rollout(
-            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
-        )
-        step = ts.step + cfg.steps_per_iteration
-        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-        params, opt_state, metrics = update(
-            ts.params, ts.opt_state, traj, actor.obs, episodes, step, axis_name
-        )
-        return TrainState(params, opt_state, actor, key, step), metrics
-
-    return init, iteration, policy
-
-
-def make_host_learner(
-    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
-    _common.per_device("impala", cfg, num_devices, "num_envs")
-    policy = ActorCriticPolicy(env, cfg.hidden)
-    update = make_update(cfg, policy, opt)
-
-    def init(device_index):
-        k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
-        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        return TrainState(
-            params,
-            opt.init(params),
-            None,
-            jax.random.fold_in(k_run, device_index),
-            jnp.zeros((), jnp.int32),
-        )
-
-    def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
-        step = ts.step + cfg.steps_per_iteration
-        episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        params, opt_state, metrics = update(
-            ts.params, ts.opt_state, rollout.traj, rollout.last_obs, episodes, step, axis_name
-        )
-        return ts._replace(params=params, opt_state=opt_state, step=step), metrics
-
-    return init, policy.sample, learn, policy
-
-
-def train(
-    cfg: Config = Config(),
-    *,
-    optimizer=None,
-    num_devices: int | None = None,
-    callback: Callable[..., None] | None = None,
-    resume: tuple[Any, int] | None = None,
-    program_key: str | None = None,
-) -> _common.TrainResult:
-    """Trains IMPALA: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
-
-    Args:
-      cfg: the configuration.
-      optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
-        `update` receives every signal as keyword `extra_args` on every learner step.
-      num_devices: learner devices to `pmap` over (None: 1; all global devices in a
-        multi-process run on the host loop).
-      callback: `callback(call_index, metrics, state)` after every host call.
-      resume: `(state, next_call)` to continue from a checkpoint (anakin: bitwise as if
-        uninterrupted; host loop: the learner continues bitwise, the envs restart).
-      program_key: on one device, names this run's compiled programs so that a later run
-        with the same key loads them instead of tracing (`inject_rl.loops.run`).
-
-    Returns:
-      A `TrainResult`.
-    """
-    cfg.validate()
-    opt = default_optimizer(cfg) if optimizer is None else optimizer
-    _common.check_optimizer(opt)
-    res = _common.run_loop(
-        cfg,
-        opt,
-        make_learner,
-        make_host_learner,
-        num_devices=num_devices,
-        callback=callback,
-        resume=resume,
-        program_key=program_key,
-    )
-    return _common.result(cfg, res)
-
-
-def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
-    """Mean return of `episodes` greedy (argmax / mean action) episodes."""
-    cfg = result.config
-    if envs.is_jax_env(cfg.env_id):
-        env = envs.make(cfg.env_id)
-        policy = ActorCriticPolicy(env, cfg.hidden)
-        fn = jax.jit(
-            lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
-        )
-        return float(fn(result.params, jax.random.key(seed)))
-    policy = ActorCriticPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
-    greedy = jax.jit(policy.greedy)
-    return loops.evaluate_host_policy(
-        cfg.env_id, lambda obs: greedy(result.params, obs), episodes, seed
-    )
+AGENT = Agent(
+    name="impala",
+    description="IMPALA actor-critic with V-trace; host envs (sebulba) or phys2d",
+    config=Config,
+    default_optimizer=default_optimizer,
+    network=networks.default(jnp.tanh),
+    policy=_actor_critic.acting,
+    anakin=lambda cfg, env, opt, n, torso: _actor_critic.anakin(
+        "impala", cfg, env, opt, n, torso, make_update
+    ),
+    sebulba=lambda cfg, env, opt, n, torso: _actor_critic.sebulba(
+        "impala", cfg, env, opt, n, torso, make_update
+    ),
+    presets=PRESETS,
+)
+train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

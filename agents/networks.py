@@ -1,68 +1,97 @@
-"""Haiku networks shared by the agents: orthogonally initialised MLPs and policy/value heads."""
+"""Haiku networks: torsos chosen from the observation space, and the agents' heads.
+
+A *torso factory* is `name -> module`, called inside `hk.transform`: the module maps a batch of
+observations `[B, *obs]` to features `[B, F]`. Agents put their heads (policy logits, values,
+Q-values) on top, so a user's own torso (`train(cfg, network=...)`) changes no agent code:
+
+>>> import haiku as hk, jax, jax.numpy as jnp
+>>> torso = torso_for((4,), hidden=(32,))
+>>> net = hk.without_apply_rng(hk.transform(lambda x: torso("t")(x)))
+>>> params = net.init(jax.random.key(0), jnp.zeros((1, 4)))
+>>> net.apply(params, jnp.zeros((5, 4))).shape
+(5, 32)
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any
 
 import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+TorsoFactory = Callable[[str], Callable[[jax.Array], jax.Array]]
+
 
 class MLP(hk.Module):
-    """MLP with orthogonal initialisation (the "PPO implementation details" scheme)."""
+    """Hidden layers with orthogonal initialisation (the "PPO implementation details" scheme)."""
 
     def __init__(
         self,
         hidden: Sequence[int],
-        out: int,
         *,
-        out_scale: float = 1.0,
         activation: Callable = jnp.tanh,
         name: str | None = None,
     ):
         super().__init__(name=name)
-        self.hidden, self.out, self.out_scale, self.activation = hidden, out, out_scale, activation
+        self.hidden, self.activation = tuple(hidden), activation
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        x = x.astype(jnp.float32)
         for i, h in enumerate(self.hidden):
             x = self.activation(
                 hk.Linear(h, w_init=hk.initializers.Orthogonal(np.sqrt(2.0)), name=f"h{i}")(x)
             )
-        return hk.Linear(self.out, w_init=hk.initializers.Orthogonal(self.out_scale), name="out")(x)
+        return x
 
 
-class ActorCriticOut(NamedTuple):
-    """Policy parameters and value for a batch of observations."""
+class ConvTorso(hk.Module):
+    """A conv stack for image observations `[B, H, W, C]`, then the MLP layers.
 
-    logits: jax.Array  # [B, A] for a discrete policy; the Gaussian mean [B, D] otherwise
-    log_std: jax.Array  # [D] state-independent log std (continuous); shape (0,) when discrete
-    value: jax.Array  # [B]
+    Frames of at least 36 pixels a side get the Nature-DQN stack (8x8/4, 4x4/2, 3x3/1; Mnih et al.
+    2015); smaller ones (MinAtar's 10x10xC) one 3x3 convolution of 16 channels, as in MinAtar's
+    own baselines (Young & Tian 2019), where the Nature stack cannot run.
+    """
 
+    def __init__(self, hidden: Sequence[int], *, activation=jax.nn.relu, name=None):
+        super().__init__(name=name)
+        self.hidden, self.activation = tuple(hidden), activation
 
-def actor_critic(
-    num_outputs: int, discrete: bool, hidden: Sequence[int], activation: Callable = jnp.tanh
-) -> hk.Transformed:
-    """Separate actor and critic MLPs; a learned state-independent log std when continuous."""
-
-    def forward(obs: jax.Array) -> ActorCriticOut:
-        logits = MLP(hidden, num_outputs, out_scale=0.01, activation=activation, name="actor")(obs)
-        value = MLP(hidden, 1, out_scale=1.0, activation=activation, name="critic")(obs)[..., 0]
-        if discrete:
-            log_std = jnp.zeros((0,), jnp.float32)
+    def __call__(self, x: jax.Array) -> jax.Array:
+        lead = x.shape[:-3]  # any leading axes ([B] or [T, B]) around one [H, W, C] frame
+        x = x.reshape((-1, *x.shape[-3:])).astype(jnp.float32)
+        if min(x.shape[1:3]) >= 36:
+            layers = ((32, 8, 4), (64, 4, 2), (64, 3, 1))
         else:
-            log_std = hk.get_parameter("log_std", (num_outputs,), init=jnp.zeros)
-        return ActorCriticOut(logits, log_std, value)
+            layers = ((16, 3, 1),)
+        for i, (channels, kernel, stride) in enumerate(layers):
+            x = jax.nn.relu(hk.Conv2D(channels, kernel, stride, padding="VALID", name=f"c{i}")(x))
+        x = x.reshape((*lead, -1))
+        return MLP(self.hidden, activation=self.activation, name="mlp")(x)
 
-    return hk.without_apply_rng(hk.transform(forward))
+
+def mlp(hidden: Sequence[int], activation: Callable = jnp.tanh) -> TorsoFactory:
+    """A torso factory of `hidden` dense layers."""
+    return lambda name: MLP(hidden, activation=activation, name=name)
 
 
-def q_network(num_actions: int, hidden: Sequence[int]) -> hk.Transformed:
-    """Q-values `[B, A]` from a ReLU MLP."""
+def torso_for(
+    obs_shape: tuple[int, ...], hidden: Sequence[int], activation: Callable = jnp.tanh
+) -> TorsoFactory:
+    """The default torso for observations of `obs_shape`: an MLP for vectors, a conv stack then
+    the MLP for images `[H, W, C]`."""
+    if len(obs_shape) == 3:
+        return lambda name: ConvTorso(hidden, name=name)
+    return mlp(hidden, activation)
 
-    def forward(obs: jax.Array) -> jax.Array:
-        return MLP(hidden, num_actions, activation=jax.nn.relu, name="q")(obs)
 
-    return hk.without_apply_rng(hk.transform(forward))
+def default(activation: Callable = jnp.tanh) -> Callable[[Any, tuple[int, ...]], TorsoFactory]:
+    """An agent's default network: `(cfg, obs_shape) -> torso_for(obs_shape, cfg.hidden)`."""
+    return lambda cfg, obs_shape: torso_for(obs_shape, cfg.hidden, activation)
+
+
+def head(out: int, scale: float = 1.0, name: str = "out") -> hk.Linear:
+    """A linear output layer, orthogonally initialised with gain `scale`."""
+    return hk.Linear(out, w_init=hk.initializers.Orthogonal(scale), name=name)

@@ -2,39 +2,40 @@
 
 A `phys2d/*` id runs on the anakin loop (in-graph envs); any other gymnasium id on the sebulba
 loop (host envs on an actor thread, pmapped learner), chosen by `inject_rl.envs.is_jax_env`.
-Both loops share the learner maths (`make_update`). On the host loop `staleness=0` (default)
+Both loops share the learner maths (`make_update`) and, with IMPALA, the actor-critic learners
+of `inject_rl.agents._actor_critic`. On the host loop `staleness=0` (default)
 keeps PPO on-policy: the actor waits for each update.
 
 Maths from rlax: `truncated_generalized_advantage_estimation` vmapped over the batch axis of
 `[T, B]` data, `clipped_surrogate_pg_loss`, `softmax` / `gaussian_diagonal` distributions. Every
 learner step passes all its signals (`kl`, `entropy`, `loss`, `value_loss`, `grad_norm`,
-`episode_return`, `episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`,
-reduced across devices with `inject_rl.signals.sync`.
+`episode_return`, `episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args`
+through the one learner step of `inject_rl.agents._learner`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import distrax
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 
-from inject_rl.agents import _common
-from inject_rl.agents.networks import actor_critic
-from inject_rl import envs, loops
-from inject_rl.optim import carried, current, injected
+from inject_rl import loops
+from inject_rl.agents import _actor_critic, networks
+from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._common import HostCalls, check_config, check_injectable
+from inject_rl.agents._contract import Agent, Injectable
+from inject_rl.agents._learner import coefficient, hp_metrics, learner_step
+from inject_rl.optim import carried, injected
 from inject_rl.schedules import kl_target
-from inject_rl.signals import EpisodeStats, sync
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(_common.HostCalls):
+class Config(HostCalls):
     """PPO settings; defaults solve phys2d/CartPole-v1 (and CartPole-v1) within 1e5 steps.
 
     Layout: 8 envs x 32 steps, 10 epochs of one 256-sample minibatch, gamma 0.99, lambda 0.95,
@@ -56,11 +57,11 @@ class Config(_common.HostCalls):
     num_minibatches: int = 1  # minibatches per epoch
     gamma: float = 0.99  # discount
     gae_lambda: float = 0.95  # GAE lambda
-    clip_eps: Any = 0.2  # float | StatefulSchedule; PPO ratio clip (injected, hp/clip_eps)
-    ent_coef: Any = 0.0  # float | StatefulSchedule; entropy bonus weight (injected, hp/ent_coef)
+    clip_eps: Injectable = 0.2  # PPO ratio clip (injected, hp/clip_eps)
+    ent_coef: Injectable = 0.0  # entropy bonus weight (injected, hp/ent_coef)
     vf_coef: float = 0.5  # value loss weight
     max_grad_norm: float = 0.5  # global-norm gradient clip of the default optimizer
-    learning_rate: Any = None  # float | StatefulSchedule; None: kl_target(lr_init, ...)
+    learning_rate: Injectable | None = None  # None: kl_target(lr_init, ...)
     lr_init: float = 1e-3  # initial learning rate of the default kl_target schedule
     kl_target: float = 0.03  # KL target of the default schedule
     hidden: tuple[int, ...] = (64,)  # MLP widths of actor and critic
@@ -77,28 +78,18 @@ class Config(_common.HostCalls):
         return self.steps_per_iteration // self.num_minibatches
 
     def validate(self) -> Config:
-        _common.check_config(
+        check_config(
             self,
-            positive_ints=(
-                "total_steps",
-                "num_envs",
-                "rollout_len",
-                "epochs",
-                "num_minibatches",
-                "iterations_per_call",
-                "num_actor_threads",
-            ),
-            positive=("lr_init", "kl_target", "max_grad_norm"),
-            nonneg=("vf_coef",),
-            unit=("gamma", "gae_lambda"),
+            positive_ints="total_steps num_envs rollout_len "
+            "epochs num_minibatches iterations_per_call num_actor_threads",
+            positive="lr_init kl_target max_grad_norm",
+            nonneg="vf_coef",
+            unit="gamma gae_lambda",
+            nonneg_ints="staleness",
         )
-        _common.check_injectable(self, clip_eps=(0.0, False), ent_coef=(0.0, True))
-        if (
-            isinstance(self.staleness, bool)
-            or not isinstance(self.staleness, int)
-            or (self.staleness < 0)
-        ):
-            raise ValueError(f"ppo: staleness must be an integer >= 0, got {self.staleness=!r}")
+        check_injectable(
+            self, clip_eps=(0.0, False), ent_coef=(0.0, True), learning_rate=(0.0, False)
+        )
         if self.steps_per_iteration % self.num_minibatches:
             raise ValueError(
                 f"ppo: num_envs * rollout_len ({self.steps_per_iteration}) must be divisible by "
@@ -144,21 +135,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for(env_id: str, **overrides: Any) -> Config:
-    """The preset for `env_id` (defaults otherwise), with `overrides`."""
-    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
-
-
-class TrainState(NamedTuple):
-    """Everything one device carries between iterations."""
-
-    params: Any
-    opt_state: Any
-    actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
-    key: jax.Array
-    step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
-
-
 class Batch(NamedTuple):
     obs: jax.Array  # [N, *obs]
     action: jax.Array  # [N] or [N, D]
@@ -186,44 +162,9 @@ def default_optimizer(
     )
 
 
-class ActorCriticPolicy:
-    """Sampling, log-probabilities and entropy of an actor-critic for an env's action space.
-
-    `env` is a `JaxEnv` or a `HostEnv` (only their space properties are read). Shared with
-    IMPALA.
-    """
-
-    def __init__(self, env: envs.JaxEnv | envs.HostEnv, hidden):
-        self.discrete = env.discrete
-        out = env.num_actions if env.discrete else int(math.prod(env.action_shape))
-        self.net = actor_critic(out, env.discrete, hidden)
-
-    def dist(self, out):
-        if self.discrete:
-            return distrax.Categorical(logits=out.logits)
-        # Unsquashed Gaussian; the env clips actions to its bounds.
-        scale = jnp.broadcast_to(jnp.exp(out.log_std), out.logits.shape)
-        return distrax.MultivariateNormalDiag(out.logits, scale)
-
-    def sample(self, params, obs, key):
-        out = self.net.apply(params, obs)
-        action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
-        action = action.astype(jnp.int32) if self.discrete else action
-        return action, {"log_prob": log_prob, "value": out.value}
-
-    def evaluate(self, params, obs, action):
-        out = self.net.apply(params, obs)
-        dist = self.dist(out)
-        return dist.log_prob(action), dist.entropy(), out.value
-
-    def greedy(self, params, obs):
-        out = self.net.apply(params, obs)
-        return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
-
-
 def make_update(
     cfg: Config,
-    policy: ActorCriticPolicy,
+    policy: ActorCritic,
     opt: optax.GradientTransformationExtraArgs,
     batch_per_device: int,
 ):
@@ -276,26 +217,21 @@ def make_update(
 
         def minibatch(carry, mb):
             params, opt_state, first = carry
-            # Injected coefficients come from the optimizer state when it carries them.
-            ent_coef = current(opt_state, "ent_coef", _constant(cfg.ent_coef))
-            clip_eps = current(opt_state, "clip_eps", _constant(cfg.clip_eps))
-            grads, aux = jax.grad(loss_fn, has_aux=True)(params, mb, ent_coef, clip_eps)
-            if axis_name is not None:
-                grads = jax.lax.pmean(grads, axis_name)
-            aux = sync(aux, axis_name)
-            # Episode statistics count once per rollout: later minibatches report 0 episodes,
-            # so a schedule on the return (plateau, bandit...) sees each rollout exactly once.
-            signals = {
-                **aux,
-                "grad_norm": optax.tree.norm(grads),
-                "episode_return": episodes["episode_return"],
-                "episode_length": episodes["episode_length"],
-                "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
-                "step": step,
-            }
-            updates, opt_state = opt.update(grads, opt_state, params, **signals)
-            params = optax.apply_updates(params, updates)
-            stats = {**aux, "grad_norm": signals["grad_norm"]}
+            ent_coef = coefficient(opt_state, cfg, "ent_coef")
+            clip_eps = coefficient(opt_state, cfg, "clip_eps")
+            params, opt_state, stats = learner_step(
+                loss_fn,
+                opt,
+                params,
+                opt_state,
+                mb,
+                ent_coef,
+                clip_eps,
+                episodes=episodes,
+                first=first,
+                step=step,
+                axis_name=axis_name,
+            )
             return (params, opt_state, jnp.zeros((), bool)), stats
 
         def epoch(carry, key):
@@ -313,154 +249,25 @@ def make_update(
         metrics = {k: v.mean() for k, v in stats.items()}
         metrics.update(episodes)
         metrics["step"] = step
-        metrics.update(_common.hp_metrics(opt_state))
+        metrics.update(hp_metrics(opt_state))
         return params, opt_state, metrics
 
     return update
 
 
-def make_learner(
-    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    (envs_per_device,) = _common.per_device("ppo", cfg, num_devices, "num_envs")
-    policy = ActorCriticPolicy(env, cfg.hidden)
-    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
-
-    def init(device_index):
-        key = jax.random.key(cfg.seed)
-        k_params, k_env, k_run = jax.random.split(key, 3)
-        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        return TrainState(
-            params,
-            opt.init(params),
-            actor,
-            jax.random.fold_in(k_run, device_index),
-            jnp.zeros((), jnp.int32),
-        )
-
-    def iteration(ts: TrainState, axis_name: str | None):
-        key, k_roll, k_perm = jax.random.split(ts.key, 3)
-        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
-        actor, traj = loops.rollout(
-            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
-        )
-        step = ts.step + cfg.steps_per_iteration
-        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-        params, opt_state, metrics = update(
-            ts.params, ts.opt_state, traj, actor.obs, episodes, step, k_perm, axis_name
-        )
-        return TrainState(params, opt_state, actor, key, step), metrics
-
-    return init, iteration, policy
-
-
-def make_host_learner(
-    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, act, learn, policy)` for `inject_rl.loops.run_sebulba` (host envs)."""
-    (envs_per_device,) = _common.per_device("ppo", cfg, num_devices, "num_envs")
-    policy = ActorCriticPolicy(env, cfg.hidden)
-    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
-
-    def init(device_index):
-        k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
-        params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        return TrainState(
-            params,
-            opt.init(params),
-            None,
-            jax.random.fold_in(k_run, device_index),
-            jnp.zeros((), jnp.int32),
-        )
-
-    def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
-        key, k_perm = jax.random.split(ts.key)
-        step = ts.step + cfg.steps_per_iteration
-        episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        params, opt_state, metrics = update(
-            ts.params,
-            ts.opt_state,
-            rollout.traj,
-            rollout.last_obs,
-            episodes,
-            step,
-            k_perm,
-            axis_name,
-        )
-        return TrainState(params, opt_state, None, key, step), metrics
-
-    return init, policy.sample, learn, policy
-
-
-def _constant(x):
-    # A user's own optimizer without `carried` coefficients: a schedule given in the config
-    # cannot be honoured then, so say so rather than silently use its initial value.
-    if isinstance(x, optax.schedules.StatefulSchedule) or callable(x):
-        raise ValueError(
-            "ppo: ent_coef/clip_eps schedules need the optimizer to carry them; chain "
-            "inject_rl.optim.carried(ent_coef=..., clip_eps=...) into your optimizer"
-        )
-    return x
-
-
-def train(
-    cfg: Config = Config(),
-    *,
-    optimizer=None,
-    num_devices: int | None = None,
-    callback: Callable[..., None] | None = None,
-    resume: tuple[Any, int] | None = None,
-    program_key: str | None = None,
-) -> _common.TrainResult:
-    """Trains PPO: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
-
-    Args:
-      cfg: the configuration.
-      optimizer: any `optax.GradientTransformationExtraArgs` (default: `default_optimizer`);
-        `update` receives every signal as keyword `extra_args` on every learner step.
-      num_devices: devices to `pmap` over (None: 1; all global devices in a multi-process
-        run on the host loop).
-      callback: `callback(call_index, metrics, state)` after every host call; `state` is the
-        replicated training state (copy what you keep: on anakin it is donated to the next
-        call).
-      resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
-        uninterrupted; host loop: the learner continues bitwise, the envs restart).
-      program_key: on one device, names this run's compiled programs so that a later run
-        with the same key loads them instead of tracing (`inject_rl.loops.run`).
-
-    Returns:
-      A `TrainResult`.
-    """
-    cfg.validate()
-    opt = default_optimizer(cfg) if optimizer is None else optimizer
-    _common.check_optimizer(opt)
-    res = _common.run_loop(
-        cfg,
-        opt,
-        make_learner,
-        make_host_learner,
-        num_devices=num_devices,
-        callback=callback,
-        resume=resume,
-        program_key=program_key,
-    )
-    return _common.result(cfg, res)
-
-
-def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
-    """Mean return of `episodes` greedy (argmax / mean action) episodes."""
-    cfg = result.config
-    if not envs.is_jax_env(cfg.env_id):
-        policy = ActorCriticPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
-        greedy = jax.jit(policy.greedy)
-        return loops.evaluate_host_policy(
-            cfg.env_id, lambda obs: greedy(result.params, obs), episodes, seed
-        )
-    env = envs.make(cfg.env_id)
-    policy = ActorCriticPolicy(env, cfg.hidden)
-    fn = jax.jit(
-        lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
-    )
-    return float(fn(result.params, jax.random.key(seed)))
+AGENT = Agent(
+    name="ppo",
+    description="PPO, clipped surrogate + GAE; discrete or continuous actions",
+    config=Config,
+    default_optimizer=default_optimizer,
+    network=networks.default(jnp.tanh),
+    policy=_actor_critic.acting,
+    anakin=lambda cfg, env, opt, n, torso: _actor_critic.anakin(
+        "ppo", cfg, env, opt, n, torso, make_update
+    ),
+    sebulba=lambda cfg, env, opt, n, torso: _actor_critic.sebulba(
+        "ppo", cfg, env, opt, n, torso, make_update
+    ),
+    presets=PRESETS,
+)
+train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

@@ -17,7 +17,8 @@ or a `StatefulSchedule`). `optimizer=` replaces all three: use `optax.partition`
 `param_labels` to treat the parts differently, as `default_optimizer` does.
 
 Signals per learner step: `loss`, `value_loss` (critic), `entropy` (-E log pi), `td_error`,
-`grad_norm`, `episode_return`, `episode_length`, `episode_count`, `step`, synced over devices.
+`grad_norm`, `episode_return`, `episode_length`, `episode_count`, `step`, through the one learner
+step of `inject_rl.agents._learner`.
 """
 
 from __future__ import annotations
@@ -32,12 +33,20 @@ import distrax
 import haiku as hk
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
-from inject_rl.agents import _common
-from inject_rl.agents.networks import MLP
-from inject_rl import envs, loops
+from inject_rl import loops
+from inject_rl.agents import networks
+from inject_rl.agents._common import (
+    HostCalls,
+    check_buffer,
+    check_config,
+    check_injectable,
+    per_device,
+)
+from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable, SebulbaLearner
+from inject_rl.agents._learner import hp_metrics, learner_step
+from inject_rl.agents._replay import Experience, after_learning_starts, experience, init_replay
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
 from inject_rl.signals import EpisodeStats, sync
@@ -46,7 +55,7 @@ _LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0  # as in cleanrl / SB3
 
 
 @dataclasses.dataclass(frozen=True)
-class Config(_common.HostCalls):
+class Config(HostCalls):
     """SAC settings; defaults reach >= -250 on Pendulum-v1 (host envs) within 3e4 steps."""
 
     env_id: str = "Pendulum-v1"  # any gymnasium id with a Box action space
@@ -60,9 +69,9 @@ class Config(_common.HostCalls):
     learning_starts: int = 1_000  # env steps of uniform random actions before learning
     gamma: float = 0.99  # discount
     tau: float = 0.005  # Polyak rate of the target critics
-    actor_lr: Any = 3e-4  # float | StatefulSchedule (hp/actor/learning_rate)
-    critic_lr: Any = 1e-3  # float | StatefulSchedule (hp/critic/learning_rate)
-    alpha_lr: Any = 1e-3  # float | StatefulSchedule (hp/alpha/learning_rate)
+    actor_lr: Injectable = 3e-4  # hp/actor/learning_rate
+    critic_lr: Injectable = 1e-3  # hp/critic/learning_rate
+    alpha_lr: Injectable = 1e-3  # hp/alpha/learning_rate
     init_alpha: float = 1.0  # initial temperature
     target_entropy: float | None = None  # None: -action_dim
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of the actor and each critic
@@ -74,58 +83,27 @@ class Config(_common.HostCalls):
         return self.num_envs * self.train_every
 
     def validate(self) -> Config:
-        _common.check_config(
+        check_config(
             self,
-            positive_ints=(
-                "total_steps",
-                "num_envs",
-                "train_every",
-                "gradient_steps",
-                "batch_size",
-                "buffer_size",
-                "iterations_per_call",
-            ),
-            positive=("init_alpha",),
-            unit=("gamma", "tau"),
+            positive_ints="total_steps num_envs train_every gradient_steps batch_size "
+            "buffer_size iterations_per_call",
+            nonneg_ints="learning_starts staleness",
+            positive="init_alpha",
+            unit="gamma tau",
         )
-        _common.check_injectable(
-            self, actor_lr=(0.0, False), critic_lr=(0.0, False), alpha_lr=(0.0, False)
-        )
-        for f in ("learning_starts", "staleness"):
-            v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 0:
-                raise ValueError(f"sac: {f} must be an integer >= 0, got {f}={v!r}")
+        check_injectable(self, actor_lr=(0.0, False), critic_lr=(0.0, False), alpha_lr=(0.0, False))
         if self.target_entropy is not None and not (
             isinstance(self.target_entropy, numbers.Real) and math.isfinite(self.target_entropy)
         ):
             raise ValueError(
                 f"sac: target_entropy must be None or finite, got {self.target_entropy=!r}"
             )
-        if self.steps_per_iteration > self.buffer_size:
-            raise ValueError(
-                f"sac: buffer_size must hold one iteration (num_envs * train_every = "
-                f"{self.steps_per_iteration}), got buffer_size={self.buffer_size}"
-            )
+        check_buffer(self)
         return self
 
 
 # Tuned per env; `config_for(env_id)` starts from these.
 PRESETS: dict[str, dict[str, Any]] = {}
-
-
-def config_for(env_id: str, **overrides: Any) -> Config:
-    """The preset for `env_id` (defaults otherwise), with `overrides`."""
-    return _common.replace(Config(env_id=env_id, **PRESETS.get(env_id, {})), **overrides)
-
-
-class Experience(NamedTuple):
-    """One replayed transition (no batch axis in the buffer's item; `[N]` in a batch)."""
-
-    obs: jax.Array  # [*obs] float32
-    action: jax.Array  # [D] float32, within the env's bounds
-    reward: jax.Array  # [] float32
-    discount: jax.Array  # [] float32: gamma * (1 - terminated); truncation bootstraps
-    next_obs: jax.Array  # [*obs] float32: true next observation, before autoreset
 
 
 class TrainState(NamedTuple):
@@ -169,7 +147,7 @@ def default_optimizer(
 class SquashedGaussianPolicy:
     """Actor and twin critics for a Box action space; actions are tanh-squashed into bounds."""
 
-    def __init__(self, env: envs.JaxEnv | envs.HostEnv, hidden):
+    def __init__(self, env: Any, torso: networks.TorsoFactory):
         if env.discrete:
             raise ValueError(
                 f"sac needs a continuous (Box) action space, but {env.id} has "
@@ -183,16 +161,18 @@ class SquashedGaussianPolicy:
         self.center = jnp.asarray((high + low) / 2.0)
         self.low, self.high = jnp.asarray(low), jnp.asarray(high)
 
+        # Head names sort right after their torso's: params flatten in the order they did when
+        # each network was one MLP module.
         def actor(obs):
-            out = MLP(hidden, 2 * dim, activation=jax.nn.relu, name="actor")(obs)
+            out = networks.head(2 * dim, name="actor_out")(torso("actor")(obs))
             mean, log_std = jnp.split(out, 2, axis=-1)
             log_std = _LOG_STD_MIN + 0.5 * (_LOG_STD_MAX - _LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
             return mean, log_std
 
         def critic(obs, action):
             x = jnp.concatenate([obs, action], axis=-1)
-            q1 = MLP(hidden, 1, activation=jax.nn.relu, name="q1")(x)[..., 0]
-            q2 = MLP(hidden, 1, activation=jax.nn.relu, name="q2")(x)[..., 0]
+            q1 = networks.head(1, name="q1_out")(torso("q1")(x))[..., 0]
+            q2 = networks.head(1, name="q2_out")(torso("q2")(x))[..., 0]
             return q1, q2
 
         self.actor = hk.without_apply_rng(hk.transform(actor))
@@ -273,107 +253,76 @@ def make_learn(
         }
 
     def learner_steps(ts: TrainState, episodes, axis_name):
-        def learner_step(carry, key):
+        def one(carry, key):
             params, target, opt_state, first = carry
             k_sample, k_loss = jax.random.split(key)
             batch = ReplayBuffer.sample(ts.replay, k_sample, batch_per_device)
-            grads, aux = jax.grad(loss_fn, has_aux=True)(params, target, batch, k_loss)
-            if axis_name is not None:
-                grads = jax.lax.pmean(grads, axis_name)
-            aux = sync(aux, axis_name)
-            alpha = aux.pop("alpha")
-            # Episode statistics count once per batch of new env steps.
-            signals = {
-                **aux,
-                "grad_norm": optax.tree.norm(grads),
-                "episode_return": episodes["episode_return"],
-                "episode_length": episodes["episode_length"],
-                "episode_count": jnp.where(first, episodes["episode_count"], 0.0),
-                "step": ts.step,
-            }
-            updates, opt_state = opt.update(grads, opt_state, params, **signals)
-            params = optax.apply_updates(params, updates)
+            params, opt_state, stats = learner_step(
+                loss_fn,
+                opt,
+                params,
+                opt_state,
+                target,
+                batch,
+                k_loss,
+                episodes=episodes,
+                first=first,
+                step=ts.step,
+                axis_name=axis_name,
+            )
             target = optax.incremental_update(params["critic"], target, cfg.tau)
-            stats = {k: signals[k] for k in (*aux, "grad_norm")}
-            return (params, target, opt_state, jnp.zeros((), bool)), {**stats, "alpha": alpha}
+            return (params, target, opt_state, jnp.zeros((), bool)), stats
 
         key, k_learn = jax.random.split(ts.key)
         carry = (ts.params, ts.target_critic, ts.opt_state, jnp.ones((), bool))
         (params, target, opt_state, _), stats = jax.lax.scan(
-            learner_step, carry, jax.random.split(k_learn, cfg.gradient_steps)
+            one, carry, jax.random.split(k_learn, cfg.gradient_steps)
         )
         ts = ts._replace(params=params, target_critic=target, opt_state=opt_state, key=key)
         return ts, {k: v.mean() for k, v in stats.items()}
 
-    def skip(ts: TrainState, episodes, axis_name):
-        del episodes, axis_name
-        nan = jnp.full((), jnp.nan, jnp.float32)
-        names = ("loss", "value_loss", "entropy", "td_error", "grad_norm")
-        alpha = jnp.exp(ts.params["alpha"]["log_alpha"])
-        return ts, {**{k: nan for k in names}, "alpha": alpha}
+    idle = dict.fromkeys(("loss", "value_loss", "entropy", "td_error", "grad_norm"))
+    idle["alpha"] = lambda ts: jnp.exp(ts.params["alpha"]["log_alpha"])
 
     def learn(ts: TrainState, new: Experience, episodes, axis_name: str | None):
         ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new))
-        # The predicate is identical on every device, so collectives inside the branch match.
-        ts, stats = jax.lax.cond(
-            ts.step >= cfg.learning_starts,
-            lambda t: learner_steps(t, episodes, axis_name),
-            lambda t: skip(t, episodes, axis_name),
-            ts,
-        )
-        metrics = {**stats, **episodes, "step": ts.step, **_common.hp_metrics(ts.opt_state)}
-        return ts, metrics
+        ts, stats = after_learning_starts(
+            cfg.learning_starts, lambda t: learner_steps(t, episodes, axis_name), idle
+        )(ts)
+        return ts, {**stats, **episodes, "step": ts.step, **hp_metrics(ts.opt_state)}
 
     return learn
 
 
-def _experience(traj: loops.Transition, gamma: float) -> Experience:
-    new = Experience(
-        traj.obs,
-        traj.action,
-        traj.reward,
-        gamma * (1.0 - traj.terminated.astype(jnp.float32)),
-        traj.next_obs,
+def _learner(cfg: Config, env, opt, num_devices: int, torso, actor_of):
+    """`(policy, init, learn)` of either loop; `actor_of(key, envs_per_device)` gives the
+    in-graph envs' state (None on the host loop)."""
+    envs_per_device, batch_per_device, buffer_per_device = per_device(
+        "sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
     )
-    return jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), new)
-
-
-def _init_state(cfg, env, policy, opt, num_devices, device_index, actor):
-    k_params, _, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
-    params = policy.init(k_params, env.obs_shape, cfg.init_alpha)
-    item = Experience(
-        jnp.zeros(env.obs_shape),
-        jnp.zeros(env.action_shape),
-        jnp.zeros(()),
-        jnp.zeros(()),
-        jnp.zeros(env.obs_shape),
-    )
-    replay = ReplayBuffer.init(item, cfg.buffer_size // num_devices)
-    return TrainState(
-        params,
-        params["critic"],
-        opt.init(params),
-        replay,
-        actor,
-        jax.random.fold_in(k_run, device_index),
-        jnp.zeros((), jnp.int32),
-    )
-
-
-def make_learner(
-    cfg: Config, env: envs.JaxEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, iteration, policy)` for `inject_rl.loops.run` (anakin)."""
-    _common.per_device("sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size")
-    policy = SquashedGaussianPolicy(env, cfg.hidden)
-    learn = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
+    policy = SquashedGaussianPolicy(env, torso)
 
     def init(device_index):
-        k_env = jax.random.split(jax.random.key(cfg.seed), 3)[1]
-        actor = loops.init_actor(
-            env, cfg.num_envs // num_devices, jax.random.fold_in(k_env, device_index)
+        k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
+        params = policy.init(k_params, env.obs_shape, cfg.init_alpha)
+        return TrainState(
+            params,
+            params["critic"],
+            opt.init(params),
+            init_replay(env, buffer_per_device),
+            actor_of(jax.random.fold_in(k_env, device_index), envs_per_device),
+            jax.random.fold_in(k_run, device_index),
+            jnp.zeros((), jnp.int32),
         )
-        return _init_state(cfg, env, policy, opt, num_devices, device_index, actor)
+
+    return policy, init, make_learn(cfg, policy, opt, batch_per_device)
+
+
+def anakin(cfg: Config, env, opt, num_devices: int, torso) -> AnakinLearner:
+    """The in-graph learner: `train_every` steps per env, then `learn`."""
+    policy, init, learn = _learner(
+        cfg, env, opt, num_devices, torso, lambda k, n: loops.init_actor(env, n, k)
+    )
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll = jax.random.split(ts.key)
@@ -384,90 +333,48 @@ def make_learner(
         )
         ts = ts._replace(actor=actor, key=key, step=ts.step + cfg.steps_per_iteration)
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
-        return learn(ts, _experience(traj, cfg.gamma), episodes, axis_name)
+        return learn(ts, experience(traj, cfg.gamma), episodes, axis_name)
 
-    return init, iteration, policy
+    return AnakinLearner(init, iteration)
 
 
-def make_host_learner(
-    cfg: Config, env: envs.HostEnv, opt: optax.GradientTransformationExtraArgs, num_devices: int
-):
-    """`(init, act, learn, params_of, policy)` for `inject_rl.loops.run_sebulba`."""
-    _common.per_device("sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size")
-    policy = SquashedGaussianPolicy(env, cfg.hidden)
-    learn_new = make_learn(cfg, policy, opt, cfg.batch_size // num_devices)
-
-    def init(device_index):
-        return _init_state(cfg, env, policy, opt, num_devices, device_index, None)
+def sebulba(cfg: Config, env, opt, num_devices: int, torso) -> SebulbaLearner:
+    """The host-env learner: `learn` on each batch of steps the actor threads deliver."""
+    policy, init, learn_new = _learner(cfg, env, opt, num_devices, torso, lambda k, n: None)
 
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
         ts = ts._replace(step=ts.step + cfg.steps_per_iteration)
         episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        return learn_new(ts, _experience(rollout.traj, cfg.gamma), episodes, axis_name)
+        return learn_new(ts, experience(rollout.traj, cfg.gamma), episodes, axis_name)
 
-    def params_of(ts: TrainState):
-        return ts.params["actor"], ts.step >= cfg.learning_starts
-
-    return init, policy.explore, learn, params_of, policy
-
-
-def train(
-    cfg: Config = Config(),
-    *,
-    optimizer=None,
-    num_devices: int | None = None,
-    callback: Callable[..., None] | None = None,
-    resume: tuple[Any, int] | None = None,
-    program_key: str | None = None,
-) -> _common.TrainResult:
-    """Trains SAC: on the sebulba loop for a host id, on the anakin loop for `phys2d/*`.
-
-    Args:
-      cfg: the configuration.
-      optimizer: any `optax.GradientTransformationExtraArgs` over the whole params dict
-        `{"actor", "critic", "alpha"}` (default: `default_optimizer`); it replaces the actor,
-        critic and temperature optimizers alike, and its `update` receives every signal as
-        keyword `extra_args` once per learner step.
-      num_devices: learner devices to `pmap` over (None: 1; all global devices in a
-        multi-process run on the host loop).
-      callback: `callback(call_index, metrics, state)` after every host call.
-      resume: `(state, next_call)` to continue from a checkpoint (host loop: the envs restart).
-      program_key: on one device, names this run's compiled programs so that a later run
-        with the same key loads them instead of tracing (`inject_rl.loops.run`).
-
-    Returns:
-      A `TrainResult`.
-    """
-    cfg.validate()
-    opt = default_optimizer(cfg) if optimizer is None else optimizer
-    _common.check_optimizer(opt)
-    res = _common.run_loop(
-        cfg,
-        opt,
-        make_learner,
-        make_host_learner,
-        num_devices=num_devices,
-        callback=callback,
-        resume=resume,
-        program_key=program_key,
-        host_options=lambda learner: {"rollout_len": cfg.train_every, "params_of": learner[3]},
+    return SebulbaLearner(
+        init,
+        policy.explore,
+        learn,
+        rollout_len=cfg.train_every,
+        staleness=cfg.staleness,
+        actor_params=lambda ts: (ts.params["actor"], ts.step >= cfg.learning_starts),
     )
-    return _common.result(cfg, res)
 
 
-def evaluate(result: _common.TrainResult, *, episodes: int = 20, seed: int = 0) -> float:
-    """Mean return of `episodes` deterministic episodes (the squashed mean action)."""
-    cfg = result.config
-    actor_params = result.params["actor"]
-    if envs.is_jax_env(cfg.env_id):
-        env = envs.make(cfg.env_id)
-        policy = SquashedGaussianPolicy(env, cfg.hidden)
-        fn = jax.jit(
-            lambda p, k: loops.evaluate_policy(env, lambda obs: policy.greedy(p, obs), episodes, k)
-        )
-        return float(fn(actor_params, jax.random.key(seed)))
-    policy = SquashedGaussianPolicy(envs.host_spaces(cfg.env_id), cfg.hidden)
-    greedy = jax.jit(policy.greedy)
-    return loops.evaluate_host_policy(
-        cfg.env_id, lambda obs: np.asarray(greedy(actor_params, obs)), episodes, seed
+def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
+    del cfg
+    policy = SquashedGaussianPolicy(env, torso)
+    return Acting(
+        lambda p, obs: policy.greedy(p["actor"], obs),
+        lambda p, obs, key: policy._shape(policy.sample(p["actor"], obs, key)[0]),
     )
+
+
+AGENT = Agent(
+    name="sac",
+    description="SAC with learned temperature; continuous actions",
+    config=Config,
+    default_optimizer=default_optimizer,
+    network=networks.default(jax.nn.relu),
+    policy=acting,
+    anakin=anakin,
+    sebulba=sebulba,
+    presets=PRESETS,
+)
+train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

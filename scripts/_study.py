@@ -18,12 +18,6 @@ from inject_rl.loops._vectorized import run_batched, stack
 SOLVED = 475.0
 
 
-def greedy(agent, net, params, obs):
-    if agent is ppo:
-        return net.greedy(params, obs)
-    return jnp.argmax(net.apply(params, obs), -1).astype(jnp.int32)
-
-
 def run_group(agent, cfg, opts, seeds: int, label: str = ""):
     """Trains every optimizer in `opts` (identical state structure) for `seeds` seeds at once.
 
@@ -35,22 +29,25 @@ def run_group(agent, cfg, opts, seeds: int, label: str = ""):
     t0 = time.perf_counter()
     env = envs.make(cfg.env_id)
     states = []
+    agent = agent.AGENT
+    torso = agent.network(cfg, env.obs_shape)
     for seed in range(seeds):
-        init, _, _ = agent.make_learner(dataclasses.replace(cfg, seed=seed), env, opts[0], 1)
+        init = agent.anakin(dataclasses.replace(cfg, seed=seed), env, opts[0], 1, torso).init
         base = jax.jit(init)(0)
         for opt in opts:  # same program: only the initial optimizer state differs
             states.append(base._replace(opt_state=opt.init(base.params)))
-    _, iteration, net = agent.make_learner(cfg, env, opts[0], 1)
+    iteration = agent.anakin(cfg, env, opts[0], 1, torso).iteration
+    acting = agent.policy(cfg, env, torso)
     final, metrics, compile_s, run_s = run_batched(
         iteration, stack(states), cfg.num_iterations, chunk=cfg.iterations_per_call
     )
-    params = getattr(final, "best_params", final.params)
+    params = getattr(final, "best_params", final.params)  # DQN keeps its best evaluated
     keys = jax.random.split(jax.random.key(1234), len(states))
     evals = np.asarray(
         jax.jit(
             jax.vmap(
                 lambda p, k: loops.evaluate_policy(
-                    env, lambda obs: greedy(agent, net, p, obs), 20, k
+                    env, lambda obs: acting.greedy(p, obs), 20, k
                 )
             )
         )(params, keys)

@@ -10,7 +10,8 @@ PACKAGES = [
     "inject_rl.optim",
     "inject_rl.envs",
     "inject_rl.loops",
-    "agents",
+    "inject_rl.agents",
+    "inject_rl.runs",
 ]
 
 
@@ -26,8 +27,11 @@ def test_registry_resolves_every_agent_with_the_contract():
     from inject_rl import agents
 
     for name in agents.names():
-        mod = agents.get(name)
-        for attr in ("Config", "config_for", "train", "evaluate"):
-            assert hasattr(mod, attr), f"{name}.{attr}"
+        agent = agents.get(name)
+        assert isinstance(agent, agents.Agent) and agent.name == name
+        assert agent.loops and set(agent.loops) <= {"anakin", "sebulba"}
+        module = importlib.import_module(f"inject_rl.agents.{name}")
+        assert module.AGENT is agent
+        assert module.train == agent.train and module.Config is agent.config
     with pytest.raises(ValueError, match="unknown agent 'nope'; available: ppo"):
         agents.get("nope")

@@ -19,7 +19,7 @@ import re
 import sys
 from pathlib import Path
 
-from inject_rl.agents import AGENTS
+from inject_rl import agents
 from inject_rl.cli._commands import eval_, list_, plot
 from inject_rl.cli._parser import UsageError, parser
 
@@ -57,14 +57,13 @@ def _check_distributed(args, agent_name: str, env: str | None) -> bool:
             f"--process-id must be in [0, {args.num_processes}), got {args.process_id}"
         )
     if args.num_processes > 1:
-        from inject_rl import agents
-        from inject_rl.cli import _build as b
         from inject_rl import envs
+        from inject_rl.cli import _build as b
 
         # Processes join through the host loop (sebulba): its learner pmaps over every
         # process's devices. The anakin loop runs on one process's devices.
         env = env or b.default_env(agents.get(agent_name))
-        if not hasattr(agents.get(agent_name), "make_host_learner"):
+        if "sebulba" not in agents.get(agent_name).loops:
             raise UsageError(
                 f"agent {agent_name} cannot train multi-process (it has no host loop); "
                 f"multi-process agents: {', '.join(b.host_loop_agents()) or 'none yet'}"
@@ -87,15 +86,14 @@ def _init_distributed(args) -> None:
 
 
 def _check_agent(name: str) -> None:
-    if name not in AGENTS:
-        raise UsageError(f"unknown agent {name!r}; available: {', '.join(AGENTS)}")
+    if name not in agents.names():
+        raise UsageError(f"unknown agent {name!r}; available: {', '.join(agents.names())}")
 
 
-def _train(args) -> int:
-    from inject_rl import agents
+def train_command(args) -> int:
+    from inject_rl import runs
     from inject_rl.cli import _build as b
     from inject_rl.cli import _train as t
-    from inject_rl import runs
 
     for flag, value, low in (
         ("--devices", args.devices, 1),
@@ -113,7 +111,7 @@ def _train(args) -> int:
             overrides = runs.read_json(args.config)
         except ValueError as e:
             raise UsageError(f"--config: {e}") from None
-    agent_name, env, seed = args.agent or next(iter(AGENTS)), args.env, args.seed
+    agent_name, env, seed = args.agent or next(iter(agents.BUILTIN)), args.env, args.seed
     _check_agent(agent_name)
     out = Path(args.out) if args.out else None
     if out is None:
@@ -185,7 +183,7 @@ def _train(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `inject-rl` console script; returns the exit status."""
-    commands = {"train": _train, "eval": eval_, "plot": plot, "list": list_}
+    commands = {"train": train_command, "eval": eval_, "plot": plot, "list": list_}
     try:
         args = parser().parse_args(argv)
         return commands[args.command](args)

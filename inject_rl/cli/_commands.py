@@ -4,36 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from inject_rl.agents import AGENTS
+from inject_rl import agents
 from inject_rl.cli._parser import UsageError
 
 
-def _load_run(directory: str):
-    from inject_rl import agents
-    from inject_rl.cli import _build as b
-    from inject_rl import runs
-
-    d = Path(directory)
-    record = runs.read_json(d / runs.CONFIG)
-    if not isinstance(record, dict) or record.get("agent") not in AGENTS:
-        raise UsageError(
-            f"{directory} is not a run directory (no {runs.CONFIG} from inject-rl train)"
-        )
-    agent = agents.get(record["agent"])
-    fields = b.config_from_json(record["agent"], agent.Config, record["config"], str(d))
-    return agent, agent.Config(**fields)
-
-
 def eval_(args) -> int:
-    from inject_rl.cli import _train as t
-    from inject_rl import runs
+    from inject_rl.agents import load_policy
 
     if args.episodes < 1:
         raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
-    agent, cfg = _load_run(args.dir)
-    params = runs.load_params(Path(args.dir) / runs.PARAMS)
-    ret = t.evaluate(agent, cfg, params, args.episodes)
-    print(f"eval return {ret:.2f} (mean over {args.episodes} greedy episodes, {cfg.env_id})")
+    policy = load_policy(args.dir)
+    ret = policy.evaluate(episodes=args.episodes, seed=args.seed)
+    print(
+        f"eval return {ret:.2f} (mean over {args.episodes} greedy episodes, "
+        f"{policy.config.env_id}, seed {args.seed})"
+    )
     return 0
 
 
@@ -48,19 +33,18 @@ def plot(args) -> int:
 
 
 def list_(args) -> int:
-    from inject_rl import agents
-    from inject_rl.cli import _build as b
     from inject_rl import envs, schedules
+    from inject_rl.cli import _build as b
 
     print("agents:")
-    for name, (_, description) in AGENTS.items():
-        print(f"  {name:6s} {description}")
+    for name in agents.names():
         try:
-            module = agents.get(name)
-        except ImportError as e:  # an agent still being written must not break `list`
-            print(f"         (unavailable: {e})")
+            agent = agents.get(name)
+        except (ImportError, ValueError) as e:  # a broken third-party agent must not break `list`
+            print(f"  {name:6s} (unavailable: {e})")
             continue
-        print(f"         --hp: {b.allowed_hps(name, module, None)}")
+        print(f"  {name:6s} {agent.description} [{', '.join(agent.loops)}]")
+        print(f"         --hp: {b.allowed_hps(agent, None)}")
     print("environments (loop):")
     for env_id in envs.jax_env_ids():
         print(f"  {env_id:24s} anakin (in-graph, pmapped)")

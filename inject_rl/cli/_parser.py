@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from inject_rl.agents import AGENTS
+from inject_rl import agents
 
 
 class UsageError(Exception):
@@ -47,7 +47,10 @@ def parser() -> _Parser:
         "summary.json\nto --out. Unset options take the agent's preset for the env (or, with "
         "--resume, the run's\nconfig.json).",
     )
-    t.add_argument("--agent", help=f"agent: {', '.join(AGENTS)} (default: {next(iter(AGENTS))})")
+    t.add_argument(
+        "--agent",
+        help=f"agent: {', '.join(agents.names())} (default: {next(iter(agents.BUILTIN))})",
+    )
     t.add_argument(
         "--env",
         help="gymnasium id (default: the agent's; ppo: phys2d/CartPole-v1); see `inject-rl list`",

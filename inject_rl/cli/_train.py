@@ -8,7 +8,6 @@ does not send, found at trace time) leaves no files behind.
 
 from __future__ import annotations
 
-import inspect
 import json
 import shutil
 import threading
@@ -19,9 +18,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from inject_rl.agents import _common
-from inject_rl.cli._build import Built, same_run, supports
 from inject_rl import cache, loops, runs
+from inject_rl.agents._train import learner as agent_learner
+from inject_rl.cli._build import Built, same_run
 
 
 class NothingWritten(Exception):
@@ -55,21 +54,10 @@ def check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> dict[str, 
 
 def _state_template(built: Built) -> Any:
     """The abstract replicated training state of a freshly built run (nothing is computed)."""
-    agent, n = built.agent, built.num_devices
-    name = "make_learner" if built.loop == "anakin" else "make_host_learner"
-    make = getattr(agent, name, None)
-    if make is None or len(_required(make)) != 4:
-        raise ValueError(
-            f"--resume: agent {built.record['agent']} has no {name}(cfg, env, opt, "
-            "num_devices) to rebuild its state for restoring"
-        )
-    init = make(built.cfg, built.env, built.optimizer, n)[0]
-    one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
+    n = built.num_devices
+    _, learner = agent_learner(built.agent, built.cfg, built.optimizer, n, env=built.env)
+    one = jax.eval_shape(learner.init, jnp.zeros((), jnp.int32))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), one)
-
-
-def _required(fn) -> list[str]:
-    return [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
 
 
 def check_resumable(built: Built) -> None:
@@ -77,11 +65,6 @@ def check_resumable(built: Built) -> None:
         raise ValueError(
             "--resume of a multi-process run is not supported yet; resume on one "
             "process, or start the run over"
-        )
-    if not supports(built.agent.train, "resume"):
-        raise ValueError(
-            f"--resume: agent {built.record['agent']} cannot resume (its train() takes no resume "
-            "argument); train without --resume"
         )
 
 
@@ -232,9 +215,12 @@ def train(
         quiet or not primary,
         writes=primary,
     )
-    kwargs = {"optimizer": built.optimizer, "num_devices": built.num_devices, "callback": run}
-    if supports(built.agent.train, "program_key"):
-        kwargs["program_key"] = program_key(built)
+    kwargs = {
+        "optimizer": built.optimizer,
+        "num_devices": built.num_devices,
+        "callback": run,
+        "program_key": program_key(built),
+    }
     if resume:
         kwargs["resume"] = (state, meta["next_call"])
     try:
@@ -271,17 +257,3 @@ def train(
     }
     runs.write_json(out / runs.SUMMARY, summary)
     return summary
-
-
-def evaluate(agent, cfg, params, episodes: int) -> float:
-    """An agent's greedy evaluation of `params` (as restored from a run directory)."""
-    result = _common.TrainResult(
-        params=params,
-        opt_state=None,
-        metrics={},
-        state=None,
-        config=cfg,
-        compile_s=0.0,
-        train_s=0.0,
-    )
-    return agent.evaluate(result, episodes=episodes)

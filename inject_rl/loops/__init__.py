@@ -13,6 +13,7 @@ from inject_rl.loops._anakin import (
     run,
     unreplicate,
 )
+from inject_rl.loops._collectives import pmean
 from inject_rl.loops._distributed import (
     ProcessResult,
     free_port,
@@ -61,6 +62,7 @@ __all__ = [
     "init_distributed_from_env",
     "launch_processes",
     "learner_devices",
+    "pmean",
     "replicas_equal",
     "rollout",
     "run",

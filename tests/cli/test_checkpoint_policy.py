@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import jax.numpy as jnp
 import pytest
 
-from inject_rl.agents import _cli_train
+from inject_rl.cli import _train as _cli_train
 
 
 def built(num_calls: int):

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from inject_rl.agents import _cli_build, _cli_train
+from inject_rl.cli import _build as _cli_build
+from inject_rl.cli import _train as _cli_train
 
 
 def key(**kw):

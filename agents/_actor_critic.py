@@ -1,0 +1,173 @@
+"""What the on-policy actor-critic agents (PPO, IMPALA) share: the policy over an env's action
+space, its acting functions, and the learners of both loops around an agent's `update`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import distrax
+import haiku as hk
+import jax
+import jax.numpy as jnp
+
+from inject_rl import loops
+from inject_rl.agents import networks
+from inject_rl.agents._common import per_device
+from inject_rl.agents._contract import Acting, AnakinLearner, SebulbaLearner
+from inject_rl.signals import EpisodeStats, sync
+
+
+class Output(NamedTuple):
+    """Policy parameters and value for a batch of observations."""
+
+    logits: jax.Array  # [B, A] for a discrete policy; the Gaussian mean [B, D] otherwise
+    log_std: jax.Array  # [D] state-independent log std (continuous); shape (0,) when discrete
+    value: jax.Array  # [B]
+
+
+class TrainState(NamedTuple):
+    """Everything one device carries between iterations."""
+
+    params: Any
+    opt_state: Any
+    actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
+    key: jax.Array
+    step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
+
+
+class ActorCritic:
+    """Separate actor and critic networks (each a torso and a head) for an env's action space:
+    a categorical policy for `Discrete`, a diagonal Gaussian with a learned state-independent
+    log std for `Box` (unsquashed; the env clips actions to its bounds)."""
+
+    def __init__(self, env: Any, torso: networks.TorsoFactory):
+        self.discrete = env.discrete
+        out = env.num_actions if env.discrete else int(math.prod(env.action_shape))
+
+        def forward(obs: jax.Array) -> Output:
+            # Head names sort right after their torso's: params flatten in the order they did
+            # when each network was one MLP module, so results stay bitwise as before.
+            logits = networks.head(out, 0.01, name="actor_out")(torso("actor")(obs))
+            value = networks.head(1, 1.0, name="critic_out")(torso("critic")(obs))[..., 0]
+            if self.discrete:
+                log_std = jnp.zeros((0,), jnp.float32)
+            else:
+                log_std = hk.get_parameter("log_std", (out,), init=jnp.zeros)
+            return Output(logits, log_std, value)
+
+        self.net = hk.without_apply_rng(hk.transform(forward))
+
+    def dist(self, out: Output):
+        if self.discrete:
+            return distrax.Categorical(logits=out.logits)
+        scale = jnp.broadcast_to(jnp.exp(out.log_std), out.logits.shape)
+        return distrax.MultivariateNormalDiag(out.logits, scale)
+
+    def sample(self, params, obs, key):
+        out = self.net.apply(params, obs)
+        action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
+        action = action.astype(jnp.int32) if self.discrete else action
+        return action, {"log_prob": log_prob, "value": out.value}
+
+    def evaluate(self, params, obs, action):
+        out = self.net.apply(params, obs)
+        dist = self.dist(out)
+        return dist.log_prob(action), dist.entropy(), out.value
+
+    def greedy(self, params, obs):
+        out = self.net.apply(params, obs)
+        return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
+
+
+def acting(cfg: Any, env: Any, torso: networks.TorsoFactory) -> Acting:
+    del cfg
+    policy = ActorCritic(env, torso)
+    return Acting(policy.greedy, lambda p, obs, key: policy.sample(p, obs, key)[0])
+
+
+# update(params, opt_state, traj [T, B], last_obs [B, *obs], episodes, step, key, axis_name)
+#   -> (params, opt_state, metrics)
+Update = Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
+
+
+def _init(cfg, env, opt, policy, device_index, actor_of) -> TrainState:
+    k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
+    params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
+    return TrainState(
+        params,
+        opt.init(params),
+        actor_of(jax.random.fold_in(k_env, device_index)),
+        jax.random.fold_in(k_run, device_index),
+        jnp.zeros((), jnp.int32),
+    )
+
+
+def anakin(
+    agent: str, cfg: Any, env: Any, opt: Any, num_devices: int, torso, make_update
+) -> AnakinLearner:
+    """The in-graph learner: roll out `rollout_len` steps per env, then `update`.
+
+    `make_update(cfg, policy, opt, batch_per_device) -> Update`.
+    """
+    (envs_per_device,) = per_device(agent, cfg, num_devices, "num_envs")
+    policy = ActorCritic(env, torso)
+    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
+
+    def init(device_index):
+        return _init(
+            cfg, env, opt, policy, device_index, lambda k: loops.init_actor(env, envs_per_device, k)
+        )
+
+    def iteration(ts: TrainState, axis_name: str | None):
+        key, k_roll, k_update = jax.random.split(ts.key, 3)
+        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        actor, traj = loops.rollout(
+            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
+        )
+        step = ts.step + cfg.steps_per_iteration
+        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        params, opt_state, metrics = update(
+            ts.params, ts.opt_state, traj, actor.obs, episodes, step, k_update, axis_name
+        )
+        return TrainState(params, opt_state, actor, key, step), metrics
+
+    return AnakinLearner(init, iteration)
+
+
+def sebulba(
+    agent: str, cfg: Any, env: Any, opt: Any, num_devices: int, torso, make_update
+) -> SebulbaLearner:
+    """The host-env learner: `update` on each rollout the actor threads deliver."""
+    (envs_per_device,) = per_device(agent, cfg, num_devices, "num_envs")
+    policy = ActorCritic(env, torso)
+    update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
+
+    def init(device_index):
+        return _init(cfg, env, opt, policy, device_index, lambda k: None)
+
+    def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
+        key, k_update = jax.random.split(ts.key)
+        step = ts.step + cfg.steps_per_iteration
+        episodes = sync(loops.host_episode_summary(rollout), axis_name)
+        params, opt_state, metrics = update(
+            ts.params,
+            ts.opt_state,
+            rollout.traj,
+            rollout.last_obs,
+            episodes,
+            step,
+            k_update,
+            axis_name,
+        )
+        return TrainState(params, opt_state, None, key, step), metrics
+
+    return SebulbaLearner(
+        init,
+        policy.sample,
+        learn,
+        rollout_len=cfg.rollout_len,
+        staleness=cfg.staleness,
+        num_actor_threads=cfg.num_actor_threads,
+    )

@@ -1,0 +1,171 @@
+"""Training and evaluating any `Agent`: the one `train` and `evaluate` every agent shares."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import optax
+
+from inject_rl import envs, loops
+from inject_rl.agents._common import TrainResult
+from inject_rl.agents._contract import ANAKIN, SEBULBA, Agent, AnakinLearner, SebulbaLearner
+
+
+def loop_for(agent: Agent, env_id: str) -> str:
+    """The loop that trains `agent` on `env_id`: anakin for an in-graph env, sebulba otherwise.
+
+    Raises:
+      ValueError: the agent has no learner for that loop.
+    """
+    loop = ANAKIN if envs.is_jax_env(env_id) else SEBULBA
+    if loop not in agent.loops:
+        where = (
+            f"in-graph envs ({', '.join(envs.jax_env_ids())})" if loop == SEBULBA else "host envs"
+        )
+        raise ValueError(
+            f"{agent.name} trains only on {where} ({', '.join(agent.loops)} loop); {env_id} "
+            f"needs the {loop} loop"
+        )
+    return loop
+
+
+def spaces(env_id: str) -> Any:
+    """The env's spaces: a `JaxEnv` for an in-graph id, a closed `HostEnv` otherwise."""
+    return envs.make(env_id) if envs.is_jax_env(env_id) else envs.host_spaces(env_id)
+
+
+def learner(
+    agent: Agent,
+    cfg: Any,
+    optimizer: optax.GradientTransformationExtraArgs,
+    num_devices: int,
+    network: Callable | None = None,
+    env: Any = None,
+) -> tuple[str, AnakinLearner | SebulbaLearner]:
+    """`(loop, learner)` for `cfg.env_id`; `env` (its spaces) is made when not given."""
+    loop = loop_for(agent, cfg.env_id)
+    env = spaces(cfg.env_id) if env is None else env
+    torso = (network or agent.network)(cfg, env.obs_shape)
+    build = agent.anakin if loop == ANAKIN else agent.sebulba
+    return loop, build(cfg, env, optimizer, num_devices, torso)
+
+
+def check_optimizer(optimizer: Any) -> None:
+    if not isinstance(optimizer, optax.GradientTransformation):
+        raise TypeError(
+            "optimizer must be an optax.GradientTransformation(ExtraArgs), "
+            f"got {type(optimizer).__name__}"
+        )
+
+
+def train(
+    agent: Agent,
+    cfg: Any = None,
+    *,
+    optimizer: optax.GradientTransformationExtraArgs | None = None,
+    network: Callable | None = None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
+) -> TrainResult:
+    """Trains `agent`: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
+
+    Args:
+      agent: the agent.
+      cfg: its Config (None: the defaults).
+      optimizer: any `optax.GradientTransformationExtraArgs` (default: the agent's
+        `default_optimizer`); `update` receives every signal as keyword `extra_args` on every
+        learner step.
+      network: `(cfg, obs_shape) -> torso factory` replacing the agent's default network (see
+        `inject_rl.agents.networks`).
+      num_devices: devices to run on (None: 1; all global devices in a multi-process run on the
+        host loop).
+      callback: `callback(call_index, metrics, state)` after every host call; `state` is the
+        replicated training state (copy what you keep: on anakin it is donated to the next call).
+      resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
+        uninterrupted; host loop: the learner continues bitwise, the envs restart).
+      program_key: on one device, names this run's compiled programs so that a later run with
+        the same key loads them instead of tracing (`inject_rl.loops.run`).
+
+    Returns:
+      A `TrainResult`.
+    """
+    cfg = (agent.config() if cfg is None else cfg).validate()
+    opt = agent.default_optimizer(cfg) if optimizer is None else optimizer
+    check_optimizer(opt)
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    if envs.is_jax_env(cfg.env_id):
+        devices = loops.devices_for(num_devices)
+        _, built = learner(agent, cfg, opt, len(devices), network)
+        res = loops.run(
+            built.init,
+            built.iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=callback,
+            program_key=program_key,
+            **start,
+        )
+    else:
+        n = len(loops.learner_devices(num_devices))
+        _, built = learner(agent, cfg, opt, n, network)
+        res = loops.run_sebulba(
+            built.init,
+            built.act,
+            built.learn,
+            env_id=cfg.env_id,
+            num_envs=cfg.num_envs,
+            rollout_len=built.rollout_len,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            seed=cfg.seed,
+            params_of=built.actor_params,
+            staleness=built.staleness,
+            num_actor_threads=built.num_actor_threads,
+            num_devices=num_devices,
+            callback=callback,
+            **start,
+        )
+    final = loops.first_replica(res.state)
+    return TrainResult(
+        agent.final_params(final),
+        final.opt_state,
+        res.metrics,
+        res.state,
+        cfg,
+        res.compile_s,
+        res.train_s,
+        agent,
+    )
+
+
+def evaluate(
+    agent: Agent,
+    result: TrainResult,
+    *,
+    episodes: int = 20,
+    seed: int = 0,
+    network: Callable | None = None,
+) -> float:
+    """Mean return of `episodes` greedy episodes of `result.params` on `result.config.env_id`
+    (in-graph for a `phys2d/*` id, on host envs otherwise; env `i` seeded from `seed`)."""
+    return evaluate_params(agent, result.config, result.params, episodes, seed, network)
+
+
+def evaluate_params(
+    agent: Agent, cfg: Any, params: Any, episodes: int, seed: int, network=None
+) -> float:
+    """`evaluate` for `params` trained with `cfg`."""
+    env = spaces(cfg.env_id)
+    acting = agent.policy(cfg, env, (network or agent.network)(cfg, env.obs_shape))
+    if envs.is_jax_env(cfg.env_id):
+        fn = jax.jit(
+            lambda p, k: loops.evaluate_policy(env, lambda obs: acting.greedy(p, obs), episodes, k)
+        )
+        return float(fn(params, jax.random.key(seed)))
+    greedy = jax.jit(acting.greedy)
+    return loops.evaluate_host_policy(cfg.env_id, lambda obs: greedy(params, obs), episodes, seed)
