@@ -2,6 +2,11 @@
 
 Each works with unmodified `optax.inject_hyperparams` for any numeric hyperparameter, reads one
 training signal by name from the `extra_args` given to `update`, and ignores every other key.
+
+Numeric constants (initial values, bounds, factors...) may be floats or 0-d arrays, tracers
+included: they live in the schedule's state, so `jax.vmap` over an initial learning rate gives
+one rate per member. Concrete values are validated like floats; a tracer cannot be read and is
+not range-checked. Integer counts (`every`, `patience`, `steps`...) are Python ints.
 """
 
 from inject_rl.schedules._bandit import Bandit, BanditState, bandit

@@ -35,12 +35,16 @@ class Bandit:
     """Stateful schedule choosing among fixed values by sliding-window UCB. Built by `bandit`."""
 
     def __init__(self, values, *, signal, mode, window, exploration, hold, every):
-        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+        if (
+            isinstance(values, (str, bytes))
+            or not isinstance(values, Sequence | np.ndarray | jax.Array)
+            or getattr(values, "ndim", 1) != 1
+        ):
             raise ValueError(f"{_NAME}: values must be a sequence of >= 2 numbers, got {values!r}")
         self.values = tuple(c.check_range(_NAME, f"values[{i}]", v) for i, v in enumerate(values))
         if len(self.values) < 2:
             raise ValueError(f"{_NAME}: values must hold >= 2 candidates, got values={values!r}")
-        if any(math.isinf(v) for v in self.values):
+        if any(not c.is_traced(v) and math.isinf(v) for v in self.values):
             raise ValueError(f"{_NAME}: values must be finite, got values={values!r}")
         self.signal = c.check_signal(_NAME, signal)
         self.mode = c.check_choice(_NAME, "mode", mode, ("max", "min"))
@@ -121,12 +125,12 @@ def _ucb_choice(hist_arm, hist_reward, exploration, num_arms):
 
 
 def bandit(
-    values: Sequence[float],
+    values: Sequence[c.Scalar] | jax.Array,
     *,
     signal: str = "episode_return",
     mode: str = "max",
     window: int = 50,
-    exploration: float = 1.0,
+    exploration: c.Scalar = 1.0,
     hold: int = 10,
     every: int = 1,
 ) -> Bandit:

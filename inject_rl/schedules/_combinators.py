@@ -52,7 +52,7 @@ class Warmup:
         return state.init_value + frac * (target - state.init_value)
 
 
-def warmup(schedule: Any, steps: int, init_value: float = 0.0) -> Warmup:
+def warmup(schedule: Any, steps: int, init_value: c.Scalar = 0.0) -> Warmup:
     """Ramp linearly from `init_value` to `schedule`'s value over `steps` updates, then use it.
 
     During the ramp the wrapped schedule's state is frozen at its `init()`; it starts updating at
@@ -111,7 +111,7 @@ class Clip:
         return jnp.clip(value, state.min_value, state.max_value)
 
 
-def clip(schedule: Any, min_value: float, max_value: float) -> Clip:
+def clip(schedule: Any, min_value: c.Scalar, max_value: c.Scalar) -> Clip:
     """Clip any schedule's value to `[min_value, max_value]`.
 
     Args:

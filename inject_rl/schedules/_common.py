@@ -18,12 +18,18 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from inject_rl.signals import EPISODE_STAT_SIGNALS
 
 # Statistics over finished episodes; meaningless (often NaN) when no episode finished in the
 # batch, which `episode_count == 0` says.
 EPISODE_SIGNALS = EPISODE_STAT_SIGNALS
+
+
+# A numeric constant of a schedule: a float, or a 0-d array (concrete or traced). Constants live
+# in the schedules' state, so `jax.vmap` over e.g. an initial learning rate works.
+Scalar = float | jax.Array
 
 
 class MissingSignalError(ValueError):
@@ -119,29 +125,58 @@ def select(pred: jax.Array, on_true: Any, on_false: Any) -> Any:
 # ----------------------------------------------------------------------------- validation
 
 
-def check_real(owner: str, name: str, value: Any) -> float:
-    """Returns `value` as a float, or raises TypeError when it is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def is_traced(x: Any) -> bool:
+    """Whether `x` is a tracer (under `jit`, `vmap`, `grad`...): its value cannot be read."""
+    return isinstance(x, jax.core.Tracer)
+
+
+def check_real(owner: str, name: str, value: Any) -> float | jax.Array:
+    """A real constant: a float for a number or a concrete 0-d array, a tracer unchanged.
+
+    Constants live in the schedules' state, so a 0-d JAX/numpy array or a tracer works as well
+    as a float: a purejaxrl-style script can `vmap` over an initial learning rate. A concrete
+    array is read (and then validated) like a float; a tracer cannot be read, so it is kept as
+    it is and the range checks skip it.
+
+    Raises:
+      TypeError: `value` is neither a real number nor a real 0-d array.
+      ValueError: `value` is an array of another shape than `()`.
+    """
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    dtype = getattr(value, "dtype", None)
+    if not isinstance(value, np.ndarray | jax.Array) or not (
+        jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
+    ):
         raise TypeError(f"{owner}: {name} must be a real number, got {value!r}")
-    return float(value)
+    if value.shape != ():
+        raise ValueError(f"{owner}: {name} must be a scalar, got an array of shape {value.shape}")
+    return value if is_traced(value) else float(value)
 
 
 def check_range(
     owner: str,
     name: str,
     value: Any,
-    low: float = -math.inf,
-    high: float = math.inf,
+    low: Any = -math.inf,
+    high: Any = math.inf,
     *,
     low_open: bool = False,
     high_open: bool = False,
-) -> float:
-    """Validates `low <(=) value <(=) high` and returns `value` as a float.
+) -> float | jax.Array:
+    """Validates `low <(=) value <(=) high` and returns `value` as `check_real` does.
+
+    A traced `value` is returned unchecked; a traced bound (e.g. another traced argument)
+    leaves its side unchecked.
 
     Raises:
       ValueError: naming the argument, its value and the allowed range.
     """
     v = check_real(owner, name, value)
+    if is_traced(v):
+        return v
+    low = -math.inf if is_traced(low) else low
+    high = math.inf if is_traced(high) else high
     bad = (
         math.isnan(v)
         or (v <= low if low_open else v < low)
@@ -150,7 +185,8 @@ def check_range(
     if bad:
         lo = f"({low}" if low_open else f"[{low}"
         hi = f"{high})" if high_open else f"{high}]"
-        raise ValueError(f"{owner}: {name} must be in {lo}, {hi}, got {name}={value!r}")
+        shown = value if isinstance(value, numbers.Real) else v
+        raise ValueError(f"{owner}: {name} must be in {lo}, {hi}, got {name}={shown!r}")
     return v
 
 

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from inject_rl.schedules import _common as c
@@ -44,7 +45,7 @@ class Constant:
         return state.value
 
 
-def constant(value: float) -> Constant:
+def constant(value: c.Scalar) -> Constant:
     """A constant as a stateful schedule whose value sits in the state.
 
     `optax.inject_hyperparams` already stores plain numbers in its state; `constant` is for the
@@ -113,8 +114,10 @@ def as_schedule(owner: str, schedule: Any) -> optax.schedules.StatefulSchedule:
         return schedule
     if callable(schedule):
         return from_step_schedule(schedule)
-    if isinstance(schedule, numbers.Real) and not isinstance(schedule, bool):
-        return constant(schedule)
+    if isinstance(schedule, numbers.Real | np.ndarray | jax.Array) and not isinstance(
+        schedule, bool
+    ):
+        return constant(schedule)  # validated there: a real number or a real 0-d array
     raise TypeError(
         f"{owner}: schedule must be a StatefulSchedule, an optax step schedule or a number, "
         f"got {type(schedule).__name__}"

@@ -80,14 +80,14 @@ class KLTarget:
 
 
 def kl_target(
-    init_value: float,
+    init_value: c.Scalar,
     *,
-    target: float = 0.01,
+    target: c.Scalar = 0.01,
     signal: str = "kl",
-    tolerance: float = 2.0,
-    factor: float = 1.5,
-    min_value: float = 1e-6,
-    max_value: float = 1e-2,
+    tolerance: c.Scalar = 2.0,
+    factor: c.Scalar = 1.5,
+    min_value: c.Scalar = 1e-6,
+    max_value: c.Scalar = 1e-2,
     every: int = 1,
 ) -> KLTarget:
     """The adaptive-KL rule (rsl_rl, brax, rl_games) as an `optax` stateful schedule.

@@ -50,7 +50,7 @@ class Plateau:
         self.signal = c.check_signal(_NAME, signal)
         self.mode = c.check_choice(_NAME, "mode", mode, ("max", "min"))
         self.factor = c.check_range(_NAME, "factor", factor, 0.0, low_open=True)
-        if self.factor == 1.0:
+        if not c.is_traced(self.factor) and self.factor == 1.0:
             raise ValueError(f"{_NAME}: factor must be > 0 and != 1, got factor={factor!r}")
         self.patience = c.check_int(_NAME, "patience", patience, 1)
         self.cooldown = c.check_int(_NAME, "cooldown", cooldown, 0)
@@ -119,16 +119,16 @@ class Plateau:
 
 
 def plateau(
-    init_value: float,
+    init_value: c.Scalar,
     *,
     signal: str = "episode_return",
     mode: str = "max",
-    factor: float = 0.5,
+    factor: c.Scalar = 0.5,
     patience: int = 10,
     cooldown: int = 0,
-    threshold: float = 1e-4,
-    min_value: float = 0.0,
-    max_value: float = math.inf,
+    threshold: c.Scalar = 1e-4,
+    min_value: c.Scalar = 0.0,
+    max_value: c.Scalar = math.inf,
     every: int = 1,
 ) -> Plateau:
     """Scale the value by `factor` when the signal stops improving (ReduceLROnPlateau).

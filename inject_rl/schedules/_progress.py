@@ -46,7 +46,8 @@ class Progress:
         )
         self.low = c.check_range(_NAME, "low", low)
         self.high = c.check_range(_NAME, "high", high)
-        if self.low == self.high or math.isinf(self.low) or math.isinf(self.high):
+        traced = c.is_traced(self.low) or c.is_traced(self.high)
+        if not traced and (self.low == self.high or math.isinf(self.low) or math.isinf(self.high)):
             raise ValueError(
                 f"{_NAME}: low and high must be finite and different, got {low=!r}, {high=!r}"
             )
@@ -96,13 +97,13 @@ class Progress:
 
 
 def progress(
-    start_value: float,
-    end_value: float,
+    start_value: c.Scalar,
+    end_value: c.Scalar,
     *,
     signal: str = "episode_return",
-    low: float,
-    high: float,
-    smoothing: float = 0.9,
+    low: c.Scalar,
+    high: c.Scalar,
+    smoothing: c.Scalar = 0.9,
     interpolation: str = "linear",
     every: int = 1,
 ) -> Progress:

@@ -100,10 +100,10 @@ def spike_guard(
     schedule: Any,
     *,
     signal: str = "loss",
-    ratio: float = 3.0,
-    backoff: float = 0.5,
+    ratio: c.Scalar = 3.0,
+    backoff: c.Scalar = 0.5,
     recovery: int = 100,
-    smoothing: float = 0.9,
+    smoothing: c.Scalar = 0.9,
     every: int = 1,
 ) -> SpikeGuard:
     """Wrap a schedule: scale its value by `backoff` when the signal spikes, then recover.
