@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from inject_rl.optim._ranges import check_hyperparams
 from inject_rl.signals import SIGNAL_NAMES
 
 _SIGNALS = frozenset(SIGNAL_NAMES)
@@ -129,7 +130,12 @@ def injected(
     - hides our training signals (`SIGNAL_NAMES` keys of `extra_args`) from the transform built
       by `factory`, which may reject unknown keys (optax's line searches do); schedules still
       receive every key;
-    - optionally clips gradients by global norm first.
+    - optionally clips gradients by global norm first;
+    - range-checks the hyperparameters it can read, by name, whatever the factory: all finite;
+      `learning_rate` > 0; `b1`, `b2`, `momentum` (None allowed) in [0, 1); `decay` in [0, 1];
+      `eps`, `eps_root`, `weight_decay` >= 0. A schedule is checked by its initial value where
+      that can be read without signals (a scheduled learning rate may start at 0); traced
+      values are not checked.
 
     Args:
         factory: an optax optimizer or transform factory, e.g. `optax.adam`.
@@ -145,7 +151,9 @@ def injected(
 
     Raises:
         ValueError: if a hyperparameter is not a parameter of `factory`, if `factory` takes
-            `*args`/`**kwargs` (which `inject_hyperparams` cannot bind), or if `clip` <= 0.
+            `*args`/`**kwargs` (which `inject_hyperparams` cannot bind), if a hyperparameter is
+            out of its range (e.g. `adam: b2 must be in [0, 1), got b2=-1.0`), or if
+            `clip` <= 0.
         TypeError: if `clip` is neither None, a number nor a schedule.
 
     Example:
@@ -160,6 +168,7 @@ def injected(
         bfloat16 0.99
     """
     _check_names(factory, list(hyperparams))
+    check_hyperparams(factory, hyperparams)
     clip_tx = _clip(clip, hyperparam_dtype)
     tx = optax.inject_hyperparams(_without_signals(factory), hyperparam_dtype=hyperparam_dtype)(
         **hyperparams
