@@ -7,6 +7,9 @@ schedule (`warmup`, `clip`, `spike_guard`, `from_step_schedule`) — nested call
 (names, attributes, lambdas, subscripts, `**kwargs`...) is rejected, so a spec can come from a
 command line or a config file. A schedule's `repr` is its call form, so `parse(repr(s))` rebuilds
 it (`to_spec`).
+
+Limits (`_spec_limits`, issue 12 item 14): schedule calls nest at most 8 levels deep, and an
+error message quotes at most 80 characters of a spec, then its length.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from inject_rl.schedules._constant import constant, from_step_schedule
 from inject_rl.schedules._kl_target import kl_target
 from inject_rl.schedules._plateau import plateau
 from inject_rl.schedules._progress import progress
+from inject_rl.schedules._spec_limits import cut, parse_expr, quote
 from inject_rl.schedules._spike_guard import spike_guard
 
 # name -> factory of every stateful schedule a spec may call.
@@ -86,6 +90,7 @@ def parse(spec: str) -> float | optax.schedules.StatefulSchedule:
 
     Raises:
       ValueError: one line naming the problem: malformed text, a construct that is not allowed,
+        schedule calls nested more than 8 levels deep,
         an unknown schedule or parameter (listing the allowed ones), or an out-of-range value
         (the schedule's own message).
 
@@ -96,18 +101,16 @@ def parse(spec: str) -> float | optax.schedules.StatefulSchedule:
     -0.001
     """
     if not isinstance(spec, str):
-        raise ValueError(f"a hyperparameter spec must be a string, got {spec!r}")
-    try:
-        tree = ast.parse(spec.strip(), mode="eval")
-    except SyntaxError as e:
-        raise ValueError(f"malformed spec {spec!r}: {e.msg}") from None
+        raise ValueError(f"a hyperparameter spec must be a string, got {cut(repr(spec), 80)}")
+    tree = parse_expr(spec.strip(), spec, f"malformed spec {quote(spec)}")
     node = tree.body
     if isinstance(node, ast.Call):
         return _call(node, spec)
     value = _literal(node, spec)
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(
-            f"spec {spec!r} must be a number or a schedule call; schedules: {', '.join(SCHEDULES)}"
+            f"spec {quote(spec)} must be a number or a schedule call; "
+            f"schedules: {', '.join(SCHEDULES)}"
         )
     return float(value)
 
@@ -138,7 +141,7 @@ def to_spec(value: Any) -> str:
 
 def _allowed(spec: str, what: str) -> ValueError:
     return ValueError(
-        f"{what} is not allowed in spec {spec!r}; a spec is a number or a call of "
+        f"{what} is not allowed in spec {quote(spec)}; a spec is a number or a call of "
         f"{', '.join(SCHEDULES)} with literal arguments"
     )
 
@@ -152,28 +155,30 @@ def _literal(node: ast.expr, spec: str) -> Any:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         value = _literal(node.operand, spec)
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            raise _allowed(spec, f"a sign before {ast.unparse(node.operand)!r}")
+            raise _allowed(spec, f"a sign before {quote(ast.unparse(node.operand))}")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.List | ast.Tuple):
         values = [_literal(e, spec) for e in node.elts]
         if any(isinstance(v, bool) or not isinstance(v, numbers.Real) for v in values):
-            raise _allowed(spec, f"the list {ast.unparse(node)!r} (only numbers may be listed)")
+            raise _allowed(
+                spec, f"the list {quote(ast.unparse(node))} (only numbers may be listed)"
+            )
         return values
     if isinstance(node, ast.Name):
-        raise _allowed(spec, f"the name {node.id!r} (inf is the only name)")
+        raise _allowed(spec, f"the name {quote(node.id)} (inf is the only name)")
     if isinstance(node, ast.Call):
         raise _allowed(
             spec,
-            f"the call {ast.unparse(node)!r} here (nested schedules only as "
+            f"the call {quote(ast.unparse(node))} here (nested schedules only as "
             "the schedule of warmup, clip, spike_guard or from_step_schedule)",
         )
-    raise _allowed(spec, f"{type(node).__name__} {ast.unparse(node)!r}")
+    raise _allowed(spec, f"{type(node).__name__} {quote(ast.unparse(node))}")
 
 
 def _call(node: ast.Call, spec: str) -> Any:
     """Builds the schedule `node` calls (an optax step schedule comes wrapped as a stateful one)."""
     if not isinstance(node.func, ast.Name):
-        raise _allowed(spec, f"calling {ast.unparse(node.func)!r}")
+        raise _allowed(spec, f"calling {quote(ast.unparse(node.func))}")
     name = node.func.id
     if name in SCHEDULES:
         factory = SCHEDULES[name]
@@ -181,7 +186,8 @@ def _call(node: ast.Call, spec: str) -> Any:
         factory = STEP_SCHEDULES[name]
     else:
         raise ValueError(
-            f"unknown schedule {name!r} in spec {spec!r}; schedules: {', '.join(SCHEDULES)}; "
+            f"unknown schedule {quote(name)} in spec {quote(spec)}; "
+            f"schedules: {', '.join(SCHEDULES)}; "
             f"optax step schedules: {', '.join(STEP_SCHEDULES)}"
         )
     params = inspect.signature(factory).parameters
@@ -190,7 +196,7 @@ def _call(node: ast.Call, spec: str) -> Any:
             raise _allowed(spec, "'**' unpacking")
         if kw.arg not in params:
             raise ValueError(
-                f"{name} has no parameter {kw.arg!r} (spec {spec!r}); {signature(name)}"
+                f"{name} has no parameter {quote(kw.arg)} (spec {quote(spec)}); {signature(name)}"
             )
     if any(isinstance(a, ast.Starred) for a in node.args):
         raise _allowed(spec, "'*' unpacking")
@@ -209,11 +215,12 @@ def _call(node: ast.Call, spec: str) -> Any:
     try:
         inspect.signature(factory).bind(*args, **kwargs)
     except TypeError as e:
-        raise ValueError(f"{e} in spec {spec!r}; {signature(name)}") from None
+        raise ValueError(f"{e} in spec {quote(spec)}; {signature(name)}") from None
     try:
         built = factory(*args, **kwargs)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{e} (spec {spec!r})") from None
+        # The schedule's own message may quote a long argument (a bandit's values): cut it too.
+        raise ValueError(f"{cut(str(e), 320)} (spec {quote(spec)})") from None
     if name in STEP_SCHEDULES:
         return _named_step(built, name, args, kwargs)
     return built
@@ -222,17 +229,15 @@ def _call(node: ast.Call, spec: str) -> Any:
 def _step_fn(value: ast.expr, spec: str) -> Callable[..., Any]:
     """`from_step_schedule`'s argument: an optax step schedule call, or its repr as a string."""
     if isinstance(value, ast.Constant) and isinstance(value.value, str):
-        try:
-            value = ast.parse(value.value.strip(), mode="eval").body
-        except SyntaxError as e:
-            raise ValueError(f"malformed step schedule in spec {spec!r}: {e.msg}") from None
+        what = f"malformed step schedule in spec {quote(spec)}"
+        value = parse_expr(value.value.strip(), spec, what).body
     if not (
         isinstance(value, ast.Call)
         and isinstance(value.func, ast.Name)
         and value.func.id in STEP_SCHEDULES
     ):
         raise ValueError(
-            f"from_step_schedule takes an optax step schedule call in spec {spec!r}; "
+            f"from_step_schedule takes an optax step schedule call in spec {quote(spec)}; "
             f"allowed: {', '.join(STEP_SCHEDULES)}"
         )
     return _call(value, spec).fn

@@ -160,3 +160,47 @@ def test_never_evaluates():
 def test_signature_lists_parameters():
     assert S.signature("kl_target").startswith("kl_target(init_value, target=0.01, signal='kl'")
     assert S.signature("linear_schedule").startswith("linear_schedule(init_value, end_value")
+
+
+LONG = 100_000
+LONG_SPECS = {
+    "bad_argument": "kl_target(" + "1e-3, " * (LONG // 6) + ")",
+    "unknown_schedule": "x" * LONG + "(1e-3)",
+    "name": "kl_target(" + "y" * LONG + ")",
+    "malformed": "kl_target(" + "1" * LONG,
+    "out_of_range_list": "bandit([" + "1.0, " * (LONG // 5) + "inf])",
+    "list_of_strings": "bandit([" + "'a', " * (LONG // 5) + "])",
+    "signs": "-" * LONG + "1",
+    "step_string": "from_step_schedule('" + "z" * LONG + "')",
+}
+
+
+@pytest.mark.parametrize("spec", LONG_SPECS.values(), ids=list(LONG_SPECS))
+def test_a_long_spec_is_not_echoed_in_full(spec):
+    # issue 12 item 14: a 100 kB spec used to come back in a 100 kB error line.
+    with pytest.raises(ValueError) as info:
+        parse(spec)
+    msg = str(info.value)
+    assert len(msg) < 1000 and "\n" not in msg, msg[:2000]
+    assert f"({len(spec)} chars)" in msg
+
+
+def _nested(levels):
+    return "warmup(" * (levels - 1) + "kl_target(1e-3)" + ", steps=2)" * (levels - 1)
+
+
+def test_spec_nesting_is_capped():
+    # issue 12 item 14: 60 nested warmups parsed, then compiled for a minute.
+    with pytest.raises(ValueError, match="^spec nests 60 levels deep; at most 8 allowed"):
+        parse(_nested(60))
+    with pytest.raises(ValueError, match="spec nests 9 levels deep; at most 8 allowed"):
+        parse(_nested(9))
+    sched = parse(_nested(8))
+    assert to_spec(sched).count("warmup(") == 7
+
+
+def test_deeply_nested_expressions_are_rejected():
+    with pytest.raises(ValueError, match="expressions deep"):
+        parse("kl_target(" + "-" * 40 + "1e-3)")
+    with pytest.raises(ValueError, match="malformed spec"):
+        parse("[" * 500 + "]" * 500)
