@@ -114,11 +114,13 @@ def per_device(agent: str, cfg: Any, num_devices: int, *fields: str) -> tuple[in
     return tuple(getattr(cfg, name) // num_devices for name in fields)
 
 
-def check_buffer(cfg: Any) -> None:
-    """A replay agent's buffer must hold one iteration's env steps."""
-    if cfg.steps_per_iteration > cfg.buffer_size:
-        name = type(cfg).__module__.rsplit(".", 1)[-1]
-        raise ValueError(
-            f"{name}: buffer_size must hold one iteration (num_envs * train_every = "
-            f"{cfg.steps_per_iteration}), got buffer_size={cfg.buffer_size}"
-        )
+def as_schedule(value: Any) -> optax.schedules.StatefulSchedule:
+    """A Config value as a StatefulSchedule: a schedule as it is, an optax step schedule (a
+    callable of the update count) through `from_step_schedule`, a number as a constant."""
+    from inject_rl.schedules import constant, from_step_schedule
+
+    if isinstance(value, optax.schedules.StatefulSchedule):
+        return value
+    if callable(value):
+        return from_step_schedule(value)
+    return constant(float(value))

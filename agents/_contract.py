@@ -83,6 +83,7 @@ class Agent:
       anakin: `(cfg, env, optimizer, num_devices, torso) -> AnakinLearner`, or None.
       sebulba: `(cfg, env, optimizer, num_devices, torso) -> SebulbaLearner`, or None.
       presets: env id -> Config values known to work there (`config_for`).
+      actions: the action spaces it handles: "discrete" (`Discrete`), "continuous" (`Box`).
       final_params: the params a run keeps from its final state (DQN: the best evaluated).
     """
 
@@ -95,6 +96,7 @@ class Agent:
     anakin: Callable[..., AnakinLearner] | None = None
     sebulba: Callable[..., SebulbaLearner] | None = None
     presets: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    actions: tuple[str, ...] = ("discrete", "continuous")
     final_params: Callable[[Any], Any] = lambda state: state.params
 
     def __post_init__(self) -> None:
@@ -131,6 +133,15 @@ class Agent:
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(fields)}")
         return self.config(**{**self.presets.get(env_id, {}), **overrides, "env_id": env_id})
+
+    def check_env(self, env: Spaces) -> None:
+        """Raises ValueError naming the env's action space when this agent cannot act in it."""
+        kind = "discrete" if env.discrete else "continuous"
+        if kind not in self.actions:
+            raise ValueError(
+                f"{self.name} needs a {' or '.join(self.actions)} action space, but "
+                f"{getattr(env, 'id', 'the env')} has {env.action_space}"
+            )
 
     def config_from_json(self, values: Any, source: str) -> dict[str, Any]:
         """Config field values from a JSON object (config.json, `--config`): names checked,

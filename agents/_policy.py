@@ -25,6 +25,7 @@ class Policy:
     """
 
     def __init__(self, agent: Agent, config: Any, params: Any, env: Any, network=None):
+        agent.check_env(env)
         self.agent, self.config, self.params, self.network = agent, config, params, network
         self.observation_space, self.action_space = env.observation_space, env.action_space
         self._obs_shape = tuple(env.obs_shape)

@@ -57,3 +57,13 @@ def after_learning_starts(
         return state, {k: nan if fn is None else fn(state) for k, fn in idle.items()}
 
     return lambda state: jax.lax.cond(state.step >= learning_starts, learn, skip, state)
+
+
+def check_buffer(cfg: Any) -> None:
+    """A replay agent's buffer must hold one iteration's env steps."""
+    if cfg.steps_per_iteration > cfg.buffer_size:
+        name = type(cfg).__module__.rsplit(".", 1)[-1]
+        raise ValueError(
+            f"{name}: buffer_size must hold one iteration (num_envs * train_every = "
+            f"{cfg.steps_per_iteration}), got buffer_size={cfg.buffer_size}"
+        )

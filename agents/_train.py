@@ -47,6 +47,7 @@ def learner(
     """`(loop, learner)` for `cfg.env_id`; `env` (its spaces) is made when not given."""
     loop = loop_for(agent, cfg.env_id)
     env = spaces(cfg.env_id) if env is None else env
+    agent.check_env(env)
     torso = (network or agent.network)(cfg, env.obs_shape)
     build = agent.anakin if loop == ANAKIN else agent.sebulba
     return loop, build(cfg, env, optimizer, num_devices, torso)
@@ -161,6 +162,7 @@ def evaluate_params(
 ) -> float:
     """`evaluate` for `params` trained with `cfg`."""
     env = spaces(cfg.env_id)
+    agent.check_env(env)
     acting = agent.policy(cfg, env, (network or agent.network)(cfg, env.obs_shape))
     if envs.is_jax_env(cfg.env_id):
         fn = jax.jit(

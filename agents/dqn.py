@@ -1,25 +1,17 @@
 """Double DQN on the anakin loop, with an injectable epsilon and a signal-driven learning rate.
 
-Maths from rlax: `double_q_learning` vmapped over the batch (the online network selects the
-next action, the target network values it; van Hasselt et al. 2016) under a Huber loss
-(`rlax.huber_loss`, delta 1, as in the Nature DQN and SB3). Experience goes to an on-device ring
-buffer (`inject_rl.loops.ReplayBuffer`, one per device) holding `next_obs` from the env's
-`TimeStep` (the true next observation, before autoreset) and `discount = gamma * (1 -
-terminated)`, so a time-limit truncation still bootstraps. Every `target_update_every` learner
-steps the target network becomes `tau * online + (1 - tau) * target` (SB3's rule); the default
-`tau = 1` is a hard copy.
+Maths from rlax: `double_q_learning` vmapped over the batch (van Hasselt et al. 2016) under a
+Huber loss (delta 1, as in the Nature DQN and SB3), targets from a target network updated every
+`target_update_every` learner steps to `tau * online + (1 - tau) * target` (SB3's rule, through
+`rlax.periodic_update`; `tau = 1`: a hard copy). Replay: an on-device ring buffer per device
+(`inject_rl.agents._replay`: true next observations, truncations bootstrap).
 
 One iteration acts `train_every` epsilon-greedy steps in every env, adds them to the replay, then
-takes `gradient_steps` learner steps (none until `learning_starts` env steps, by `lax.cond`).
-Every learner step passes all its signals (`loss`, `td_error`, `grad_norm`, `episode_return`,
-`episode_length`, `episode_count`, `step`) to `opt.update` as `extra_args` through the one
-learner step of `inject_rl.agents._learner`. Epsilon is a `StatefulSchedule` too: its state lives in
-`TrainState` and is updated once per iteration with the same signal names.
-
-DQN on CartPole does not converge to a policy and stay there: the greedy return swings between
-500 and ~100 throughout training, whatever the learning rate or target period (measured). So by
-default (`eval_every > 0`) the agent keeps the best params of periodic in-graph greedy
-evaluations, like SB3's EvalCallback; see `Config` and `train`.
+takes `gradient_steps` learner steps (none until `learning_starts` env steps, by `lax.cond`),
+each through the one learner step of `inject_rl.agents._learner` (signals `loss`, `td_error`,
+`grad_norm`, the episode statistics and `step`). Epsilon is a `StatefulSchedule` too, updated
+once per iteration with the same signal names. By default (`eval_every > 0`) DQN keeps the best
+params of periodic greedy evaluations (`inject_rl.agents._keep_best` says why).
 """
 
 from __future__ import annotations
@@ -30,27 +22,27 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
 import rlax
 
 from inject_rl import loops
-from inject_rl.agents import networks
-from inject_rl.agents._common import (
-    HostCalls,
-    check_buffer,
-    check_config,
-    check_injectable,
-    per_device,
-)
+from inject_rl.agents import _common, networks
+from inject_rl.agents._common import HostCalls, check_config, check_injectable, per_device
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable
+from inject_rl.agents._keep_best import evaluate_and_keep
 from inject_rl.agents._learner import hp_metrics, learner_step
-from inject_rl.agents._replay import Experience, after_learning_starts, experience, init_replay
+from inject_rl.agents._replay import (
+    Experience,
+    after_learning_starts,
+    check_buffer,
+    experience,
+    init_replay,
+)
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
-from inject_rl.schedules import constant, from_step_schedule, progress
+from inject_rl.schedules import from_step_schedule, progress
 from inject_rl.signals import EpisodeStats, sync
 
 
@@ -153,52 +145,23 @@ def default_optimizer(
     """
     lr = cfg.learning_rate
     if lr is None:
-        lr = progress(
-            cfg.lr_init,
-            cfg.lr_final,
-            signal="episode_return",
-            low=0.0,
-            high=cfg.lr_return_high,
-            smoothing=0.9,
-            interpolation="log",
-        )
+        log_anneal = dict(signal="episode_return", smoothing=0.9, interpolation="log")
+        lr = progress(cfg.lr_init, cfg.lr_final, low=0.0, high=cfg.lr_return_high, **log_anneal)
     return injected(factory, learning_rate=lr, clip=cfg.max_grad_norm, **hyperparams)
 
 
 def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
     """`cfg.epsilon` as a StatefulSchedule (None: linear decay over `epsilon_fraction` of the
     iterations; a number: constant; an optax step schedule: counted in iterations)."""
-    eps = cfg.epsilon
-    if eps is None:
-        n = max(1, round(cfg.epsilon_fraction * cfg.num_iterations))
-        return from_step_schedule(optax.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, n))
-    if isinstance(eps, optax.schedules.StatefulSchedule):
-        return eps
-    if callable(eps):
-        return from_step_schedule(eps)
-    return constant(float(eps))
-
-
-def q_network(env: Any, torso: networks.TorsoFactory) -> Any:
-    """Q-values `[B, A]`: the torso, then a linear head.
-
-    Raises:
-      ValueError: the env's action space is not discrete.
-    """
-    if not env.discrete:
-        raise ValueError(
-            f"dqn needs a discrete action space, but {env.id} has a continuous one "
-            f"({env.action_space}); use ppo or sac"
-        )
-    num_actions = env.num_actions
-    # Module names as when the network was one "q" MLP: params flatten in the same order.
-    forward = lambda obs: networks.head(num_actions, name="q_out")(torso("q")(obs))  # noqa: E731
-    return hk.without_apply_rng(hk.transform(forward))
+    if cfg.epsilon is not None:
+        return _common.as_schedule(cfg.epsilon)
+    n = max(1, round(cfg.epsilon_fraction * cfg.num_iterations))
+    return from_step_schedule(optax.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, n))
 
 
 def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
     del cfg
-    net = q_network(env, torso)
+    net = networks.q_network(env.num_actions, torso)
     greedy = lambda p, obs: jnp.argmax(net.apply(p, obs), -1).astype(jnp.int32)  # noqa: E731
     return Acting(greedy, lambda p, obs, key: greedy(p, obs))
 
@@ -207,7 +170,7 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
     """The in-graph learner: act `train_every` steps per env, store them, then `gradient_steps`
     learner steps (once `learning_starts` env steps are stored) and a periodic greedy evaluation
     that keeps the best params. Epsilon comes from `epsilon_schedule`."""
-    net = q_network(env, torso)
+    net = networks.q_network(env.num_actions, torso)
     eps = epsilon_schedule(cfg)
     envs_per_device, batch_per_device, buffer_per_device = per_device(
         "dqn", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
@@ -275,18 +238,6 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
         )
         return ts, {k: v.mean() for k, v in stats.items()}
 
-    def greedy_eval(ts: TrainState, axis_name):
-        key, k_eval = jax.random.split(ts.key)
-        greedy = lambda obs: jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32)  # noqa: E731
-        ret = loops.evaluate_policy(env, greedy, cfg.eval_episodes, k_eval)
-        ret = sync({"eval_return": ret}, axis_name)["eval_return"]
-        better = ret >= ts.best_return  # ties: prefer the later, longer-trained params
-        best = jax.tree.map(lambda p, b: jnp.where(better, p, b), ts.params, ts.best_params)
-        ts = ts._replace(
-            key=key, best_params=best, best_return=jnp.where(better, ret, ts.best_return)
-        )
-        return ts, ret
-
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll = jax.random.split(ts.key)
         epsilon = jnp.asarray(eps(ts.epsilon_state), jnp.float32)
@@ -318,12 +269,8 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
         metrics = {**signals, **hp_metrics(ts.opt_state), "hp/epsilon": epsilon}
         if cfg.eval_every:
             due = ts.iteration % cfg.eval_every == 0
-            ts, ret = jax.lax.cond(
-                due,
-                lambda t: greedy_eval(t, axis_name),
-                lambda t: (t, jnp.full((), jnp.nan, jnp.float32)),
-                ts,
-            )
+            greedy = acting(cfg, env, torso).greedy
+            ts, ret = evaluate_and_keep(ts, due, env, greedy, cfg.eval_episodes, axis_name)
             metrics["eval_return"] = ret  # NaN in iterations without an evaluation
             metrics["best_return"] = ts.best_return
             metrics["eval_steps"] = (ts.iteration // cfg.eval_every) * eval_steps
@@ -347,6 +294,7 @@ AGENT = Agent(
     policy=acting,
     anakin=anakin,
     presets=PRESETS,
+    actions=("discrete",),
     final_params=_final_params,
 )
 train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

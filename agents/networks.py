@@ -95,3 +95,10 @@ def default(activation: Callable = jnp.tanh) -> Callable[[Any, tuple[int, ...]],
 def head(out: int, scale: float = 1.0, name: str = "out") -> hk.Linear:
     """A linear output layer, orthogonally initialised with gain `scale`."""
     return hk.Linear(out, w_init=hk.initializers.Orthogonal(scale), name=name)
+
+
+def q_network(num_actions: int, torso: TorsoFactory) -> hk.Transformed:
+    """Q-values `[B, A]`: the torso, then a linear head."""
+    # Module names as when the network was one "q" MLP: params flatten in the same order.
+    forward = lambda obs: head(num_actions, name="q_out")(torso("q")(obs))  # noqa: E731
+    return hk.without_apply_rng(hk.transform(forward))

@@ -4,9 +4,7 @@ Haarnoja et al. 2018 ("SAC: algorithms and applications"): a tanh-squashed Gauss
 twin Q critics with Polyak-averaged targets (clipped double Q), and the temperature alpha
 learned towards a target entropy of `-action_dim`. Any gymnasium id with a Box action space runs
 on the sebulba loop (host envs, `staleness=1`: the actor collects the next steps while the
-learner trains), a `phys2d/*` id on the anakin loop. Experience goes to the on-device ring
-buffer `inject_rl.loops.ReplayBuffer` with `next_obs` the true next observation (before
-autoreset) and `discount = gamma * (1 - terminated)`, so time-limit truncations bootstrap.
+learner trains), a `phys2d/*` id on the anakin loop. Replay: `inject_rl.agents._replay`.
 
 **Optimizers.** Params are one dict `{"actor", "critic", "alpha"}` and one optimizer updates
 them: the three losses are summed with stop-gradients so that each part only gets its own
@@ -16,9 +14,8 @@ loss's gradient, and every learner step makes exactly one `opt.update(grads, opt
 or a `StatefulSchedule`). `optimizer=` replaces all three: use `optax.partition` with
 `param_labels` to treat the parts differently, as `default_optimizer` does.
 
-Signals per learner step: `loss`, `value_loss` (critic), `entropy` (-E log pi), `td_error`,
-`grad_norm`, `episode_return`, `episode_length`, `episode_count`, `step`, through the one learner
-step of `inject_rl.agents._learner`.
+Signals per learner step (`inject_rl.agents._learner`): `loss`, `value_loss` (critic), `entropy`
+(-E log pi), `td_error`, `grad_norm`, the episode statistics and `step`.
 """
 
 from __future__ import annotations
@@ -29,29 +26,20 @@ import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import distrax
-import haiku as hk
 import jax
 import jax.numpy as jnp
 import optax
 
 from inject_rl import loops
-from inject_rl.agents import networks
-from inject_rl.agents._common import (
-    HostCalls,
-    check_buffer,
-    check_config,
-    check_injectable,
-    per_device,
-)
+from inject_rl.agents import _replay, networks
+from inject_rl.agents._common import HostCalls, check_config, check_injectable, per_device
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable, SebulbaLearner
 from inject_rl.agents._learner import hp_metrics, learner_step
-from inject_rl.agents._replay import Experience, after_learning_starts, experience, init_replay
+from inject_rl.agents._replay import Experience, experience, init_replay
+from inject_rl.agents._squashed_gaussian import SquashedGaussianPolicy
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
 from inject_rl.signals import EpisodeStats, sync
-
-_LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0  # as in cleanrl / SB3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +86,7 @@ class Config(HostCalls):
             raise ValueError(
                 f"sac: target_entropy must be None or finite, got {self.target_entropy=!r}"
             )
-        check_buffer(self)
+        _replay.check_buffer(self)
         return self
 
 
@@ -142,75 +130,6 @@ def default_optimizer(
         },
         param_labels,
     )
-
-
-class SquashedGaussianPolicy:
-    """Actor and twin critics for a Box action space; actions are tanh-squashed into bounds."""
-
-    def __init__(self, env: Any, torso: networks.TorsoFactory):
-        if env.discrete:
-            raise ValueError(
-                f"sac needs a continuous (Box) action space, but {env.id} has "
-                f"{env.action_space}; use ppo, impala or dqn"
-            )
-        self.action_shape = env.action_shape
-        dim = int(math.prod(env.action_shape))
-        self.dim = dim
-        low, high = env.action_low.reshape(-1), env.action_high.reshape(-1)
-        self.scale = jnp.asarray((high - low) / 2.0)
-        self.center = jnp.asarray((high + low) / 2.0)
-        self.low, self.high = jnp.asarray(low), jnp.asarray(high)
-
-        # Head names sort right after their torso's: params flatten in the order they did when
-        # each network was one MLP module.
-        def actor(obs):
-            out = networks.head(2 * dim, name="actor_out")(torso("actor")(obs))
-            mean, log_std = jnp.split(out, 2, axis=-1)
-            log_std = _LOG_STD_MIN + 0.5 * (_LOG_STD_MAX - _LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
-            return mean, log_std
-
-        def critic(obs, action):
-            x = jnp.concatenate([obs, action], axis=-1)
-            q1 = networks.head(1, name="q1_out")(torso("q1")(x))[..., 0]
-            q2 = networks.head(1, name="q2_out")(torso("q2")(x))[..., 0]
-            return q1, q2
-
-        self.actor = hk.without_apply_rng(hk.transform(actor))
-        self.critic = hk.without_apply_rng(hk.transform(critic))
-
-    def init(self, key, obs_shape, init_alpha):
-        k_actor, k_critic = jax.random.split(key)
-        obs = jnp.zeros((1, *obs_shape), jnp.float32)
-        return {
-            "actor": self.actor.init(k_actor, obs),
-            "critic": self.critic.init(k_critic, obs, jnp.zeros((1, self.dim), jnp.float32)),
-            "alpha": {"log_alpha": jnp.asarray(math.log(init_alpha), jnp.float32)},
-        }
-
-    def sample(self, actor_params, obs, key):
-        """Actions `[B, D]` in the env's bounds and their log-probabilities `[B]`."""
-        mean, log_std = self.actor.apply(actor_params, obs)
-        dist = distrax.Transformed(
-            distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1)
-        )
-        squashed, log_prob = dist.sample_and_log_prob(seed=key)
-        # The affine map into [low, high] shifts every log-density by -sum(log(scale)).
-        return squashed * self.scale + self.center, log_prob - jnp.sum(jnp.log(self.scale))
-
-    def greedy(self, actor_params, obs):
-        mean, _ = self.actor.apply(actor_params, obs)
-        return self._shape(jnp.tanh(mean) * self.scale + self.center)
-
-    def explore(self, actor_view, obs, key):
-        """The behaviour policy: uniform random until learning starts, then `sample`."""
-        actor_params, learning = actor_view
-        k_pi, k_uniform = jax.random.split(key)
-        action, _ = self.sample(actor_params, obs, k_pi)
-        uniform = jax.random.uniform(k_uniform, action.shape, minval=self.low, maxval=self.high)
-        return self._shape(jnp.where(learning, action, uniform)), {}
-
-    def _shape(self, action):
-        return action.reshape((action.shape[0], *self.action_shape))
 
 
 def make_learn(
@@ -286,7 +205,7 @@ def make_learn(
 
     def learn(ts: TrainState, new: Experience, episodes, axis_name: str | None):
         ts = ts._replace(replay=ReplayBuffer.add(ts.replay, new))
-        ts, stats = after_learning_starts(
+        ts, stats = _replay.after_learning_starts(
             cfg.learning_starts, lambda t: learner_steps(t, episodes, axis_name), idle
         )(ts)
         return ts, {**stats, **episodes, "step": ts.step, **hp_metrics(ts.opt_state)}
@@ -376,5 +295,6 @@ AGENT = Agent(
     anakin=anakin,
     sebulba=sebulba,
     presets=PRESETS,
+    actions=("continuous",),
 )
 train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

@@ -150,6 +150,7 @@ def build(
 
     # Resolve the env first: its error names the JAX env ids and the host loop.
     env, loop = resolve_env(agent, env_id)
+    agent.check_env(env)
     cfg = agent.config_for(env_id, **fields).validate()
     optimizer = agent.default_optimizer(cfg, factory, **opt_hps)
     num_devices = len((loops.learner_devices if loop == "sebulba" else loops.devices_for)(devices))

@@ -144,10 +144,10 @@ def test_user_schedules_receive_every_signal():
 
 
 def test_continuous_actions_are_rejected():
+    # The Agent declares its action spaces; train (and the CLI, and load_policy) check them.
     cfg = dqn.Config(env_id="phys2d/Pendulum-v0")
-    with pytest.raises(ValueError, match="dqn needs a discrete action space"):
-        cfg.validate()
-    with pytest.raises(ValueError, match="dqn needs a discrete action space"):
+    assert dqn.AGENT.actions == ("discrete",)
+    with pytest.raises(ValueError, match="dqn needs a discrete action space, but .*Box"):
         dqn.train(cfg)
 
 
