@@ -11,7 +11,9 @@ A directory that cannot be written disables the cache with one warning line.
 
 The same directory holds, under `programs/`, the exported one-device programs of named runs
 (`inject_rl.loops.run(..., program_key=...)`; the CLI names every run with `fingerprint`), so a
-repeated run also skips tracing and lowering.
+repeated run also skips tracing and lowering. Those entries are written and read by
+`write_entry` / `read_entry`: one line of JSON, then opaque bytes. Cached files are never
+unpickled, evaluated or imported, so a crafted file in the cache cannot run code when read.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import importlib.util
+import json
 import os
 import pathlib
 import sys
@@ -175,3 +178,53 @@ def fingerprint(*parts: str) -> str:
     h.update(f"\0{os.environ.get('XLA_FLAGS', '')}\0{devices[0].platform}".encode())
     h.update(f"\0{devices[0].device_kind}\0{len(devices)}\0{sys.version_info[:2]}".encode())
     return h.hexdigest()[:40]
+
+
+def write_entry(path: pathlib.Path, header: dict, payload: bytes) -> None:
+    """Writes a cache entry: `header` as one line of JSON, with the payload's sha256 added, then
+    `payload`; atomically (a reader sees the old file or the whole new one).
+
+    Args:
+      path: the entry's file; its directory is created.
+      header: plain data (`json.dumps` must accept it).
+      payload: the entry's bytes.
+
+    Raises:
+      OSError: the file could not be written (nothing is left behind).
+    """
+    line = json.dumps(
+        {**header, "sha256": hashlib.sha256(payload).hexdigest()},
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(line + b"\n" + payload)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_entry(path: pathlib.Path) -> tuple[dict, bytes]:
+    """`(header, payload)` of an entry written by `write_entry`.
+
+    The header is parsed as JSON (plain data only) and nothing else is interpreted here. The
+    sha256 detects a torn or corrupted file; it is no signature (whoever can write the directory
+    can write a matching hash), so callers check the payload as untrusted bytes.
+
+    Raises:
+      OSError: the file cannot be read.
+      ValueError: the file is not a whole entry (no header, bad JSON, checksum mismatch).
+    """
+    line, newline, payload = path.read_bytes().partition(b"\n")
+    if not newline:
+        raise ValueError("no header line")
+    header = json.loads(line)  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    if not isinstance(header, dict):
+        raise ValueError(f"header is a {type(header).__name__}, expected an object")
+    if header.get("sha256") != hashlib.sha256(payload).hexdigest():
+        raise ValueError("checksum mismatch (a torn or corrupted file)")
+    return header, payload

@@ -75,3 +75,43 @@ def test_unwritable_cache_dir_warns_once_and_trains(tmp_path):
     warnings = [line for line in stderr.splitlines() if "compilation cache disabled" in line]
     assert len(warnings) == 1, stderr
     assert out["hit"] is False
+
+
+def test_an_entry_round_trips_as_json_and_bytes(tmp_path):
+    from inject_rl import cache
+
+    path = tmp_path / "programs" / "k.jaxexport"
+    cache.write_entry(path, {"format": 2, "leaves": [[[1, 3], "float32", None]]}, b"\x00\n\xff")
+    header, payload = cache.read_entry(path)
+    assert payload == b"\x00\n\xff" and header["leaves"] == [[[1, 3], "float32", None]]
+    assert [p.name for p in path.parent.iterdir()] == ["k.jaxexport"]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "content, error",
+    [
+        (b"", "no header line"),
+        (b"not json\npayload", "Expecting value"),
+        (b"[1, 2]\npayload", "header is a list"),
+        (b'{"sha256": "0"}\npayload', "checksum mismatch"),
+        (b"\x80\x04\x95.\npayload", "codec can't decode"),  # a pickle is never unpickled
+    ],
+    ids=["empty", "not-json", "not-an-object", "checksum", "pickle"],
+)
+def test_a_damaged_entry_is_a_value_error(tmp_path, content, error):
+    from inject_rl import cache
+
+    (tmp_path / "e").write_bytes(content)
+    with pytest.raises(ValueError, match=error):
+        cache.read_entry(tmp_path / "e")
+
+
+def test_an_entry_that_cannot_be_written_leaves_nothing(tmp_path):
+    from inject_rl import cache
+
+    with pytest.raises(TypeError):
+        cache.write_entry(tmp_path / "e", {"bad": object()}, b"")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(OSError):
+        cache.write_entry(tmp_path / "d", {}, b"x")  # a directory is in the way
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
