@@ -76,9 +76,15 @@ def parser() -> _Parser:
     t.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its latest checkpoint (bitwise as if uninterrupted;\n"
-        "options not given come from its config.json). Without --resume, a directory\n"
-        "holding the same run is started over, one holding another run is an error",
+        help="continue the run in --out from its latest intact checkpoint (bitwise as if\n"
+        "uninterrupted; options not given come from its config.json). Without --resume or\n"
+        "--overwrite, a directory holding a run is an error",
+    )
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in --out (its old files are deleted when the first host call\n"
+        "has returned); never replaces a directory that holds no run",
     )
     t.add_argument(
         "--checkpoint-every",

@@ -1,17 +1,16 @@
-"""`inject-rl train`: the run directory, progress, metrics, checkpoints and resume around an
-agent's `train`.
+"""`inject-rl train`: an agent's `train` around a run directory (`inject_rl.runs` writes it).
 
 Nothing is written before the first host call returns: every input is validated and the program
 is traced and compiled first, so a bad input (including a schedule reading a signal the agent
-does not send, found at trace time) leaves no files behind.
+does not send, found at trace time) leaves no files behind. The run directory is locked from the
+start (`runs.RunLock`, which creates it if needed and removes it again if nothing was written),
+so two runs never write one directory.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import threading
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import jax.numpy as jnp
 
 from inject_rl import cache, loops, runs
 from inject_rl.agents._train import learner as agent_learner
-from inject_rl.cli._build import Built, same_run
+from inject_rl.cli._build import IDENTITY, Built
 
 
 class NothingWritten(Exception):
@@ -31,25 +30,14 @@ class TrainingFailed(RuntimeError):
     """An error after the run directory was written: a bug to report with its traceback."""
 
 
-def check_out_dir(out: Path, record: dict[str, Any], resume: bool) -> dict[str, Any] | None:
-    """Checks that `out` may hold this run; returns the saved record when resuming."""
-    saved = runs.read_json(out / runs.CONFIG)
-    if saved is not None and not isinstance(saved, dict):
-        raise ValueError(f"{out / runs.CONFIG} is not a run config")
-    if saved is not None:
-        diff = same_run(saved, record)
-        if diff:
-            raise ValueError(
-                f"{out} holds a different run ({runs.CONFIG} differs in {', '.join(diff)}); "
-                "choose another --out or remove that directory"
-            )
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} exists and holds no {runs.CONFIG}; choose another --out")
-    if resume and (
-        saved is None or runs.Checkpointer(out / runs.CHECKPOINTS).latest_step() is None
-    ):
-        raise ValueError(f"--resume: no checkpoint in {out}; train without --resume to start")
-    return saved
+def check_out_dir(
+    out: Path, record: dict[str, Any], resume: bool, overwrite: bool = False, locked: bool = False
+) -> dict[str, Any] | None:
+    """Checks that `out` may hold this run (`runs.check_run_dir`); returns the saved record
+    when resuming."""
+    return runs.check_run_dir(
+        out, record, resume=resume, overwrite=overwrite, identity=IDENTITY, locked=locked
+    )
 
 
 def _state_template(built: Built) -> Any:
@@ -68,95 +56,53 @@ def check_resumable(built: Built) -> None:
         )
 
 
-def restore(built: Built, out: Path) -> tuple[Any, dict[str, Any]]:
-    """The latest checkpoint's state (in this run's structure) and meta."""
+def restore(built: Built, out: Path) -> tuple[int, Any, dict[str, Any]]:
+    """The newest intact checkpoint's step, state (in this run's structure) and meta; one
+    warning line on stderr for damaged newer ones (issue 12)."""
     ckpt = runs.Checkpointer(out / runs.CHECKPOINTS)
     try:
-        state, meta = ckpt.restore(ckpt.latest_step(), _state_template(built))
+        step, state, meta, skipped = ckpt.restore_newest(_state_template(built))
+    except ValueError as e:
+        raise ValueError(f"--resume: {e}; train without --resume to start") from None
     finally:
         ckpt.close()
+    if skipped:
+        print(
+            f"inject-rl: warning: {'; '.join(skipped)}; resuming from checkpoint {step}",
+            file=sys.stderr,
+        )
     # Host arrays -> one replica per learner device, as the loops hand states to callbacks
     # (the sebulba loop reads its state's device shards). An identity copy: bits unchanged.
     pick = loops.devices_for if built.loop == "anakin" else loops.learner_devices
     state = jax.pmap(lambda s: s, devices=pick(built.num_devices))(state)
-    return state, meta
+    return step, state, meta
 
 
-class _Run:
-    """The callback given to the agent's `train`: rows, progress, checkpoints."""
+class _Run(runs.Run):
+    """`runs.Run` for a built run (checkpoints every CHECKPOINT_SECONDS by default)."""
 
     def __init__(
         self,
         built: Built,
         out: Path,
-        resumed: dict[str, Any] | None,
+        resumed: tuple[int, dict[str, Any]] | None,
         every_calls: int | None,
         quiet: bool,
         writes: bool = True,
+        **kwargs: Any,
     ):
-        self.built, self.out, self.every = built, out, every_calls
-        self.writes = writes  # False on the other processes of a multi-process run
-        self.rows: list[dict[str, Any]] = list(resumed["rows"]) if resumed else []
-        self.wall0 = float(resumed["wall_s"]) if resumed else 0.0
-        self.resumed = resumed is not None
-        self.num_calls = built.cfg.num_calls
-        self.started = False
-        self.t0 = self.last_save = time.perf_counter()
-        if writes:  # orbax (0.13 s of imports) loads while the program compiles and trains
-            threading.Thread(target=runs.preload, daemon=True).start()
-        total = built.cfg.num_calls * _steps_per_call(built.cfg)
-        self.progress = None if quiet else runs.Progress(total)
-
-    def start(self) -> None:
-        """Creates the directory (first host call done: inputs and program are valid)."""
-        self.started = True
-        if not self.writes:
-            return
-        self.out.mkdir(parents=True, exist_ok=True)
-        if not self.resumed:  # the same run started over: drop the old one's outputs
-            for name in (runs.CHECKPOINTS, runs.PARAMS, runs.TENSORBOARD):
-                shutil.rmtree(self.out / name, ignore_errors=True)
-            (self.out / runs.SUMMARY).unlink(missing_ok=True)
-        runs.write_json(self.out / runs.CONFIG, self.built.record)
-        self.writer = runs.MetricsWriter(self.out / runs.METRICS, self.rows)
-        self.tb = runs.TensorBoard(self.out / runs.TENSORBOARD)
-        self.ckpt = runs.Checkpointer(self.out / runs.CHECKPOINTS)
-
-    def wall_s(self) -> float:
-        return self.wall0 + time.perf_counter() - self.t0
-
-    def __call__(self, call: int, metrics: dict[str, Any], state: Any = None) -> None:
-        if not self.started:
-            self.start()
-        row = {"step": 0, "wall_s": self.wall_s(), **runs.summarize_call(metrics)}
-        self.rows.append(row)
-        if self.progress is not None:
-            self.progress.update(row)
-        if not self.writes:
-            return
-        self.writer.write(row)
-        self.tb.write(row)
-        done = call + 1
-        if self.every is None:
-            due = time.perf_counter() - self.last_save >= CHECKPOINT_SECONDS
-        else:
-            due = done % self.every == 0
-        if state is not None and (due or done == self.num_calls):
-            # `state` is donated to the next call: `save` copies it to the host first.
-            self.ckpt.save(
-                done,
-                state,
-                {"next_call": done, "rows": runs.json_safe(self.rows), "wall_s": row["wall_s"]},
-            )
-            self.last_save = time.perf_counter()
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.close()
-        if self.started and self.writes:
-            self.writer.close()
-            self.tb.close()
-            self.ckpt.close()
+        super().__init__(
+            out,
+            built.record,
+            num_calls=built.cfg.num_calls,
+            steps_per_call=_steps_per_call(built.cfg),
+            resumed=resumed,
+            every_calls=every_calls,
+            quiet=quiet,
+            writes=writes,
+            checkpoint_seconds=CHECKPOINT_SECONDS,
+            **kwargs,
+        )
 
 
 def program_key(built: Built) -> str:
@@ -174,10 +120,9 @@ def _steps_per_call(cfg: Any) -> int:
     return max(1, cfg.total_steps // cfg.num_calls)
 
 
-# Without --checkpoint-every, a checkpoint is written when this many seconds of wall time have
-# passed since the last one (and after the last call): an orbax save of a small state takes
-# about 0.08 s on 2 CPU cores, so this keeps saving under 1% of a run however short its calls.
-CHECKPOINT_SECONDS = 30.0
+# Without --checkpoint-every, a checkpoint every this many seconds of wall time (and after the
+# last call): see runs.CHECKPOINT_SECONDS.
+CHECKPOINT_SECONDS = runs.CHECKPOINT_SECONDS
 
 
 def every_calls(cfg: Any, checkpoint_every: int | None) -> int | None:
@@ -196,25 +141,90 @@ def train(
     checkpoint_every: int | None,
     eval_episodes: int,
     quiet: bool,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
-    """Runs the training; returns the summary. Raises NothingWritten for errors before any file
-    was written."""
+    """Runs the training; returns the summary.
+
+    Raises:
+      NothingWritten: an error before any file was written.
+      SystemExit: stopped by SIGINT/SIGTERM (status 130/143), after a checkpoint at the end of
+        the current host call; one line on stderr says whether --resume can continue it.
+    """
     primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
+    lock = runs.RunLock(out) if primary else None
     try:
         if resume:
             check_resumable(built)
-        check_out_dir(out, built.record, resume)
-        state, meta = restore(built, out) if resume else (None, None)
+        if primary:
+            check_out_dir(out, built.record, resume, overwrite)  # reads only: a refusal
+            lock.acquire()  # creates the directory, removed again if nothing is written
+            # Again under the lock: another run may have written `out` since.
+            check_out_dir(out, built.record, resume, overwrite, locked=True)
+        step, state, meta = restore(built, out) if resume else (None, None, None)
     except (ValueError, TypeError) as e:
+        if lock is not None:
+            lock.release()
         raise NothingWritten(e) from None
+    except BaseException as e:
+        if lock is not None:
+            lock.release()
+        if isinstance(e, KeyboardInterrupt):
+            print("\ninject-rl: stopped before training started: nothing written", file=sys.stderr)
+            raise SystemExit(130) from None
+        raise
+    stop = runs.StopSignals()
     run = _Run(
         built,
         out,
-        meta,
+        (step, meta) if resume else None,
         every_calls(built.cfg, checkpoint_every),
         quiet or not primary,
         writes=primary,
+        overwrite=overwrite,
+        stop=stop,
     )
+    try:
+        return _train(built, out, run, stop, resume, state, meta, eval_episodes, primary)
+    except KeyboardInterrupt as e:  # Stopped (a signal, at a call boundary) or a second one
+        run.close()
+        raise SystemExit(_stopped(e, run, out)) from None
+    finally:
+        run.close()
+        if lock is not None:
+            lock.release()
+
+
+def _stopped(e: KeyboardInterrupt, run: runs.Run, out: Path) -> int:
+    """Says how a stopped run can go on; returns the exit status."""
+    status = e.exit_status if isinstance(e, runs.Stopped) else 130
+    step = run.rows[-1]["step"] if run.rows else 0
+    if run.checkpoint is not None:
+        text = (
+            f"stopped at env step {step} after checkpoint {run.checkpoint}; continue with "
+            f"`inject-rl train --out {out} --resume`"
+        )
+    elif run.started and run.writes:
+        text = (
+            f"stopped at env step {step} before any checkpoint: nothing to resume; start "
+            "again with --overwrite"
+        )
+    else:
+        text = "stopped before training started: nothing written"
+    print(f"inject-rl: {text}", file=sys.stderr)
+    return status
+
+
+def _train(
+    built: Built,
+    out: Path,
+    run: _Run,
+    stop: runs.StopSignals,
+    resume: bool,
+    state: Any,
+    meta: dict[str, Any] | None,
+    eval_episodes: int,
+    primary: bool,
+) -> dict[str, Any]:
     kwargs = {
         "optimizer": built.optimizer,
         "num_devices": built.num_devices,
@@ -224,13 +234,16 @@ def train(
     if resume:
         kwargs["resume"] = (state, meta["next_call"])
     try:
-        result = built.agent.train(built.cfg, **kwargs)
+        with stop:
+            result = built.agent.train(built.cfg, **kwargs)
     except (ValueError, TypeError) as e:
         if not run.started:
             raise NothingWritten(e) from None
         raise TrainingFailed(f"training failed after writing to {out}: {e}") from e
     finally:
         run.close()
+    if stop.received is not None:  # after the last call: stop before params and evaluation
+        raise runs.Stopped(stop.received, run.checkpoint)
     if not run.started:  # resumed a finished run: no call left
         run.start()
         run.close()

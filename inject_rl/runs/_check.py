@@ -19,6 +19,7 @@ def check_run_dir(
     resume: bool,
     overwrite: bool,
     identity: Sequence[str],
+    locked: bool = False,
 ) -> dict[str, Any] | None:
     """Checks that a run described by `record` may write `out`; returns the saved record when
     resuming. Writes nothing.
@@ -33,6 +34,7 @@ def check_run_dir(
       resume: continue the run saved in `out` (its identity must match `record`).
       overwrite: replace the run saved in `out`.
       identity: the record keys that must match to resume (agent, env, seed...).
+      locked: this process holds `out`'s lock (`RunLock`): checking again under it.
 
     Raises:
       ValueError: `out` is in use, not writable, or holds something this run may not touch
@@ -41,7 +43,8 @@ def check_run_dir(
     out = Path(out)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite exclude each other")
-    check_not_in_use(out)
+    if not locked:
+        check_not_in_use(out)
     reason = writable_error(out)
     if reason is not None:
         raise ValueError(f"cannot write run directory {out}: {reason}")
@@ -65,17 +68,17 @@ def check_run_dir(
         raise ValueError(
             f"{out} is not empty and holds no {CONFIG} (not a run directory); choose another --out"
         )
-    if not overwrite:
-        held = (
-            f"holds a different run ({CONFIG} differs in {', '.join(diff)})"
-            if diff
-            else f"already holds this run ({CONFIG})"
-        )
+    if overwrite:
+        return None
+    if diff:
         raise ValueError(
-            f"{out} {held}; continue it with --resume, replace it with --overwrite, "
-            "or choose another --out"
+            f"{out} holds a different run ({CONFIG} differs in {', '.join(diff)}); replace it "
+            "with --overwrite or choose another --out"
         )
-    return None
+    raise ValueError(
+        f"{out} already holds this run ({CONFIG}); continue it with --resume, replace it "
+        "with --overwrite, or choose another --out"
+    )
 
 
 def clear_run_dir(out: str | os.PathLike) -> None:
