@@ -190,6 +190,29 @@ def check_range(
     return v
 
 
+def default_bound(owner: str, init_value: Any, scale: float) -> float | jax.Array:
+    """A default bound relative to the initial value: `init_value * scale`.
+
+    Bounds follow the value they bound (issue 14 item 2): absolute defaults let a rate fall to
+    2e-14 (`plateau`'s floor of 0), or capped every initial value at the same 1e-2. A concrete
+    bound is rounded to 12 significant digits so that its repr reads `0.003`, not
+    `0.0029999999999999996`; a traced one is kept traced.
+
+    Raises:
+      ValueError: `init_value` is negative (a relative bound needs a value >= 0).
+    """
+    v = check_range(owner, "init_value", init_value)
+    if is_traced(v):
+        return v * scale
+    if v < 0:
+        shown = init_value if isinstance(init_value, numbers.Real) else v
+        raise ValueError(
+            f"{owner}: init_value must be >= 0 for the default bounds (relative to it), got "
+            f"init_value={shown!r}; or pass min_value and max_value"
+        )
+    return float(f"{v * scale:.12g}")
+
+
 def check_int(owner: str, name: str, value: Any, low: int) -> int:
     """Validates an integer `>= low`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:

@@ -10,6 +10,10 @@ import jax.numpy as jnp
 from inject_rl.schedules import _common as c
 
 _NAME = "kl_target"
+# Default bounds, relative to the initial value: [init / 1000, 10 * init]. At PPO's 1e-3 these are
+# the absolute 1e-6 and 1e-2 that were the defaults before (issue 14 item 2).
+MIN_FRACTION = 1e-3
+MAX_MULTIPLE = 10.0
 
 
 class KLTargetState(NamedTuple):
@@ -33,6 +37,10 @@ class KLTarget:
     def __init__(
         self, init_value, *, target, signal, tolerance, factor, min_value, max_value, every
     ):
+        if min_value is None:  # rsl_rl/brax bounds at lr 1e-3: [1e-6, 1e-2]
+            min_value = c.default_bound(_NAME, init_value, MIN_FRACTION)
+        if max_value is None:
+            max_value = c.default_bound(_NAME, init_value, MAX_MULTIPLE)
         self.min_value = c.check_range(_NAME, "min_value", min_value, 0.0)
         self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
         self.init_value = c.check_range(
@@ -86,8 +94,8 @@ def kl_target(
     signal: str = "kl",
     tolerance: c.Scalar = 2.0,
     factor: c.Scalar = 1.5,
-    min_value: c.Scalar = 1e-6,
-    max_value: c.Scalar = 1e-2,
+    min_value: c.Scalar | None = None,
+    max_value: c.Scalar | None = None,
     every: int = 1,
 ) -> KLTarget:
     """The adaptive-KL rule (rsl_rl, brax, rl_games) as an `optax` stateful schedule.
@@ -103,8 +111,9 @@ def kl_target(
       signal: the `extra_args` key holding the KL.
       tolerance: > 1; the band `[target / tolerance, target * tolerance]` leaves the value alone.
       factor: > 1; multiplicative step.
-      min_value: lower clip, >= 0.
-      max_value: upper clip, >= min_value.
+      min_value: lower clip, >= 0; None (default): `init_value / 1000`.
+      max_value: upper clip, >= min_value; None (default): `10 * init_value` (so 1e-2 for
+        PPO's 1e-3, the cap rsl_rl and brax use).
       every: act once per `every` counted updates on their mean KL (e.g. the number of PPO
         minibatches, so the rule acts once per epoch on the epoch's mean KL).
 

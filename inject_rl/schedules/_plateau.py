@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -11,6 +10,10 @@ import jax.numpy as jnp
 from inject_rl.schedules import _common as c
 
 _NAME = "plateau"
+# Default bounds, relative to the initial value: [init / 1000, 1000 * init]. The floor used to be
+# 0, which let a halving learning rate fall to 2e-14 (issue 14 item 2).
+MIN_FRACTION = 1e-3
+MAX_MULTIPLE = 1e3
 
 
 class PlateauState(NamedTuple):
@@ -55,6 +58,10 @@ class Plateau:
         self.patience = c.check_int(_NAME, "patience", patience, 1)
         self.cooldown = c.check_int(_NAME, "cooldown", cooldown, 0)
         self.threshold = c.check_range(_NAME, "threshold", threshold, 0.0)
+        if min_value is None:
+            min_value = c.default_bound(_NAME, init_value, MIN_FRACTION)
+        if max_value is None:
+            max_value = c.default_bound(_NAME, init_value, MAX_MULTIPLE)
         self.min_value = c.check_range(_NAME, "min_value", min_value)
         self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
         self.init_value = c.check_range(
@@ -127,8 +134,8 @@ def plateau(
     patience: int = 10,
     cooldown: int = 0,
     threshold: c.Scalar = 1e-4,
-    min_value: c.Scalar = 0.0,
-    max_value: c.Scalar = math.inf,
+    min_value: c.Scalar | None = None,
+    max_value: c.Scalar | None = None,
     every: int = 1,
 ) -> Plateau:
     """Scale the value by `factor` when the signal stops improving (ReduceLROnPlateau).
@@ -148,8 +155,9 @@ def plateau(
       patience: >= 1 acting updates without improvement before scaling.
       cooldown: >= 0 acting updates ignored after each scaling.
       threshold: >= 0 relative improvement needed to count as better.
-      min_value: lower clip.
-      max_value: upper clip, >= min_value.
+      min_value: lower clip; None (default): `init_value / 1000` (needs `init_value >= 0`).
+      max_value: upper clip, >= min_value; None (default): `1000 * init_value`. Pass it when
+        `factor > 1` drives a bounded hyperparameter (e.g. `max_value=0.99` for Adam's b1).
       every: act once per `every` counted updates, on their mean signal.
 
     Returns:

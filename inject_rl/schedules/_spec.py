@@ -95,8 +95,8 @@ def parse(spec: str) -> float | optax.schedules.StatefulSchedule:
         (the schedule's own message).
 
     >>> parse("kl_target(3e-4, target=0.01)")
-    kl_target(0.0003, target=0.01, signal='kl', tolerance=2.0, factor=1.5, min_value=1e-06,
-              max_value=0.01, every=1)
+    kl_target(0.0003, target=0.01, signal='kl', tolerance=2.0, factor=1.5, min_value=3e-07,
+              max_value=0.003, every=1)
     >>> parse("-1e-3")
     -0.001
     """
@@ -124,7 +124,7 @@ def to_spec(value: Any) -> str:
 
     >>> to_spec(plateau(0.9, factor=1.05, max_value=0.99))
     "plateau(0.9, signal='episode_return', mode='max', factor=1.05, patience=10, cooldown=0,
-             threshold=0.0001, min_value=0.0, max_value=0.99, every=1)"
+             threshold=0.0001, min_value=0.0009, max_value=0.99, every=1)"
     """
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
         return repr(float(value))

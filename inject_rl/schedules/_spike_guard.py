@@ -25,12 +25,13 @@ class SpikeGuardState(NamedTuple):
     backoff: jax.Array  # shape=(), dtype=float32
     growth: jax.Array  # shape=(), dtype=float32; (1 / backoff) ** (1 / recovery)
     smoothing: jax.Array  # shape=(), dtype=float32
+    min_scale: jax.Array  # shape=(), dtype=float32; floor of `scale`
 
 
 class SpikeGuard:
     """Stateful schedule wrapping another one with spike back-off. Built by `spike_guard`."""
 
-    def __init__(self, schedule, *, signal, ratio, backoff, recovery, smoothing, every):
+    def __init__(self, schedule, *, signal, ratio, backoff, recovery, smoothing, min_scale, every):
         self.schedule = as_schedule(_NAME, schedule)
         self.signal = c.check_signal(_NAME, signal)
         self.ratio = c.check_range(_NAME, "ratio", ratio, 1.0, low_open=True)
@@ -39,13 +40,14 @@ class SpikeGuard:
         )
         self.recovery = c.check_int(_NAME, "recovery", recovery, 1)
         self.smoothing = c.check_range(_NAME, "smoothing", smoothing, 0.0, 1.0, high_open=True)
+        self.min_scale = c.check_range(_NAME, "min_scale", min_scale, 0.0, 1.0)
         self.every = c.check_int(_NAME, "every", every, 1)
 
     def __repr__(self) -> str:
         return (
             f"spike_guard({self.schedule!r}, signal={self.signal!r}, ratio={self.ratio}, "
             f"backoff={self.backoff}, recovery={self.recovery}, smoothing={self.smoothing}, "
-            f"every={self.every})"
+            f"min_scale={self.min_scale}, every={self.every})"
         )
 
     def init(self) -> SpikeGuardState:
@@ -59,6 +61,7 @@ class SpikeGuard:
             backoff=c.f32(self.backoff),
             growth=c.f32((1.0 / self.backoff) ** (1.0 / self.recovery)),
             smoothing=c.f32(self.smoothing),
+            min_scale=c.f32(self.min_scale),
         )
 
     def update(self, state: SpikeGuardState, **extra_args) -> SpikeGuardState:
@@ -82,11 +85,14 @@ class SpikeGuard:
         tracked = jnp.where(spike, limit, mean)
         ema = state.ema + weight * (tracked - state.ema)
         recovered = jnp.minimum(state.scale * state.growth, 1.0)
-        scale = jnp.where(spike, state.scale * state.backoff, recovered)
+        # Floored (issue 14 item 2): a signal that stays NaN or keeps spiking used to back the
+        # value off to 0 (0.5 ** 100 after 100 updates).
+        backed_off = jnp.maximum(state.scale * state.backoff, state.min_scale)
+        scale = jnp.where(spike, backed_off, recovered)
         acted = state._replace(ema=ema, seen=seen, scale=scale)
         new = c.select(ready, acted, state)
         new = new._replace(
-            scale=jnp.where(nonfinite, state.scale * state.backoff, new.scale),
+            scale=jnp.where(nonfinite, backed_off, new.scale),
             window=window,
             inner=inner,
         )
@@ -104,15 +110,16 @@ def spike_guard(
     backoff: c.Scalar = 0.5,
     recovery: int = 100,
     smoothing: c.Scalar = 0.9,
+    min_scale: c.Scalar = 1e-3,
     every: int = 1,
 ) -> SpikeGuard:
     """Wrap a schedule: scale its value by `backoff` when the signal spikes, then recover.
 
     A spike is an acting update whose signal exceeds `ratio` x its running EMA (for a negative
     EMA: `ema + (ratio - 1) * |ema|`), or a non-finite signal. Each spike multiplies the scale by
-    `backoff`; each acting update without one multiplies it by `(1/backoff) ** (1/recovery)`, up to
-    1, so a single back-off is undone in `recovery` updates. The wrapped schedule keeps its own
-    state and rule (it receives every `extra_args`).
+    `backoff`, down to `min_scale`; each acting update without one multiplies it by
+    `(1/backoff) ** (1/recovery)`, up to 1, so a single back-off is undone in `recovery` updates.
+    The wrapped schedule keeps its own state and rule (it receives every `extra_args`).
 
     Args:
       schedule: a stateful schedule, an optax step schedule, or a constant.
@@ -121,6 +128,8 @@ def spike_guard(
       backoff: in (0, 1); scale applied per spike.
       recovery: >= 1 acting updates to undo one back-off.
       smoothing: EMA weight in [0, 1).
+      min_scale: in [0, 1]; the scale never falls below it (default 1e-3: at most a 1000-fold
+        back-off; 0 for none).
       every: act once per `every` counted updates, on their mean signal.
 
     Returns:
@@ -147,5 +156,6 @@ def spike_guard(
         backoff=backoff,
         recovery=recovery,
         smoothing=smoothing,
+        min_scale=min_scale,
         every=every,
     )

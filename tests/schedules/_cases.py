@@ -39,7 +39,8 @@ CASES = [
         1.0,
         (0.9, 0.99),
     ),
-    Case("kl_target", lambda: S.kl_target(3e-4, every=2), "kl", 0.0, 0.1, (1e-6, 1e-2)),
+    # Default bounds are relative to the initial value: [3e-4 / 1000, 10 * 3e-4].
+    Case("kl_target", lambda: S.kl_target(3e-4, every=2), "kl", 0.0, 0.1, (3e-7, 3e-3)),
     Case(
         "progress",
         lambda: S.progress(1e-3, 1e-4, low=0.0, high=500.0, interpolation="log"),

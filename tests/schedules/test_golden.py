@@ -140,7 +140,7 @@ def test_clip_and_from_step_schedule():
         (lambda: S.plateau(2.0, max_value=1.0), "init_value"),
         (lambda: S.kl_target(1e-3, target=0.0), "target"),
         (lambda: S.kl_target(1e-3, tolerance=0.5), "tolerance"),
-        (lambda: S.kl_target(1.0), "init_value"),
+        (lambda: S.kl_target(1.0, max_value=1e-2), "init_value"),  # default max now 10 x init
         (lambda: S.kl_target(1e-3, every=0), "every"),
         (lambda: S.progress(1.0, 0.0, low=1.0, high=1.0), "low and high"),
         (lambda: S.progress(0.0, 1.0, low=0.0, high=1.0, interpolation="log"), "start_value"),

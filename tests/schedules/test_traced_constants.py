@@ -105,8 +105,8 @@ def test_vmap_over_kl_target_initial_learning_rate_in_adam():
 @pytest.mark.parametrize(
     "make, match",
     [
-        (lambda: S.kl_target(jnp.float32(-1.0)), "init_value must be in"),
-        (lambda: S.kl_target(np.float64(1.0)), "init_value must be in"),
+        (lambda: S.kl_target(jnp.float32(-1.0)), "init_value must be >= 0"),
+        (lambda: S.kl_target(np.float64(1.0), max_value=0.01), "init_value must be in"),
         (lambda: S.plateau(1.0, factor=jnp.float32(1.0)), "factor must be > 0 and != 1"),
         (lambda: S.bandit(jnp.array([1.0, jnp.inf])), "must be finite"),
         (lambda: S.spike_guard(jnp.float32(1e-3), backoff=jnp.float32(2.0)), "backoff"),
