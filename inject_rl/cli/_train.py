@@ -152,69 +152,66 @@ def train(
     """
     primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
     lock = runs.RunLock(out) if primary else None
+    run = None
     try:
-        if resume:
-            check_resumable(built)
-        if primary:
-            check_out_dir(out, built.record, resume, overwrite)  # reads only: a refusal
-            lock.acquire()  # creates the directory, removed again if nothing is written
-            # Again under the lock: another run may have written `out` since.
-            check_out_dir(out, built.record, resume, overwrite, locked=True)
-        step, state, meta = restore(built, out) if resume else (None, None, None)
-    except (ValueError, TypeError) as e:
-        if lock is not None:
-            lock.release()
-        raise NothingWritten(e) from None
-    except BaseException as e:
-        if lock is not None:
-            lock.release()
-        if isinstance(e, KeyboardInterrupt):
-            print("\ninject-rl: stopped before training started: nothing written", file=sys.stderr)
-            raise SystemExit(130) from None
-        raise
-    stop = runs.StopSignals()
-    run = _Run(
-        built,
-        out,
-        (step, meta) if resume else None,
-        every_calls(built.cfg, checkpoint_every),
-        quiet or not primary,
-        writes=primary,
-        overwrite=overwrite,
-        stop=stop,
-    )
-    try:
-        return _train(built, out, run, stop, resume, state, meta, eval_episodes, primary)
+        try:
+            if resume:
+                check_resumable(built)
+            if primary:
+                check_out_dir(out, built.record, resume, overwrite)  # reads only: a refusal
+                lock.acquire()  # creates the directory, removed again if nothing is written
+                # Again under the lock: another run may have written `out` since.
+                check_out_dir(out, built.record, resume, overwrite, locked=True)
+            step, state, meta = restore(built, out) if resume else (None, None, None)
+        except (ValueError, TypeError) as e:
+            raise NothingWritten(e) from None
+        stop = runs.StopSignals()
+        run = _Run(
+            built,
+            out,
+            (step, meta) if resume else None,
+            every_calls(built.cfg, checkpoint_every),
+            quiet or not primary,
+            writes=primary,
+            overwrite=overwrite,
+            stop=stop,
+        )
+        return _run_training(built, out, run, stop, resume, state, meta, eval_episodes, primary)
     except KeyboardInterrupt as e:  # Stopped (a signal, at a call boundary) or a second one
-        run.close()
+        if run is not None:
+            run.close()
         raise SystemExit(_stopped(e, run, out)) from None
     finally:
-        run.close()
+        if run is not None:
+            run.close()
         if lock is not None:
-            lock.release()
+            lock.release()  # removes the directory again if nothing was written
 
 
-def _stopped(e: KeyboardInterrupt, run: runs.Run, out: Path) -> int:
-    """Says how a stopped run can go on; returns the exit status."""
+def _stopped(e: KeyboardInterrupt, run: runs.Run | None, out: Path) -> int:
+    """Says how a stopped run can go on (--resume only when a checkpoint exists); returns the
+    exit status."""
     status = e.exit_status if isinstance(e, runs.Stopped) else 130
-    step = run.rows[-1]["step"] if run.rows else 0
-    if run.checkpoint is not None:
+    step = run.rows[-1]["step"] if run is not None and run.rows else 0
+    if run is not None and run.writes and run.checkpoint is not None:
         text = (
             f"stopped at env step {step} after checkpoint {run.checkpoint}; continue with "
             f"`inject-rl train --out {out} --resume`"
         )
-    elif run.started and run.writes:
+    elif run is None or not run.started:
+        text = "stopped before training started: nothing written"
+    elif not run.writes:  # another process of a multi-process run writes the directory
+        text = f"stopped at env step {step}"
+    else:
         text = (
             f"stopped at env step {step} before any checkpoint: nothing to resume; start "
             "again with --overwrite"
         )
-    else:
-        text = "stopped before training started: nothing written"
-    print(f"inject-rl: {text}", file=sys.stderr)
+    print(f"\ninject-rl: {text}" if sys.stderr.isatty() else f"inject-rl: {text}", file=sys.stderr)
     return status
 
 
-def _train(
+def _run_training(
     built: Built,
     out: Path,
     run: _Run,

@@ -189,7 +189,11 @@ def test_overwrite_replaces_a_run(finished, env, tiny, tmp_path):
 
 
 # ------------------------------------------------------------------------------- item 3
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.slow)],  # unit-tested too
+    ids=["SIGINT", "SIGTERM"],
+)
 def test_a_signal_before_the_first_timed_checkpoint_leaves_a_resumable_run(
     env, tiny, tmp_path, signum
 ):

@@ -68,3 +68,30 @@ def test_without_state_the_stop_claims_no_checkpoint(tmp_path):
         finally:
             run.close()
     assert e.value.checkpoint is None
+
+
+@pytest.mark.parametrize(
+    "started, checkpoint, stop, status, words, absent",
+    [
+        (True, 7, runs.Stopped(signal.SIGINT, 7), 130, ["after checkpoint 7", "--resume"], []),
+        (True, 7, runs.Stopped(signal.SIGTERM, 7), 143, ["--resume"], []),
+        (True, None, KeyboardInterrupt(), 130, ["nothing to resume", "--overwrite"], ["--resume"]),
+        (False, None, KeyboardInterrupt(), 130, ["nothing written"], ["--resume"]),
+        (False, 3, KeyboardInterrupt(), 130, ["after checkpoint 3", "--resume"], []),  # resumed
+    ],
+    ids=["stopped", "sigterm", "no_checkpoint", "not_started", "resumed_not_started"],
+)
+def test_the_cli_says_resume_only_when_a_checkpoint_exists(
+    tmp_path, capsys, started, checkpoint, stop, status, words, absent
+):
+    from inject_rl.cli import _train
+
+    run = _run(tmp_path, None)
+    run.started, run.checkpoint = started, checkpoint
+    run.rows = [{"step": 224}] if started or checkpoint else []
+    assert _train._stopped(stop, run, tmp_path / "run") == status
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    for word in words:
+        assert word in line, line
+    for word in absent:
+        assert word not in line, line
