@@ -36,7 +36,12 @@ class Spaces(Protocol):
 
 
 class AnakinLearner(NamedTuple):
-    """What `inject_rl.loops.run` trains (in-graph envs)."""
+    """What `inject_rl.loops.run` trains (in-graph envs).
+
+    The training state (a pytree; a NamedTuple by convention) has at least `params`,
+    `opt_state` and `step` (env steps so far, int32): every run reports `step` and the
+    optimizer's injected `hp/*` values beside the agent's own metrics.
+    """
 
     init: Callable[[Any], Any]  # device_index -> TrainState
     iteration: Callable[[Any, str | None], tuple[Any, dict[str, Any]]]  # (state, axis) -> ...

@@ -11,6 +11,7 @@ import optax
 from inject_rl import envs, loops
 from inject_rl.agents._common import TrainResult
 from inject_rl.agents._contract import ANAKIN, SEBULBA, Agent, AnakinLearner, SebulbaLearner
+from inject_rl.agents._learner import hp_metrics
 
 
 def loop_for(agent: Agent, env_id: str) -> str:
@@ -49,8 +50,22 @@ def learner(
     env = spaces(cfg.env_id) if env is None else env
     agent.check_env(env)
     torso = (network or agent.network)(cfg, env.obs_shape)
-    build = agent.anakin if loop == ANAKIN else agent.sebulba
-    return loop, build(cfg, env, optimizer, num_devices, torso)
+    if loop == ANAKIN:
+        built = agent.anakin(cfg, env, optimizer, num_devices, torso)
+        return loop, built._replace(iteration=_reported(built.iteration))
+    built = agent.sebulba(cfg, env, optimizer, num_devices, torso)
+    return loop, built._replace(learn=_reported(built.learn))
+
+
+def _reported(fn: Callable) -> Callable:
+    """`fn` returning `(state, metrics)`, its metrics completed with what every run reports:
+    `step` (the state's env steps) and `hp/<name>` for every injected hyperparameter."""
+
+    def wrapped(*args):
+        state, metrics = fn(*args)
+        return state, {"step": state.step, **hp_metrics(state.opt_state), **metrics}
+
+    return wrapped
 
 
 def check_optimizer(optimizer: Any) -> None:

@@ -18,11 +18,12 @@ SCRIPT = textwrap.dedent(
     """
     import json, sys
     from inject_rl.agents import ppo
+    from inject_rl.agents._train import learner
     from inject_rl import envs, loops
     lr, target, ent = map(float, sys.argv[1:4])
     cfg = ppo.Config(total_steps=1024, num_envs=4, rollout_len=16, epochs=2, num_minibatches=2,
                      iterations_per_call=4, lr_init=lr, kl_target=target, ent_coef=ent)
-    init, iteration, _ = ppo.make_learner(cfg, envs.make(cfg.env_id), ppo.default_optimizer(cfg), 1)
+    init, iteration = learner(ppo.AGENT, cfg, ppo.default_optimizer(cfg), 1)[1]
     res = loops.run(init, iteration, num_calls=cfg.num_calls,
                     iterations_per_call=cfg.iterations_per_call)
     print(json.dumps({"hit": res.step_cache_hit, "lr": float(res.metrics["hp/learning_rate"][0])}))

@@ -11,8 +11,9 @@ import jax
 import numpy as np
 import pytest
 
-from inject_rl import cache, envs, loops
+from inject_rl import cache, loops
 from inject_rl.agents import ppo
+from inject_rl.agents._train import learner as agent_learner
 
 CFG = ppo.Config(
     total_steps=512, num_envs=4, rollout_len=8, epochs=2, iterations_per_call=4, hidden=(8,)
@@ -22,7 +23,7 @@ CFG = ppo.Config(
 def learner(cfg=CFG, opt=None):
     """`(init, iteration, traces)`: `traces[0]` counts how often `iteration` is traced."""
     opt = opt or ppo.default_optimizer(cfg)
-    init, iteration, _ = ppo.make_learner(cfg, envs.make(cfg.env_id), opt, 1)
+    init, iteration = agent_learner(ppo.AGENT, cfg, opt, 1)[1]
     traces = [0]
 
     def counted(state, axis_name):
