@@ -165,6 +165,7 @@ def train_command(args) -> int:
             checkpoint_every=args.checkpoint_every,
             eval_episodes=args.eval_episodes,
             quiet=args.quiet,
+            overwrite=args.overwrite,
         )
     except t.NothingWritten as e:
         raise UsageError(str(e.args[0])) from None
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silences the flush at exit
         return 0
     except KeyboardInterrupt:
-        print("\ninject-rl: interrupted (continue a training run with --resume)", file=sys.stderr)
+        print("\ninject-rl: interrupted", file=sys.stderr)
         return 130
 
 
