@@ -7,8 +7,8 @@ import numpy as np
 import optax
 import pytest
 
-from inject_rl.agents import impala
 from inject_rl import optim
+from inject_rl.agents import impala
 from tests.agents._recording import RecordingSchedule
 
 TINY = dict(total_steps=256, num_envs=4, rollout_len=8, iterations_per_call=4)

@@ -6,8 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from inject_rl.agents import ppo
 from inject_rl import loops, optim
+from inject_rl.agents import ppo
 from inject_rl.schedules import MissingSignalError, plateau
 
 TINY = dict(

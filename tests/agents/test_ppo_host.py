@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from inject_rl.agents import ppo
 from inject_rl import loops
+from inject_rl.agents import ppo
 
 TINY = dict(
     env_id="CartPole-v1",

@@ -4,8 +4,8 @@ import numpy as np
 import optax
 import pytest
 
-from inject_rl.agents import sac
 from inject_rl import loops
+from inject_rl.agents import sac
 from tests.agents._recording import RecordingSchedule
 
 TINY = dict(
