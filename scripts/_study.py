@@ -8,10 +8,8 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from inject_rl.agents import ppo
 from inject_rl import envs, loops
 from inject_rl.loops._vectorized import run_batched, stack
 
@@ -46,9 +44,7 @@ def run_group(agent, cfg, opts, seeds: int, label: str = ""):
     evals = np.asarray(
         jax.jit(
             jax.vmap(
-                lambda p, k: loops.evaluate_policy(
-                    env, lambda obs: acting.greedy(p, obs), 20, k
-                )
+                lambda p, k: loops.evaluate_policy(env, lambda obs: acting.greedy(p, obs), 20, k)
             )
         )(params, keys)
     )

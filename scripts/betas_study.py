@@ -30,8 +30,8 @@ import jax
 import numpy as np
 from _study import run_group, summary_row
 
-from inject_rl.agents import ppo
 from inject_rl import schedules as S
+from inject_rl.agents import ppo
 
 
 def variants() -> dict[str, dict]:

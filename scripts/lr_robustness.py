@@ -31,8 +31,8 @@ import jax
 import numpy as np
 from _study import SOLVED, run_group, summary_row
 
-from inject_rl.agents import dqn, ppo
 from inject_rl import schedules as S
+from inject_rl.agents import dqn, ppo
 
 PPO_LRS = (3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 DQN_LRS = (1e-4, 3e-4, 1e-3, 3e-3)
