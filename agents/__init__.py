@@ -103,6 +103,7 @@ _LAZY = {
     "Policy": "inject_rl.agents._policy",
     "load_policy": "inject_rl.agents._policy",
     "train": "inject_rl.agents._train",
+    "Diverged": "inject_rl.agents._train",
     "evaluate": "inject_rl.agents._train",
 }
 

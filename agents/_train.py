@@ -6,6 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import optax
 
 from inject_rl import envs, loops
@@ -59,13 +61,46 @@ def learner(
 
 def _reported(fn: Callable) -> Callable:
     """`fn` returning `(state, metrics)`, its metrics completed with what every run reports:
-    `step` (the state's env steps) and `hp/<name>` for every injected hyperparameter."""
+    `step` (the state's env steps), `hp/<name>` for every injected hyperparameter, and
+    `diverged` (1.0 when the loss or any parameter is NaN or infinite; checked in the compiled
+    step, a few reductions over the params)."""
 
     def wrapped(*args):
         state, metrics = fn(*args)
-        return state, {"step": state.step, **hp_metrics(state.opt_state), **metrics}
+        finite = jnp.all(jnp.array([jnp.isfinite(x).all() for x in jax.tree.leaves(state.params)]))
+        if "loss" in metrics:  # NaN before learning starts (replay agents) is no divergence
+            finite &= ~jnp.isinf(metrics["loss"])
+        diverged = (~finite).astype(jnp.float32)
+        return state, {
+            "step": state.step,
+            **hp_metrics(state.opt_state),
+            **metrics,
+            "diverged": diverged,
+        }
 
     return wrapped
+
+
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss or non-finite parameters (metric `diverged`)."""
+
+
+def _checked(agent: Agent, callback: Callable | None) -> Callable:
+    """The loop callback: raises `Diverged` at the first host call with a diverged iteration,
+    before `callback` sees that call (so nothing downstream keeps a diverged state)."""
+
+    def check(call: int, metrics: dict[str, Any], state: Any = None) -> None:
+        bad = np.flatnonzero(np.asarray(metrics.get("diverged", ())) > 0)
+        if bad.size:
+            step = int(np.asarray(metrics["step"]).reshape(-1)[bad[0]])
+            raise Diverged(
+                f"{agent.name}: training diverged (non-finite loss or parameters) by env step "
+                f"{step}, in host call {call}; try a lower learning rate or a gradient clip"
+            )
+        if callback is not None:
+            callback(call, metrics, state)
+
+    return check
 
 
 def check_optimizer(optimizer: Any) -> None:
@@ -108,6 +143,10 @@ def train(
 
     Returns:
       A `TrainResult`.
+
+    Raises:
+      Diverged: the loss or the parameters turned non-finite (checked after every host call;
+        the callback never sees that call).
     """
     cfg = (agent.config() if cfg is None else cfg).validate()
     opt = agent.default_optimizer(cfg) if optimizer is None else optimizer
@@ -122,7 +161,7 @@ def train(
             num_calls=cfg.num_calls,
             iterations_per_call=cfg.iterations_per_call,
             num_devices=len(devices),
-            callback=callback,
+            callback=_checked(agent, callback),
             program_key=program_key,
             **start,
         )
@@ -143,7 +182,7 @@ def train(
             staleness=built.staleness,
             num_actor_threads=built.num_actor_threads,
             num_devices=num_devices,
-            callback=callback,
+            callback=_checked(agent, callback),
             **start,
         )
     final = loops.first_replica(res.state)

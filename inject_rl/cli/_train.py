@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from inject_rl import cache, loops, runs
+from inject_rl.agents._train import Diverged
 from inject_rl.agents._train import learner as agent_learner
 from inject_rl.cli._build import IDENTITY, Built
 
@@ -133,6 +134,10 @@ def every_calls(cfg: Any, checkpoint_every: int | None) -> int | None:
     return max(1, round(checkpoint_every / _steps_per_call(cfg)))
 
 
+# Exit status of a run whose loss or parameters turned non-finite (usage errors exit 2).
+EXIT_DIVERGED = 3
+
+
 def train(
     built: Built,
     out: Path,
@@ -148,7 +153,9 @@ def train(
     Raises:
       NothingWritten: an error before any file was written.
       SystemExit: stopped by SIGINT/SIGTERM (status 130/143), after a checkpoint at the end of
-        the current host call; one line on stderr says whether --resume can continue it.
+        the current host call; one line on stderr says whether --resume can continue it. Or
+        diverged (status EXIT_DIVERGED): no summary, no eval return, no checkpoint of the
+        diverged state; one line says which checkpoint is the last finite one.
     """
     primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
     lock = runs.RunLock(out) if primary else None
@@ -233,6 +240,15 @@ def _run_training(
     try:
         with stop:
             result = built.agent.train(built.cfg, **kwargs)
+    except Diverged as e:
+        if not run.started:
+            where = "nothing written"
+        elif run.writes and run.checkpoint is not None:
+            where = f"{out} keeps the last finite checkpoint ({run.checkpoint})"
+        else:
+            where = f"{out} holds no checkpoint of it"
+        print(f"inject-rl: error: {e}; {where}", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
     except (ValueError, TypeError) as e:
         if not run.started:
             raise NothingWritten(e) from None
