@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from inject_rl import agents
 
@@ -12,7 +13,15 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports errors as one line (no usage dump)."""
+    """argparse that reports errors as one line (no usage dump), and fills help texts that need
+    the agents (which import jax) only when help is shown."""
+
+    lazy_help: dict[argparse.Action, Callable[[], str]]
+
+    def format_help(self) -> str:
+        for action, text in getattr(self, "lazy_help", {}).items():
+            action.help = text()
+        return super().format_help()
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
@@ -22,9 +31,20 @@ _HP_HELP = """\
 hyperparameter NAME=SPEC (repeatable). SPEC is a number (a constant) or a schedule call:
   learning_rate='kl_target(3e-4, target=0.01)', b1='plateau(0.9, factor=1.05, max_value=0.99)',
   ent_coef='progress(0.01, 0.0, low=0, high=500)', learning_rate=3e-4.
-NAME is an injectable Config field of the agent (ppo: learning_rate, ent_coef, clip_eps; dqn:
-learning_rate, epsilon), a numeric parameter of the optimizer (adam: b1, b2, eps...; sgd:
-momentum; rmsprop: decay...) or max_norm (gradient clip). `inject-rl list` shows them all."""
+NAME is an injectable Config field of the agent:
+{fields}
+a numeric parameter of the optimizer (adam: b1, b2, eps...; sgd: momentum; rmsprop: decay...)
+or max_norm (gradient clip). `inject-rl list` shows them all."""
+
+
+def _hp_help() -> str:
+    lines = []
+    for name in agents.names():
+        try:
+            lines.append(f"  {name}: {', '.join(agents.get(name).injectable)}")
+        except (ImportError, ValueError) as e:  # a broken third-party agent must not break help
+            lines.append(f"  {name}: (unavailable: {e})")
+    return _HP_HELP.format(fields="\n".join(lines))
 
 
 def parser() -> _Parser:
@@ -63,7 +83,8 @@ def parser() -> _Parser:
         help="devices to pmap over (default: 1); on a CPU-only machine that many fake CPU devices",
     )
     t.add_argument("--out", help="run directory (default: runs/<agent>-<env>-s<seed>)")
-    t.add_argument("--hp", action="append", metavar="NAME=SPEC", help=_HP_HELP)
+    hp = t.add_argument("--hp", action="append", metavar="NAME=SPEC", help="see below")
+    t.lazy_help = {hp: _hp_help}
     t.add_argument(
         "--opt", help="optimizer: adam, adamw, sgd, rmsprop (default: the agent's: Adam)"
     )

@@ -105,3 +105,12 @@ def test_a_package_adds_an_agent_through_its_entry_point(tmp_path):
         [sys.executable, "-m", "inject_rl.cli", "list"], env=env, capture_output=True, text=True
     )
     assert "reinforce" in listing.stdout and "written through the contract" in listing.stdout
+
+
+def test_hp_help_lists_every_agents_injectable_fields(reinforce, capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for name in agents.names():
+        assert f"{name}: {', '.join(agents.get(name).injectable)}" in text
+    assert "reinforce: learning_rate" in text and "sac: actor_lr, critic_lr, alpha_lr" in text
