@@ -1,0 +1,47 @@
+"""All-reduces of one full PPO iteration on 2 devices (issue 16 item 1): the learner step's one
+packed all-reduce (gradients and the loss's signals) inside the minibatch scan, plus one for the
+iteration's episode statistics (`inject_rl.signals.sync`, packed)."""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from inject_rl import loops
+from inject_rl.agents import ppo
+from inject_rl.agents._train import learner as agent_learner
+
+CFG = ppo.Config(total_steps=20480)  # the default layout: 10 epochs of one minibatch
+
+
+@pytest.fixture(scope="module")
+def lowered():
+    opt = ppo.default_optimizer(CFG)
+    init, iteration = agent_learner(ppo.AGENT, CFG, opt, 2)[1]
+    devices = jax.devices()[:2]
+    state = jax.pmap(init, axis_name=loops.DEVICE_AXIS, devices=devices)(
+        jnp.arange(2, dtype=jnp.int32)
+    )
+    step = jax.pmap(
+        lambda s: iteration(s, loops.DEVICE_AXIS), axis_name=loops.DEVICE_AXIS, devices=devices
+    )
+    return step.lower(state)
+
+
+def test_one_ppo_iteration_lowers_to_two_all_reduces(lowered):
+    """Two all-reduce ops in the lowered program: one inside the gradient-step loop (executed
+    once per gradient step), one outside it (once per iteration). Before the packed `sync` the
+    episode statistics alone took four."""
+    text = lowered.as_text()
+    ops = [line for line in text.splitlines() if "all_reduce" in line]
+    assert len(ops) == 2, ops
+
+
+def test_compiled_program_has_at_most_two_all_reduces(lowered):
+    """XLA may combine more; it must not split them."""
+    hlo = lowered.compile().as_text()
+    ops = re.findall(r"\sall-reduce(?:-start)?\(", hlo)
+    assert 1 <= len(ops) <= 2, ops
