@@ -97,9 +97,12 @@ def parser() -> _Parser:
     t.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run in --out from its latest intact checkpoint (bitwise as if\n"
-        "uninterrupted; options not given come from its config.json). Without --resume or\n"
-        "--overwrite, a directory holding a run is an error",
+        help="continue the run in --out from its latest intact checkpoint (options not given\n"
+        "come from its config.json). In-graph envs (phys2d/*): bitwise as if uninterrupted.\n"
+        "Host envs: the learner (params, optimizer and schedule states, keys, step) continues\n"
+        "bitwise, but the envs restart from fresh resets, so later rollouts differ from an\n"
+        "uninterrupted run. Without --resume or --overwrite, a directory holding a run is an\n"
+        "error",
     )
     t.add_argument(
         "--overwrite",
