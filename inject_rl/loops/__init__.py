@@ -23,6 +23,7 @@ from inject_rl.loops._distributed import (
 )
 from inject_rl.loops._host_eval import evaluate_host_policy
 from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
+from inject_rl.loops._replicas import local_replicas
 from inject_rl.loops._rollout import (
     ActorState,
     Policy,
@@ -62,6 +63,7 @@ __all__ = [
     "init_distributed_from_env",
     "launch_processes",
     "learner_devices",
+    "local_replicas",
     "pmean",
     "replicas_equal",
     "rollout",

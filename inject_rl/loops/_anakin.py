@@ -28,6 +28,7 @@ import numpy as np
 
 from inject_rl import cache
 from inject_rl.loops import _programs
+from inject_rl.loops._replicas import local_replicas
 
 # The pmap axis of every learner; signals and gradients are reduced over it.
 DEVICE_AXIS = "device"
@@ -61,37 +62,22 @@ def devices_for(num_devices: int | None) -> list[jax.Device]:
     return available[:n]
 
 
-def _local(x: Any) -> np.ndarray:
-    """The replicas this process holds, `[local_devices, ...]`, on the host.
-
-    Reads the addressable shards: indexing a global array (`x[0]`) would be a computation that
-    every process must run in step, and hangs a multi-process run when one process does it alone.
-    """
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.concatenate([np.asarray(s.data) for s in x.addressable_shards])
-    return np.asarray(jax.device_get(x))
-
-
 def replicas_equal(tree: Any) -> bool:
     """Whether every leaf is bitwise-identical across its leading (local) device axis."""
     for leaf in jax.tree.leaves(tree):
         if jax.dtypes.issubdtype(getattr(leaf, "dtype", None), jax.dtypes.prng_key):
             leaf = jax.random.key_data(leaf)
-        x = _local(leaf)
+        x = local_replicas(leaf)
         if not all(np.array_equal(x[0], x[i], equal_nan=True) for i in range(1, x.shape[0])):
             return False
     return True
 
 
 def unreplicate(tree: Any) -> Any:
-    """This process's first replica of a replicated pytree, on the host (typed keys kept)."""
+    """This process's first replica of a replicated pytree, on the host (typed keys kept).
 
-    def first(x):
-        if jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key):
-            return jax.random.wrap_key_data(_local(jax.random.key_data(x))[0])
-        return _local(x)[0]
-
-    return jax.tree.map(first, tree)
+    Reads one shard per leaf (`local_replicas`), never indexing: safe in a multi-process run."""
+    return jax.tree.map(lambda x: local_replicas(x, first_only=True), tree)
 
 
 def run(

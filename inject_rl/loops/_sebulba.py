@@ -46,6 +46,7 @@ import numpy as np
 from inject_rl import cache
 from inject_rl.envs import HostEnv
 from inject_rl.loops._anakin import DEVICE_AXIS, LoopResult
+from inject_rl.loops._replicas import local_replicas
 from inject_rl.loops._rollout import Transition
 from inject_rl.loops._sebulba_actor import (
     Actor,
@@ -59,28 +60,13 @@ from inject_rl.loops._sebulba_actor import (
 _ACTOR_SALT = 0x5EB0
 
 
-def _local_replica(x: Any) -> Any:
-    """This process's first replica of a pmapped output, without the device axis.
-
-    A numpy array (no jax op: an eager reshape would trace, lower and compile a program per
-    leaf shape); a typed key stays a jax key.
-    """
-    if not isinstance(x, jax.Array):
-        return x
-    data = x.addressable_shards[0].data
-    if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
-        data = np.asarray(data)
-    return data.reshape(x.shape[1:]) if data.ndim == x.ndim else data
-
-
 def first_replica(tree: Any) -> Any:
-    """This process's first replica of a replicated (pmapped) pytree, on the host.
+    """This process's first replica of a replicated pytree, on the host (typed keys kept).
 
-    Like `unreplicate`, but reads the shard directly instead of indexing: in a multi-process
-    run, `x[0]` on a process-local pmap output is a computation over the local devices (a
-    gloo collective on CPU), which this avoids.
+    Reads the shard (`local_replicas`) instead of indexing: in a multi-process run, `x[0]` on a
+    pmap output is a computation over the devices (a gloo collective on CPU), which this avoids.
     """
-    return jax.device_get(jax.tree.map(_local_replica, tree))
+    return jax.tree.map(lambda x: local_replicas(x, first_only=True), tree)
 
 
 def learner_devices(num_devices: int | None) -> list[jax.Device]:
@@ -245,7 +231,7 @@ def run_sebulba(
         learner = jax.pmap(
             lambda s, r: learn(s, r, DEVICE_AXIS), axis_name=DEVICE_AXIS, devices=devices
         )
-        params0 = params_of(jax.tree.map(_local_replica, state))
+        params0 = params_of(first_replica(state))
 
         def act_step(params, obs, key):
             key, k_act = jax.random.split(key)
@@ -297,8 +283,8 @@ def run_sebulba(
                 raise actor_error(actors) from None
             waited = time.perf_counter() - t
             state, metrics = learner(state, _split_for_devices(pieces, len(local)))
-            versions.publish(i + 1, params_of(jax.tree.map(_local_replica, state)))
-            pending.append((jax.tree.map(_local_replica, metrics), waited))
+            versions.publish(i + 1, params_of(first_replica(state)))
+            pending.append((first_replica(metrics), waited))
             if (i + 1) % iterations_per_call == 0:
                 fetched = jax.device_get([m for m, _ in pending])
                 call = {k: np.stack([m[k] for m in fetched]) for k in fetched[0]}

@@ -32,6 +32,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from inject_rl.loops import local_replicas
+
 _STATE, _META = "state", "meta"
 # Meta keys of the integrity record (checkpoints written before it have neither: unverified).
 _ARRAYS_SHA, _META_SHA = "arrays_sha256", "meta_sha256"
@@ -88,14 +90,6 @@ def _is_key(x: Any) -> bool:
     return jax.dtypes.issubdtype(getattr(x, "dtype", None), jax.dtypes.prng_key)
 
 
-def _local(x: Any) -> Any:
-    """This process's part of an array spanning processes (its replicas, stacked)."""
-    if not isinstance(x, jax.Array) or x.is_fully_addressable:
-        return x
-    shards = sorted(x.addressable_shards, key=lambda s: s.index[0].start or 0)
-    return np.concatenate([np.asarray(s.data).reshape((-1, *x.shape[1:])) for s in shards])
-
-
 def host_copy(tree: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
     """`tree`'s leaves as host numpy arrays (typed keys as key data) and their description.
 
@@ -108,7 +102,7 @@ def host_copy(tree: Any) -> tuple[list[np.ndarray], dict[str, Any]]:
             keys[str(i)] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         # A copy, never a view of a device buffer.
-        arrays.append(np.array(jax.device_get(_local(leaf))))
+        arrays.append(np.array(local_replicas(leaf)))
     paths = [jax.tree_util.keystr(p) for p, _ in path_leaves]
     return arrays, {"paths": paths, "keys": keys}
 
@@ -331,7 +325,7 @@ def save_params(directory: str | os.PathLike, params: Any) -> None:
     """Saves a params pytree of nested dicts (e.g. Haiku's) atomically to `directory`."""
     import orbax.checkpoint as ocp
 
-    params = jax.tree.map(lambda x: np.array(jax.device_get(_local(x))), params)
+    params = jax.tree.map(lambda x: np.array(local_replicas(x)), params)
     with ocp.StandardCheckpointer(multiprocessing_options=_alone()) as ckptr:
         ckptr.save(Path(directory).absolute(), params, force=True)
 
