@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from inject_rl import loops
 from inject_rl.agents import networks
 from inject_rl.agents._common import per_device
-from inject_rl.agents._contract import Acting, AnakinLearner, SebulbaLearner
+from inject_rl.agents._contract import Acting, Agent, AnakinLearner, SebulbaLearner
 from inject_rl.signals import EpisodeStats, sync
 
 
@@ -170,4 +170,21 @@ def sebulba(
         rollout_len=cfg.rollout_len,
         staleness=cfg.staleness,
         num_actor_threads=cfg.num_actor_threads,
+    )
+
+
+def agent(
+    name: str, description: str, config: type, default_optimizer, make_update, presets
+) -> Agent:
+    """An on-policy actor-critic `Agent` (PPO, IMPALA) on both loops, around its `make_update`."""
+    return Agent(
+        name=name,
+        description=description,
+        config=config,
+        default_optimizer=default_optimizer,
+        network=networks.default(jnp.tanh),
+        policy=acting,
+        anakin=lambda cfg, env, opt, n, torso: anakin(name, cfg, env, opt, n, torso, make_update),
+        sebulba=lambda cfg, env, opt, n, torso: sebulba(name, cfg, env, opt, n, torso, make_update),
+        presets=presets,
     )

@@ -46,12 +46,38 @@ class HostCalls:
         return self.num_calls * self.iterations_per_call
 
 
+# Limits every agent's Config is held to (`check_config`), so that a mistyped size is refused
+# with one line before anything is allocated, instead of an OverflowError, a cryptic XLA error
+# or RESOURCE_EXHAUSTED minutes later:
+MAX_INT = 2**31 - 1  # every integer field: counters and sizes are int32 inside the programs
+MAX_SEED = 2**31 - 1  # seeds in [0, MAX_SEED]: gymnasium refuses negative seeds on host envs
+MAX_STEPS_PER_ITERATION = 2**22  # env steps per iteration (num_envs x rollout_len/train_every)
+MAX_BATCH_SIZE = 2**22  # transitions per learner step (replay agents' batch_size)
+MAX_BUFFER_SIZE = 2**24  # replay capacity in transitions
+MAX_ITERATIONS_PER_CALL = 2**16  # iterations per host call (metrics are stacked per iteration)
+MAX_WIDTH = 2**14  # units per hidden layer
+MAX_LAYERS = 64  # hidden layers
+MAX_EVAL_EPISODES = 10_000  # greedy evaluation episodes (parallel envs; the CLI's too)
+_SIZES = (  # field, limit, what it counts
+    ("steps_per_iteration", MAX_STEPS_PER_ITERATION, "env steps per iteration"),
+    ("batch_size", MAX_BATCH_SIZE, "transitions per learner step"),
+    ("buffer_size", MAX_BUFFER_SIZE, "replay transitions"),
+    ("iterations_per_call", MAX_ITERATIONS_PER_CALL, "iterations per host call"),
+    ("eval_episodes", MAX_EVAL_EPISODES, "evaluation episodes"),
+)
+
+
 def check_config(
     cfg: Any, *, positive_ints=(), nonneg_ints=(), positive=(), unit=(), nonneg=()
 ) -> None:
     """Eager validation of a frozen Config: one-line ValueError naming the field and range.
 
-    Each group names fields, as a sequence or one space-separated string."""
+    Each group names fields, as a sequence or one space-separated string. Whatever the groups,
+    fields the Config has are held to the limits above: integers up to `MAX_INT`, `seed` in
+    [0, MAX_SEED], `hidden` a non-empty sequence of at most MAX_LAYERS widths in [1, MAX_WIDTH],
+    and the sizes `steps_per_iteration`, `batch_size`, `buffer_size`, `iterations_per_call` and
+    `eval_episodes` up to their maxima.
+    """
     name = type(cfg).__module__.rsplit(".", 1)[-1]
     positive_ints, nonneg_ints, positive, unit, nonneg = (
         g.split() if isinstance(g, str) else g
@@ -60,20 +86,60 @@ def check_config(
     for low, group in ((1, positive_ints), (0, nonneg_ints)):
         for f in group:
             v = getattr(cfg, f)
-            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < low:
-                raise ValueError(f"{name}: {f} must be an integer >= {low}, got {f}={v!r}")
+            if not _int(v) or not low <= v <= MAX_INT:
+                raise ValueError(
+                    f"{name}: {f} must be an integer in [{low}, {MAX_INT}], got {f}={_show(v)}"
+                )
     for f in positive:
         v = getattr(cfg, f)
         if not _real(v) or not v > 0:
-            raise ValueError(f"{name}: {f} must be a number > 0, got {f}={v!r}")
+            raise ValueError(f"{name}: {f} must be a finite number > 0, got {f}={_show(v)}")
     for f in nonneg:
         v = getattr(cfg, f)
         if not _real(v) or not v >= 0:
-            raise ValueError(f"{name}: {f} must be a number >= 0, got {f}={v!r}")
+            raise ValueError(f"{name}: {f} must be a finite number >= 0, got {f}={_show(v)}")
     for f in unit:
         v = getattr(cfg, f)
         if not _real(v) or not 0 <= v <= 1:
-            raise ValueError(f"{name}: {f} must be in [0, 1], got {f}={v!r}")
+            raise ValueError(f"{name}: {f} must be a number in [0, 1], got {f}={_show(v)}")
+    _check_common(cfg, name)
+
+
+def _check_common(cfg: Any, name: str) -> None:
+    """The checks of `check_config` on fields found by name (`seed`, `hidden`, sizes)."""
+    if hasattr(cfg, "seed"):
+        v = cfg.seed
+        if not _int(v) or not 0 <= v <= MAX_SEED:
+            raise ValueError(
+                f"{name}: seed must be an integer in [0, {MAX_SEED}], got seed={_show(v)}"
+            )
+    if hasattr(cfg, "hidden"):
+        v = cfg.hidden
+        if (
+            not isinstance(v, tuple | list)
+            or not 1 <= len(v) <= MAX_LAYERS
+            or not all(_int(h) and 1 <= h <= MAX_WIDTH for h in v)
+        ):
+            raise ValueError(
+                f"{name}: hidden must be a non-empty list of at most {MAX_LAYERS} layer widths, "
+                f"integers in [1, {MAX_WIDTH}] (e.g. [64, 64]), got hidden={_show(v)}"
+            )
+    for f, limit, what in _SIZES:
+        v = getattr(cfg, f, None)
+        if _int(v) and v > limit:
+            raise ValueError(
+                f"{name}: {f} ({what}) must be at most {limit:,}, got {f}={_show(v)}"
+                + (f" ({_sizes(cfg)})" if f == "steps_per_iteration" else "")
+            )
+
+
+def _sizes(cfg: Any) -> str:
+    """`num_envs=...`, and `rollout_len` or `train_every`: what makes steps_per_iteration."""
+    return " x ".join(
+        f"{f}={getattr(cfg, f)}"
+        for f in ("num_envs", "rollout_len", "train_every")
+        if hasattr(cfg, f)
+    )
 
 
 def check_injectable(cfg: Any, **ranges: tuple[float, bool]) -> None:
@@ -91,12 +157,28 @@ def check_injectable(cfg: Any, **ranges: tuple[float, bool]) -> None:
         if not _real(v) or not (v >= low if inclusive else v > low):
             op = ">=" if inclusive else ">"
             raise ValueError(
-                f"{name}: {f} must be a number {op} {low} or a schedule, got {f}={v!r}"
+                f"{name}: {f} must be a finite number {op} {low} or a schedule, got {f}={_show(v)}"
             )
 
 
 def _real(v: Any) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+    """A finite real number, not a bool (an int too large for a float is not one)."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:
+        return False
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _show(v: Any, limit: int = 60) -> str:
+    """`repr(v)`, cut to `limit` characters (a 400-digit number stays one readable line)."""
+    text = repr(v)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} chars)"
 
 
 def per_device(agent: str, cfg: Any, num_devices: int, *fields: str) -> tuple[int, ...]:

@@ -25,10 +25,10 @@ import optax
 import rlax
 
 from inject_rl import loops
-from inject_rl.agents import _actor_critic, networks
+from inject_rl.agents import _actor_critic
 from inject_rl.agents._actor_critic import ActorCritic
 from inject_rl.agents._common import HostCalls, check_config, check_injectable
-from inject_rl.agents._contract import Agent, Injectable
+from inject_rl.agents._contract import Injectable
 from inject_rl.agents._learner import coefficient, hp_metrics, learner_step
 from inject_rl.optim import carried, injected
 from inject_rl.schedules import kl_target
@@ -255,19 +255,12 @@ def make_update(
     return update
 
 
-AGENT = Agent(
-    name="ppo",
-    description="PPO, clipped surrogate + GAE; discrete or continuous actions",
-    config=Config,
-    default_optimizer=default_optimizer,
-    network=networks.default(jnp.tanh),
-    policy=_actor_critic.acting,
-    anakin=lambda cfg, env, opt, n, torso: _actor_critic.anakin(
-        "ppo", cfg, env, opt, n, torso, make_update
-    ),
-    sebulba=lambda cfg, env, opt, n, torso: _actor_critic.sebulba(
-        "ppo", cfg, env, opt, n, torso, make_update
-    ),
-    presets=PRESETS,
+AGENT = _actor_critic.agent(
+    "ppo",
+    "PPO, clipped surrogate + GAE; discrete or continuous actions",
+    Config,
+    default_optimizer,
+    make_update,
+    PRESETS,
 )
 train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for
