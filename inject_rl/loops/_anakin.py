@@ -1,4 +1,4 @@
-"""Anakin: act and learn as one compiled step, envs vmapped on each device, `jax.pmap` over devices.
+"""Anakin: act and learn as one compiled step, envs vmapped on each device, mapped over devices.
 
 The only module (with its siblings in `inject_rl.loops`) that knows about devices. An agent gives
 two pure functions:
@@ -9,10 +9,11 @@ two pure functions:
   `pmean`s gradients and `inject_rl.signals.sync`s signals over `axis_name`.
 
 `run` compiles `iterations_per_call` iterations as one `lax.scan` and returns the metrics of
-every iteration to the host once per call (no per-step host sync): under `pmap` on several
-devices; on one device as exported programs (`_programs`: `shard_map` on a one-device mesh, so
-a named run can load them next time instead of tracing). States carry a leading device axis
-either way.
+every iteration to the host once per call (no per-step host sync). One program path for every
+device count (issue 16 item 2): exported programs (`_programs`: `shard_map` over a mesh of the
+run's devices, which is what `jax.pmap` itself runs since JAX 0.8), so a named run on any number
+of devices can load them next time instead of tracing. States carry a leading `[num_devices]`
+axis, split over the devices.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from inject_rl import cache
 from inject_rl.loops import _programs
 from inject_rl.loops._replicas import local_replicas
 
-# The pmap axis of every learner; signals and gradients are reduced over it.
+# The device axis of every learner (anakin's mesh, sebulba's pmap); signals and gradients are
+# reduced over it.
 DEVICE_AXIS = "device"
 
 
@@ -42,7 +44,7 @@ class LoopResult(NamedTuple):
     compile_s: float  # seconds spent tracing, lowering and compiling
     train_s: float  # seconds spent in the compiled calls (compile excluded)
     step_cache_hit: bool  # the training step came from the persistent compilation cache
-    programs_loaded: bool = False  # one device: init and step came from the program cache
+    programs_loaded: bool = False  # anakin: init and step came from the program cache
 
 
 def devices_for(num_devices: int | None) -> list[jax.Device]:
@@ -104,10 +106,10 @@ def run(
         0's, `state` is replicated and donated to the next call (copy what you keep).
       state: a replicated state to continue from (e.g. a checkpoint) instead of `init`.
       start_call: index of the first call (for callbacks when resuming).
-      program_key: on one device, a name for this run's programs (see
-        `inject_rl.cache.fingerprint`): a later run with the same key loads the exported init
-        and step instead of tracing and lowering them. It must identify everything `init` and
-        `iteration` depend on; None keeps them in memory only.
+      program_key: a name for this run's programs (see `inject_rl.cache.fingerprint`): a
+        later run with the same key and device count loads the exported init and step instead
+        of tracing and lowering them. It must identify everything `init` and `iteration`
+        depend on; None keeps them in memory only.
 
     Returns:
       A `LoopResult`.
@@ -121,55 +123,34 @@ def run(
             lambda s, _: iteration(s, DEVICE_AXIS), state, None, length=iterations_per_call
         )
 
-    if len(devices) == 1:
-        path = None
-        if program_key is not None and cache_dir is not None:
-            path = Path(cache_dir) / "programs" / f"{program_key}.jaxprog"
-        programs = _programs.build(init, call, DEVICE_AXIS, devices[0], path)
-        layout = programs.layout
-        carry = programs.init(jnp.zeros((1,), jnp.int32)) if state is None else layout.leaves(state)
-        hits = cache.hits()
-        step = programs.step.lower(*carry).compile()
-        step_cache_hit = cache.hits() > hits
-
-        def run_call(carry):
-            return step(*carry)
-
-        as_state = layout.state
+    n = len(devices)
+    path = None
+    if program_key is not None and cache_dir is not None:
+        # One entry per device count (the programs' shapes and collectives depend on it); the
+        # one-device name is the one it had before multi-device runs were cached too.
+        name = program_key if n == 1 else f"{program_key}-{n}dev"
+        path = Path(cache_dir) / "programs" / f"{name}.jaxprog"
+    programs = _programs.build(init, call, DEVICE_AXIS, devices, path)
+    layout = programs.layout
+    if state is None:
+        carry = programs.init(jnp.arange(n, dtype=jnp.int32))
     else:
-        programs = None
-        if state is None:
-            state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
-                jnp.arange(len(devices), dtype=jnp.int32)
-            )
-        carry = state
-        lowered = jax.pmap(call, axis_name=DEVICE_AXIS, devices=devices, donate_argnums=0).lower(
-            state
-        )
-        hits = cache.hits()
-        run_call = lowered.compile()
-        step_cache_hit = cache.hits() > hits
-
-        def as_state(carry):
-            return carry
-
+        carry = programs.put(layout.leaves(state))
+    hits = cache.hits()
+    step = programs.step.lower(*carry).compile()
+    step_cache_hit = cache.hits() > hits
     compile_s = time.perf_counter() - t0
     history: list[dict[str, np.ndarray]] = []
     train_s = 0.0
     for i in range(start_call, num_calls):
         t = time.perf_counter()
-        carry, metrics = run_call(carry)
+        carry, metrics = step(*carry)
         metrics = unreplicate(metrics)  # the one host transfer of the call
         train_s += time.perf_counter() - t
         history.append(metrics)
         if callback is not None:
-            callback(i, metrics, as_state(carry))
+            callback(i, metrics, layout.state(carry))
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
     return LoopResult(
-        as_state(carry),
-        merged,
-        compile_s,
-        train_s,
-        step_cache_hit,
-        programs is not None and programs.loaded,
+        layout.state(carry), merged, compile_s, train_s, step_cache_hit, programs.loaded
     )

@@ -1,4 +1,4 @@
-"""One-device anakin programs as `jax.export` artifacts: a repeated run skips tracing and lowering.
+"""Anakin programs as `jax.export` artifacts: a repeated run skips tracing and lowering.
 
 The persistent compilation cache (`inject_rl.cache`) saves XLA's compile, but its key is the
 lowered program, so every run still traces and lowers `init` and the training step first: on 2
@@ -8,11 +8,13 @@ the run with a `program_key`, stored under `<compile cache>/programs/`; a later 
 key deserializes them (milliseconds) and goes straight to the XLA cache.
 
 The programs work on the training state's flat leaves (typed PRNG keys as their key data), under
-`shard_map` on a one-device mesh whose axis is `DEVICE_AXIS`, so the agents' collectives work
-unchanged. A one-device run always executes the exported programs, cached or not, so a cache hit
-cannot change a result. Code that `jax.export` refuses (a host callback such as
-`jax.debug.print`, a custom call without a compatibility guarantee) runs as the same functions
-under plain `jax.jit`, uncached.
+`shard_map` on a mesh of the run's devices whose axis is `DEVICE_AXIS` (one device or several:
+one program path for every device count, issue 16 item 2), so the agents' collectives work
+unchanged. A run always executes the exported programs, cached or not, so a cache hit cannot
+change a result. An exported program holds its device count (`Exported.nr_devices`, checked on
+load) but names no device: it runs on the devices of the caller's mesh. Code that `jax.export`
+refuses (a host callback such as `jax.debug.print`, a custom call without a compatibility
+guarantee) runs as the same functions under plain `jax.jit`, uncached.
 
 The key must identify everything that shapes the programs (agent, config, optimizer, code and
 library versions); `inject_rl.cache.fingerprint` adds the environment's part. A stale or
@@ -36,14 +38,14 @@ import os
 import sys
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import export as jax_export
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inject_rl import cache
@@ -88,19 +90,25 @@ def _layout_of(state: Any) -> Layout:
 
 
 class Programs(NamedTuple):
-    """The compiled one-device programs of a run."""
+    """The compiled programs of a run."""
 
-    init: Callable[[jax.Array], list[jax.Array]]  # device index [1] -> leaves
+    init: Callable[[jax.Array], list[jax.Array]]  # device indices [n] -> leaves
     step: Callable[..., tuple[list[jax.Array], dict[str, jax.Array]]]  # (*leaves) -> ...
     layout: Layout
     loaded: bool  # True when read from the program cache (nothing traced)
+    sharding: NamedSharding  # every leaf and metric: split along the leading device axis
+
+    def put(self, leaves: list[Any]) -> list[jax.Array]:
+        """`leaves` (a state from a checkpoint or an earlier run) on the programs' devices."""
+        return jax.device_put(leaves, self.sharding)
 
 
-def _functions(init, call, axis_name: str, device: jax.Device, layout_box: list):
-    """`(flat_init, flat_step)`: init and call on the flat leaves with a leading device axis of
-    size 1, under `shard_map` on a one-device mesh (so `axis_name` collectives work; cheaper to
-    trace, compile and run than a `vmap` over that axis)."""
-    mesh = Mesh([device], (axis_name,))
+def _functions(init, call, mesh: Mesh, layout_box: list):
+    """`(flat_init, flat_step)`: init and call on the flat leaves with a leading device axis,
+    under `shard_map` on `mesh` (so collectives over its one axis work; on one device cheaper
+    to trace, compile and run than a `vmap` over that axis). What `jax.pmap` does too since
+    JAX 0.8, minus its per-call argument handling."""
+    (axis_name,) = mesh.axis_names
 
     def on_device(fn):
         # check_vma=False: gymnasium's phys2d envs mix device-varying and constant cond branches.
@@ -126,52 +134,66 @@ def _functions(init, call, axis_name: str, device: jax.Device, layout_box: list)
     return flat_init, flat_step
 
 
-_INDEX = jax.ShapeDtypeStruct((1,), jnp.int32)
+def _index(n: int) -> jax.ShapeDtypeStruct:
+    """`init`'s argument: the device indices `[n]`."""
+    return jax.ShapeDtypeStruct((n,), jnp.int32)
+
 
 # One flat leaf as the programs take it: (shape with the device axis, dtype, PRNG impl or None).
 _Leaf = tuple[tuple[int, ...], str, str | None]
 
 
 def build(
-    init: Callable, call: Callable, axis_name: str, device: jax.Device, path: Path | None
+    init: Callable,
+    call: Callable,
+    axis_name: str,
+    devices: Sequence[jax.Device],
+    path: Path | None,
 ) -> Programs:
-    """The programs of `init`/`call`: from the entry at `path` when it holds them, else exported
-    (and saved there when `path` is given). The entry is `path` with the suffix `.jaxexport`;
-    a file at `path` itself (the pickled format 1 was `<key>.jaxprog`) is never opened."""
+    """The programs of `init`/`call` on a mesh of `devices` (axis `axis_name`): from the entry
+    at `path` when it holds them, else exported (and saved there when `path` is given). The
+    entry is `path` with the suffix `.jaxexport`; a file at `path` itself (the pickled format 1
+    was `<key>.jaxprog`) is never opened."""
+    mesh = Mesh(list(devices), (axis_name,))
+    sharding = NamedSharding(mesh, P(axis_name))
+    index = _index(len(devices))
     box: list[Layout] = []
-    flat_init, flat_step = _functions(init, call, axis_name, device, box)
+    flat_init, flat_step = _functions(init, call, mesh, box)
     path = None if path is None else path.with_suffix(_SUFFIX)
     if path is not None and path.is_file():
-        entry = _read(path)
+        entry = _read(path, len(devices))
         if entry is not None:
             ex_init, ex_step, leaves, layout = entry
             if layout is None:  # a structure the entry cannot name: trace init (not the step)
-                out = jax.eval_shape(flat_init, _INDEX)
+                out = jax.eval_shape(flat_init, index)
                 if _leaves(out, box[-1]) == leaves:
                     layout = box[-1]
                 else:
                     _warn(f"rebuilding program cache entry {path.name}: another state layout")
             if layout is not None:
-                return _compile(ex_init.call, ex_step.call, layout, loaded=True)
+                return _compile(ex_init.call, ex_step.call, layout, sharding, loaded=True)
     try:
-        ex_init = jax_export.export(jax.jit(flat_init))(_INDEX)
+        ex_init = jax_export.export(jax.jit(flat_init))(index)
         avals = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in ex_init.out_avals]
         ex_step = jax_export.export(jax.jit(flat_step))(*avals)
     except (NotImplementedError, ValueError):
         # Not exportable (a host callback; a custom call without a stability guarantee): the
         # same functions under plain jit. An error of the code itself is raised again here.
         if not box:
-            jax.eval_shape(flat_init, _INDEX)  # records the layout
-        return _compile(flat_init, flat_step, box[-1], loaded=False)
+            jax.eval_shape(flat_init, index)  # records the layout
+        return _compile(flat_init, flat_step, box[-1], sharding, loaded=False)
     if path is not None:
         _save(path, ex_init, ex_step, box[-1])
-    return _compile(ex_init.call, ex_step.call, box[-1], loaded=False)
+    return _compile(ex_init.call, ex_step.call, box[-1], sharding, loaded=False)
 
 
-def _compile(init_fn, step_fn, layout: Layout, loaded: bool) -> Programs:
+def _compile(init_fn, step_fn, layout: Layout, sharding: NamedSharding, loaded: bool) -> Programs:
     n = len(layout.key_impls)
-    step = jax.jit(step_fn, donate_argnums=tuple(range(n)))
-    return Programs(jax.jit(init_fn), step, layout, loaded)
+    # Every argument and result split along the device axis: an exported program names no
+    # device, the caller's shardings place it.
+    on_mesh = {"in_shardings": sharding, "out_shardings": sharding}
+    step = jax.jit(step_fn, donate_argnums=tuple(range(n)), **on_mesh)
+    return Programs(jax.jit(init_fn, **on_mesh), step, layout, loaded, sharding)
 
 
 def _leaves(avals, layout: Layout) -> tuple[_Leaf, ...]:
@@ -185,11 +207,11 @@ def _warn(message: str) -> None:
     print(f"inject-rl: warning: {' '.join(message.split())[:300]}", file=sys.stderr)
 
 
-def _read(path: Path):
-    """`(ex_init, ex_step, leaves, layout)` of the entry at `path`, `layout` None when the
-    structure must be traced; None (after one warning line) when the entry is unusable. The
-    file is untrusted: JSON, then bytes handed to `jax.export.deserialize` (a flatbuffer),
-    every part checked against the others."""
+def _read(path: Path, num_devices: int):
+    """`(ex_init, ex_step, leaves, layout)` of the entry at `path` for `num_devices` devices,
+    `layout` None when the structure must be traced; None (after one warning line) when the
+    entry is unusable. The file is untrusted: JSON, then bytes handed to
+    `jax.export.deserialize` (a flatbuffer), every part checked against the others."""
     try:
         header, payload = cache.read_entry(path)
         if header.get("format") != _FORMAT:
@@ -200,8 +222,10 @@ def _read(path: Path):
             raise ValueError(f"init_bytes {split!r} outside the payload")
         ex_init = jax_export.deserialize(bytearray(payload[:split]))
         ex_step = jax_export.deserialize(bytearray(payload[split:]))
+        if not ex_init.nr_devices == ex_step.nr_devices == num_devices:
+            raise ValueError(f"programs for {ex_step.nr_devices} devices, not {num_devices}")
         flat = [(tuple(s), d) for s, d, _ in leaves]
-        index = (tuple(_INDEX.shape), str(_INDEX.dtype))
+        index = ((num_devices,), "int32")
         if (
             _avals(ex_init.in_avals) != [index]
             or _avals(ex_init.out_avals) != flat

@@ -13,22 +13,21 @@ import pytest
 from inject_rl import loops
 from inject_rl.agents import ppo
 from inject_rl.agents._train import learner as agent_learner
+from inject_rl.loops import _programs
 
 CFG = ppo.Config(total_steps=20480)  # the default layout: 10 epochs of one minibatch
 
 
 @pytest.fixture(scope="module")
 def lowered():
+    """One PPO iteration lowered as the anakin loop runs it on 2 devices (its exported
+    `shard_map` program over a 2-device mesh)."""
     opt = ppo.default_optimizer(CFG)
     init, iteration = agent_learner(ppo.AGENT, CFG, opt, 2)[1]
-    devices = jax.devices()[:2]
-    state = jax.pmap(init, axis_name=loops.DEVICE_AXIS, devices=devices)(
-        jnp.arange(2, dtype=jnp.int32)
+    programs = _programs.build(
+        init, lambda s: iteration(s, loops.DEVICE_AXIS), loops.DEVICE_AXIS, jax.devices()[:2], None
     )
-    step = jax.pmap(
-        lambda s: iteration(s, loops.DEVICE_AXIS), axis_name=loops.DEVICE_AXIS, devices=devices
-    )
-    return step.lower(state)
+    return programs.step.lower(*programs.init(jnp.arange(2, dtype=jnp.int32)))
 
 
 def test_one_ppo_iteration_lowers_to_two_all_reduces(lowered):

@@ -1,5 +1,6 @@
-"""The one-device program cache: a named run's init and step are exported once, then loaded
-without tracing; loaded, exported and uncached programs give bitwise-equal runs."""
+"""The program cache: a named run's init and step are exported once, then loaded without
+tracing; loaded, exported and uncached programs give bitwise-equal runs, on one device and on
+several (one program path for every device count, issue 16 item 2)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import jax
 import numpy as np
 import pytest
 
-from inject_rl import cache, loops
+from inject_rl import cache, loops, runs
 from inject_rl.agents import ppo
 from inject_rl.agents._train import learner as agent_learner
 
@@ -20,10 +21,10 @@ CFG = ppo.Config(
 )
 
 
-def learner(cfg=CFG, opt=None):
+def learner(cfg=CFG, opt=None, num_devices=1):
     """`(init, iteration, traces)`: `traces[0]` counts how often `iteration` is traced."""
     opt = opt or ppo.default_optimizer(cfg)
-    init, iteration = agent_learner(ppo.AGENT, cfg, opt, 1)[1]
+    init, iteration = agent_learner(ppo.AGENT, cfg, opt, num_devices)[1]
     traces = [0]
 
     def counted(state, axis_name):
@@ -33,13 +34,14 @@ def learner(cfg=CFG, opt=None):
     return init, counted, traces
 
 
-def train(key, cfg=CFG, opt=None):
-    init, iteration, traces = learner(cfg, opt)
+def train(key, cfg=CFG, opt=None, num_devices=1):
+    init, iteration, traces = learner(cfg, opt, num_devices)
     res = loops.run(
         init,
         iteration,
         num_calls=cfg.num_calls,
         iterations_per_call=cfg.iterations_per_call,
+        num_devices=num_devices,
         program_key=key,
     )
     return res, traces[0]
@@ -168,3 +170,54 @@ def test_an_entry_that_cannot_be_saved_warns_once_and_trains(uncached, monkeypat
     assert capsys.readouterr().err.count("program cache entry not saved") == 1
     assert traced >= 1 and not entry(key).exists()
     assert_bitwise(res, uncached[0])
+
+
+def test_multi_device_runs_are_cached_too():
+    """2 devices: the same exported shard_map programs as one device, an entry of their own
+    (the one-device entry of the key is not theirs), a second run traces nothing, and every
+    result is bitwise the same with replicas bitwise-equal."""
+    key = uuid.uuid4().hex
+    one, _ = train(key)
+    first, traced = train(key, num_devices=2)
+    assert traced >= 1 and not first.programs_loaded
+    assert (entry(key).parent / f"{key}-2dev.jaxexport").is_file()
+    second, retraced = train(key, num_devices=2)
+    assert retraced == 0 and second.programs_loaded
+    assert_bitwise(first, second)
+    assert_bitwise(first, train(None, num_devices=2)[0])
+    assert loops.replicas_equal(first.state.params) and loops.replicas_equal(first.state.opt_state)
+    assert jax.tree.leaves(first.state)[0].shape[0] == 2
+    assert not np.array_equal(first.metrics["loss"], one.metrics["loss"])  # really 2 devices
+
+
+def test_an_entry_for_other_devices_warns_once_and_is_rebuilt(capsys):
+    key = uuid.uuid4().hex
+    train(key, num_devices=2)
+    two = entry(key).parent / f"{key}-2dev.jaxexport"
+    two.replace(entry(key))  # a 2-device entry where the one-device one belongs
+    res, traced = train(key)
+    assert capsys.readouterr().err.count("rebuilding unreadable program cache entry") == 1
+    assert traced >= 1 and not res.programs_loaded
+
+
+def test_two_device_resume_from_a_host_copy_is_bitwise():
+    """A checkpoint hands the loop host arrays with the leading device axis: placed on the
+    mesh again, the rest of the run is bitwise the uninterrupted one."""
+    key = uuid.uuid4().hex
+    full, _ = train(key, num_devices=2)
+    init, iteration, _ = learner(num_devices=2)
+    kw = dict(iterations_per_call=4, num_devices=2, program_key=key)
+    half = loops.run(init, iteration, num_calls=2, **kw)
+    arrays, layout = runs.host_copy(half.state)  # numpy, as a checkpoint restores them
+    keys = layout["keys"]
+    restored = jax.tree.unflatten(
+        jax.tree.structure(half.state),
+        [
+            jax.random.wrap_key_data(a, impl=keys[str(i)]) if str(i) in keys else a
+            for i, a in enumerate(arrays)
+        ],
+    )
+    rest = loops.run(init, iteration, num_calls=CFG.num_calls, state=restored, start_call=2, **kw)
+    n = len(full.metrics)
+    for x, y in zip(leaves(full)[:-n], leaves(rest)[:-n], strict=True):
+        assert x.tobytes() == y.tobytes()
