@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import optax
 
 from inject_rl import loops
-from inject_rl.optim import hyperparams
+from inject_rl.optim import first_minibatch_only, hyperparams
 from inject_rl.signals import SIGNAL_NAMES
 
 
@@ -56,7 +56,7 @@ def learner_step(
         grad_norm=grad_norm,
         episode_return=episodes["episode_return"],
         episode_length=episodes["episode_length"],
-        episode_count=jnp.where(first, episodes["episode_count"], 0.0),
+        episode_count=first_minibatch_only(episodes["episode_count"], first),
         step=step,
     )
     updates, opt_state = opt.update(grads, opt_state, params, **signals)

@@ -1,5 +1,6 @@
 """Building injected optimizers; reading and overriding their hyperparameters by name."""
 
+from inject_rl.optim._apply import apply_gradients, first_minibatch_only
 from inject_rl.optim._carried import carried, current
 from inject_rl.optim._hyperparams import hyperparams, set_hyperparam
 from inject_rl.optim._injected import injected
@@ -7,4 +8,13 @@ from inject_rl.optim._injected import injected
 # Re-exported for compatibility: the names are defined (once) in inject_rl.signals.
 from inject_rl.signals import SIGNAL_NAMES
 
-__all__ = ["SIGNAL_NAMES", "carried", "current", "hyperparams", "injected", "set_hyperparam"]
+__all__ = [
+    "SIGNAL_NAMES",
+    "apply_gradients",
+    "carried",
+    "current",
+    "first_minibatch_only",
+    "hyperparams",
+    "injected",
+    "set_hyperparam",
+]
