@@ -1,18 +1,23 @@
-"""Throughput of PPO on phys2d/CartPole-v1 in the anakin loop: 1 and 2 devices, injected vs plain.
+"""Throughput of agents on phys2d/CartPole-v1 in the anakin loop: 1 and 2 devices.
 
-For each device count it trains the same PPO twice, side by side in this one process: with its
-default injected optimizer (Adam whose learning rate is a `kl_target` schedule fed signals on every
-update) and with a plain `optax.chain(clip_by_global_norm, adam)` of the same constants. Prints
-env-steps/s during training (compile excluded), compile seconds, and the ratio of the two.
+For each device count it trains PPO twice, side by side in this one process: with its default
+injected optimizer (Adam whose learning rate is a `kl_target` schedule fed signals on every
+update) and with a plain `optax.chain(clip_by_global_norm, adam)` of the same constants. DQN and
+IMPALA (`--agents ppo,dqn,impala`) train with their default injected optimizers only. Prints
+env-steps/s during training (compile excluded), compile seconds, greedy return, and the ratios.
 
     python scripts/bench_anakin.py [--steps 100000] [--config default|purejaxrl] [--reps 3]
-        [--envs N] [--devices 1,2]
+        [--envs N] [--devices 1,2] [--agents ppo,dqn,impala]
 
-On a CPU the devices are fake host devices (XLA_FLAGS is set below before jax is imported), so
-2 "devices" share the same cores: the 2-device figure measures overhead, not a speed-up. On a
-machine with one accelerator (XLA_FLAGS only multiplies CPU devices) the 2-device rows are
-skipped with a note. With both device counts the last line is
-`2-device/1-device throughput ratio: X.XXX` (the default injected optimizer).
+`--config` picks a PPO layout (the other agents use their phys2d/CartPole-v1 presets); `--envs`
+overrides every agent's `num_envs`. On a CPU the devices are fake host devices (XLA_FLAGS is set
+below before jax is imported), so 2 "devices" share the same cores: the 2-device figure measures
+overhead, not a speed-up. On a machine with one accelerator (XLA_FLAGS only multiplies CPU
+devices) the 2-device rows are skipped with a note. With 2 devices available each agent also
+gets a collectives line: the all-reduce ops of one learner iteration on 2 devices in the lowered
+and in the compiled program (XLA may combine some). With both device counts the output ends
+with `<agent> 2-device/1-device throughput ratio: X.XXX` for DQN and IMPALA when run, then
+PPO's line as before, `2-device/1-device throughput ratio: X.XXX` (default injected optimizers).
 """
 
 from __future__ import annotations
@@ -27,12 +32,20 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
 
+from inject_rl import agents, loops  # noqa: E402
 from inject_rl.agents import ppo  # noqa: E402
+from inject_rl.agents._train import learner  # noqa: E402
+from inject_rl.loops import _programs  # noqa: E402
+
+AGENTS = ("ppo", "dqn", "impala")
+ENV_ID = "phys2d/CartPole-v1"
 
 CONFIGS = {
     "default": {},
@@ -59,6 +72,40 @@ def plain_optimizer(cfg: ppo.Config) -> optax.GradientTransformationExtraArgs:
     )
 
 
+def config(name: str, steps: int, overrides: dict):
+    """The agent's Config: PPO in the chosen layout, the others from their phys2d preset."""
+    if name == "ppo":
+        return ppo.Config(total_steps=steps, **overrides)
+    extra = {"num_envs": overrides["num_envs"]} if "num_envs" in overrides else {}
+    return agents.get(name).config_for(ENV_ID, total_steps=steps, **extra)
+
+
+def variants(name: str, cfg) -> list[tuple[str, optax.GradientTransformationExtraArgs | None]]:
+    """(name, optimizer): the default injected one (None), and for PPO the plain one."""
+    if name == "ppo":
+        return [("injected", None), ("plain", plain_optimizer(cfg))]
+    return [("injected", None)]
+
+
+def all_reduces(name: str, cfg, num_devices: int = 2) -> tuple[int, int]:
+    """All-reduce ops of one learner iteration on `num_devices` devices, lowered and compiled,
+    as the anakin loop builds it (issue 16 item 1)."""
+    agent = agents.get(name)
+    init, iteration = learner(agent, cfg, agent.default_optimizer(cfg), num_devices)[1]
+    programs = _programs.build(
+        init,
+        lambda s: iteration(s, loops.DEVICE_AXIS),
+        loops.DEVICE_AXIS,
+        jax.devices()[:num_devices],
+        None,
+    )
+    lowered = programs.step.lower(*programs.init(jnp.arange(num_devices, dtype=jnp.int32)))
+    text = lowered.as_text()
+    compiled = lowered.compile().as_text()
+    ops = [line for line in text.splitlines() if "all_reduce" in line]
+    return len(ops), len(re.findall(r"\sall-reduce(?:-start)?\(", compiled))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100_000)
@@ -66,6 +113,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--envs", type=int, default=None, help="override num_envs")
     parser.add_argument("--devices", default="1,2", help="device counts, e.g. 1 or 1,2")
+    parser.add_argument("--agents", default="ppo", help=f"some of {','.join(AGENTS)}")
     args = parser.parse_args()
     if args.steps < 1 or args.reps < 1:
         parser.error(f"--steps and --reps must be >= 1, got {args.steps=} {args.reps=}")
@@ -77,6 +125,9 @@ def main() -> None:
         counts = []
     if not counts or min(counts) < 1:
         parser.error(f"--devices must be positive integers separated by commas, got {args.devices}")
+    names = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if not names or any(n not in AGENTS for n in names):
+        parser.error(f"--agents must be some of {','.join(AGENTS)}, got {args.agents}")
     overrides = dict(CONFIGS[args.config])
     if args.envs is not None:
         overrides["num_envs"] = args.envs
@@ -87,39 +138,55 @@ def main() -> None:
         f"jax {jax.__version__}; config {args.config}, {args.steps} steps, median of {args.reps}"
     )
     print(
-        f"{'devices':>7s} {'optimizer':>9s} {'steps/s':>10s} {'train s':>8s} {'compile s':>9s} "
-        f"{'eval':>6s}"
+        f"{'agent':>6s} {'devices':>7s} {'optimizer':>9s} {'steps/s':>10s} {'train s':>8s} "
+        f"{'compile s':>9s} {'eval':>6s}"
     )
-    injected_sps = {}
-    for num_devices in counts:
-        if num_devices > jax.device_count():
-            print(
-                f"{num_devices} device(s): skipped, only {jax.device_count()} "
-                f"{jax.default_backend()} device(s) here"
-            )
-            continue
-        cfg = ppo.Config(total_steps=args.steps, **overrides)
-        rows = {}
-        for _ in range(args.reps):  # alternate the variants so noise hits both alike
-            for name, opt in (("injected", None), ("plain", plain_optimizer(cfg))):
-                res = ppo.train(cfg, optimizer=opt, num_devices=num_devices)
-                steps = int(res.metrics["step"][-1])
-                rows.setdefault(name, []).append(
-                    (steps / res.train_s, res.train_s, res.compile_s, ppo.evaluate(res))
+    ratios = {}
+    for name in names:
+        agent = agents.get(name)
+        injected_sps = {}
+        for num_devices in counts:
+            if num_devices > jax.device_count():
+                print(
+                    f"{name}: {num_devices} device(s): skipped, only {jax.device_count()} "
+                    f"{jax.default_backend()} device(s) here"
                 )
-        for name, runs in rows.items():
-            sps, train_s, compile_s, ev = (
-                statistics.median(col) for col in zip(*runs, strict=True)
-            )
+                continue
+            cfg = config(name, args.steps, overrides)
+            rows = {}
+            for _ in range(args.reps):  # alternate the variants so noise hits both alike
+                for variant, opt in variants(name, cfg):
+                    res = agent.train(cfg, optimizer=opt, num_devices=num_devices)
+                    steps = int(res.metrics["step"][-1])
+                    rows.setdefault(variant, []).append(
+                        (steps / res.train_s, res.train_s, res.compile_s, agent.evaluate(res))
+                    )
+            for variant, runs in rows.items():
+                sps, train_s, compile_s, ev = (
+                    statistics.median(col) for col in zip(*runs, strict=True)
+                )
+                print(
+                    f"{name:>6s} {num_devices:7d} {variant:>9s} {sps:10.0f} {train_s:8.2f} "
+                    f"{compile_s:9.2f} {ev:6.0f}"
+                )
+            inj = statistics.median(r[0] for r in rows["injected"])
+            if "plain" in rows:
+                plain = statistics.median(r[0] for r in rows["plain"])
+                print(f"{num_devices} device(s): injected/plain throughput ratio {inj / plain:.3f}")
+            injected_sps[num_devices] = inj
+        if jax.device_count() >= 2:
+            lowered, compiled = all_reduces(name, config(name, args.steps, overrides))
             print(
-                f"{num_devices:7d} {name:>9s} {sps:10.0f} {train_s:8.2f} {compile_s:9.2f} {ev:6.0f}"
+                f"{name} all-reduces of one iteration on 2 devices: lowered {lowered}, "
+                f"compiled {compiled}"
             )
-        inj = statistics.median(r[0] for r in rows["injected"])
-        plain = statistics.median(r[0] for r in rows["plain"])
-        print(f"{num_devices} device(s): injected/plain throughput ratio {inj / plain:.3f}")
-        injected_sps[num_devices] = inj
-    if 1 in injected_sps and 2 in injected_sps:
-        print(f"2-device/1-device throughput ratio: {injected_sps[2] / injected_sps[1]:.3f}")
+        if 1 in injected_sps and 2 in injected_sps:
+            ratios[name] = injected_sps[2] / injected_sps[1]
+    for name, ratio in ratios.items():
+        if name != "ppo":
+            print(f"{name} 2-device/1-device throughput ratio: {ratio:.3f}")
+    if "ppo" in ratios:
+        print(f"2-device/1-device throughput ratio: {ratios['ppo']:.3f}")
 
 
 if __name__ == "__main__":
