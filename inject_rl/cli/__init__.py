@@ -9,7 +9,10 @@
 Arguments are parsed before jax is used, so `--devices N` can give a CPU-only machine N fake
 devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`). Bad input (an unknown name, a
 malformed spec, an out-of-range value, an output directory holding another run...) gives one
-line on stderr and exit status 2, and writes nothing.
+line on stderr and exit status 2, and writes nothing. Sizes are held to documented maxima
+before anything is allocated (`inject_rl.agents._common`: env steps per iteration, replay size,
+layer widths, evaluation episodes...; `MAX_DEVICES` here). An error the run cannot survive
+(a bug, out of memory) gives one line naming a log that holds the traceback, and exit status 1.
 """
 
 from __future__ import annotations
@@ -17,13 +20,22 @@ from __future__ import annotations
 import os
 import re
 import sys
+import tempfile
+import traceback
 from pathlib import Path
+from typing import Any
 
 from inject_rl import agents
-from inject_rl.cli._commands import eval_, list_, plot
+from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_INT, MAX_SEED
+from inject_rl.cli._commands import check_int_flag, eval_, list_, plot
 from inject_rl.cli._parser import UsageError, parser
 
 EXIT_USAGE = 2
+EXIT_FAILED = 1  # an error the run could not survive; the traceback is in a log
+# --devices at most this many per process (a CPU-only machine fakes that many CPU devices:
+# XLA takes minutes to create 1e5 of them).
+MAX_DEVICES = 256
+ERROR_LOG = "error.log"  # in the run directory, when the run wrote one
 
 
 def _sanitise(text: str) -> str:
@@ -90,19 +102,82 @@ def _check_agent(name: str) -> None:
         raise UsageError(f"unknown agent {name!r}; available: {', '.join(agents.names())}")
 
 
+class Failed(Exception):
+    """An error a run could not survive (`error`), raised while training into `run_dir`."""
+
+    def __init__(self, error: BaseException, run_dir: Path | None = None):
+        super().__init__(error)
+        self.error, self.run_dir = error, run_dir
+
+
+def default_out(agent_name: str, env: str | None, seed: int | None, overrides: Any) -> Path:
+    """`runs/<agent>-<env>-s<seed>`: the env and seed given on the command line, else those of
+    `--config`, else the agent's default env and seed 0."""
+    from inject_rl.cli import _build as b
+
+    given = overrides if isinstance(overrides, dict) else {}
+    env_name = env or given.get("env_id")
+    if not isinstance(env_name, str) or not env_name:
+        env_name = b.default_env(agents.get(agent_name))
+    if seed is None:
+        seed = given.get("seed", 0)
+        # A bad seed is refused later (Config.validate), before anything is written; the name
+        # must not be built from it (a 400-digit seed is no file name).
+        valid = isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+        seed = seed if valid else 0
+    return Path("runs") / _sanitise(f"{agent_name}-{env_name}-s{seed}")
+
+
+def _log_failure(e: Failed | Exception) -> Path | None:
+    """Writes the traceback to `<run_dir>/error.log` when the run wrote its directory, else to a
+    new file in the temporary directory; returns its path (None: nothing could be written)."""
+    error = e.error if isinstance(e, Failed) else e
+    text = "".join(traceback.format_exception(error))
+    run_dir = e.run_dir if isinstance(e, Failed) else None
+    try:
+        if run_dir is not None and (run_dir / "config.json").is_file():
+            log = run_dir / ERROR_LOG
+            log.write_text(text)
+            return log
+    except OSError:
+        pass
+    try:
+        fd, name = tempfile.mkstemp(prefix="inject-rl-error-", suffix=".log")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return Path(name)
+    except OSError:
+        return None
+
+
+def _failed(e: Exception) -> int:
+    """One line naming the error and the log holding its traceback; returns EXIT_FAILED."""
+    error = e.error if isinstance(e, Failed) else e
+    message = " ".join(str(error).split())
+    message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    if len(message) > 300:
+        message = message[:297] + "..."
+    log = _log_failure(e)
+    where = f"; traceback in {log}" if log is not None else ""
+    print(f"inject-rl: error: {message}{where}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 def train_command(args) -> int:
     from inject_rl import runs
     from inject_rl.cli import _build as b
     from inject_rl.cli import _train as t
 
-    for flag, value, low in (
-        ("--devices", args.devices, 1),
-        ("--steps", args.steps, 1),
-        ("--eval-episodes", args.eval_episodes, 1),
-        ("--checkpoint-every", args.checkpoint_every, 1),
+    for flag, value, low, high in (
+        ("--devices", args.devices, 1, MAX_DEVICES),
+        ("--steps", args.steps, 1, MAX_INT),
+        ("--seed", args.seed, 0, MAX_SEED),
+        ("--eval-episodes", args.eval_episodes, 1, MAX_EVAL_EPISODES),
+        ("--checkpoint-every", args.checkpoint_every, 1, MAX_INT),
+        ("--num-processes", args.num_processes, 1, MAX_INT),
+        ("--process-id", args.process_id, 0, MAX_INT),
     ):
-        if value is not None and value < low:
-            raise UsageError(f"{flag} must be >= {low}, got {value}")
+        check_int_flag(flag, value, low, high)
     overrides = {}
     if args.config is not None:
         if not Path(args.config).is_file():
@@ -113,11 +188,7 @@ def train_command(args) -> int:
             raise UsageError(f"--config: {e}") from None
     agent_name, env, seed = args.agent or next(iter(agents.BUILTIN)), args.env, args.seed
     _check_agent(agent_name)
-    out = Path(args.out) if args.out else None
-    if out is None:
-        env_name = env or (overrides.get("env_id") if isinstance(overrides, dict) else None)
-        env_name = env_name or b.default_env(agents.get(agent_name))
-        out = Path("runs") / _sanitise(f"{agent_name}-{env_name}-s{0 if seed is None else seed}")
+    out = Path(args.out) if args.out else default_out(agent_name, env, seed, overrides)
     hp = b.parse_hp_args(args.hp)
     saved = runs.read_json(out / runs.CONFIG) if args.resume else None
     if isinstance(saved, dict):  # --resume: options not given come from the run's config.json
@@ -169,6 +240,8 @@ def train_command(args) -> int:
         )
     except t.NothingWritten as e:
         raise UsageError(str(e.args[0])) from None
+    except Exception as e:  # a bug or out of memory: one line and a log, never exit 0
+        raise Failed(e, out) from None
     text = (
         f"done: {summary['steps']} env steps in {summary['wall_s']:.1f} s (compile "
         f"{summary['compile_s']:.1f} s)"
@@ -198,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninject-rl: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # neither bad input nor an interruption: a bug, out of memory...
+        return _failed(e)
 
 
 def run() -> None:

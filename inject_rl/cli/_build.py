@@ -9,6 +9,7 @@ import dataclasses
 import inspect
 import math
 import numbers
+import sys
 from typing import Any
 
 import optax
@@ -54,12 +55,23 @@ def _hp_value(name: str, spec: str, source: str = "--hp") -> Any:
         value = schedules.parse(spec)
     except ValueError as e:
         raise ValueError(f"{source} {name}: {e}") from None
+    except OverflowError:  # an integer literal too large for a float: 1 and 400 zeros
+        raise ValueError(
+            f"{source} {name}: a number in {_cut(spec)} is too large for a float "
+            f"(at most {sys.float_info.max:.4g})"
+        ) from None
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"{source} {name}: a constant must be finite, got {spec!r}")
+            raise ValueError(f"{source} {name}: a constant must be finite, got {_cut(spec)}")
         if name == "learning_rate" and not value > 0:
-            raise ValueError(f"{source} {name}: the learning rate must be > 0, got {spec!r}")
+            raise ValueError(f"{source} {name}: the learning rate must be > 0, got {_cut(spec)}")
     return value
+
+
+def _cut(spec: str, limit: int = 60) -> str:
+    """`repr(spec)`, at most `limit` characters (the length said when cut)."""
+    text = repr(spec)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(spec)} chars)"
 
 
 def parse_hp_args(items: list[str] | None) -> dict[str, str]:
@@ -116,6 +128,10 @@ def build(
     agent = agents.get(agent_name)
     if opt is not None and opt not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {opt!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if isinstance(overrides, dict):  # spec strings of injectable fields: one-line errors
+        for name, v in overrides.items():
+            if name in agent.injectable and isinstance(v, str):
+                _hp_value(name, v, source)
     fields = agent.config_from_json(overrides, source)
     if env_id is None:
         env_id = fields.pop("env_id", None) or default_env(agent)

@@ -5,14 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 from inject_rl import agents
+from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_SEED
 from inject_rl.cli._parser import UsageError
+
+
+def check_int_flag(flag: str, value: int | None, low: int, high: int) -> None:
+    """An integer option in [low, high] (argparse reads `--steps 1` and 400 zeros as one int)."""
+    if value is not None and not low <= value <= high:
+        text = str(value)
+        shown = text if len(text) <= 30 else f"{text[:20]}... ({len(text)} digits)"
+        raise UsageError(f"{flag} must be >= {low} and <= {high:,}, got {shown}")
 
 
 def eval_(args) -> int:
     from inject_rl.agents import load_policy
 
-    if args.episodes < 1:
-        raise UsageError(f"--episodes must be >= 1, got {args.episodes}")
+    check_int_flag("--episodes", args.episodes, 1, MAX_EVAL_EPISODES)
+    check_int_flag("--seed", args.seed, 0, MAX_SEED)
     policy = load_policy(args.dir)
     ret = policy.evaluate(episodes=args.episodes, seed=args.seed)
     print(
