@@ -1,4 +1,4 @@
-"""Double DQN on the anakin loop, with an injectable epsilon and a signal-driven learning rate.
+"""Double DQN on either loop, with an injectable epsilon and a signal-driven learning rate.
 
 Maths from rlax: `double_q_learning` vmapped over the batch (van Hasselt et al. 2016) under a
 Huber loss (delta 1, as in the Nature DQN and SB3), targets from a target network updated every
@@ -28,21 +28,16 @@ import optax
 import rlax
 
 from inject_rl import loops
-from inject_rl.agents import _common, networks
+from inject_rl.agents import _replay, networks
 from inject_rl.agents._common import HostCalls, check_config, check_injectable, per_device
-from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable
+from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable, SebulbaLearner
+from inject_rl.agents._exploration import epsilon_greedy, epsilon_schedule
 from inject_rl.agents._keep_best import evaluate_and_keep
 from inject_rl.agents._learner import hp_metrics, learner_step
-from inject_rl.agents._replay import (
-    Experience,
-    after_learning_starts,
-    check_buffer,
-    experience,
-    init_replay,
-)
+from inject_rl.agents._replay import Experience, experience, init_replay
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
-from inject_rl.schedules import from_step_schedule, progress
+from inject_rl.schedules import progress
 from inject_rl.signals import EpisodeStats, sync
 
 
@@ -62,7 +57,7 @@ class Config(HostCalls):
     the return (`progress`) were worse.
     """
 
-    env_id: str = "phys2d/CartPole-v1"  # a gymnasium functional JAX env, discrete actions
+    env_id: str = "phys2d/CartPole-v1"  # Discrete actions; phys2d/* in-graph, others host envs
     total_steps: int = 100_000  # env steps (rounded up to whole host calls)
     seed: int = 0  # fixes the whole run
     num_envs: int = 8  # envs in total, split evenly over devices
@@ -87,6 +82,7 @@ class Config(HostCalls):
     eval_every: int = 5  # iterations between greedy evaluations keeping the best params; 0: off
     eval_episodes: int = 64  # greedy episodes per evaluation and device (not training steps)
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
+    staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
 
     @property
     def steps_per_iteration(self) -> int:
@@ -103,9 +99,9 @@ class Config(HostCalls):
             "batch_size buffer_size target_update_every eval_episodes iterations_per_call",
             positive="lr_init lr_final lr_return_high max_grad_norm epsilon_fraction target_tau",
             unit="gamma epsilon_start epsilon_end epsilon_fraction target_tau",
-            nonneg_ints="learning_starts eval_every",
+            nonneg_ints="learning_starts eval_every staleness",
         )
-        check_buffer(self)
+        _replay.check_buffer(self)
         check_injectable(self, learning_rate=(0.0, False), epsilon=(0.0, True))
         if isinstance(self.epsilon, numbers.Real) and self.epsilon > 1:
             raise ValueError(f"dqn: epsilon must be in [0, 1] or a schedule, got {self.epsilon=!r}")
@@ -138,25 +134,14 @@ def default_optimizer(
 ) -> optax.GradientTransformationExtraArgs:
     """`factory` (Adam) whose learning rate falls log-linearly from `lr_init` to `lr_final` as
     the smoothed episode return rises to `lr_return_high` (`progress`), clipped at
-    `max_grad_norm`; `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`.
-
-    Measured on CartPole against a constant 2.3e-3 and against 1e-3 -> 1e-4: more of the
-    periodic greedy evaluations reach 500.
+    `max_grad_norm`; `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`. Measured on
+    CartPole against a constant 2.3e-3 and 1e-3 -> 1e-4: more greedy evaluations reach 500.
     """
     lr = cfg.learning_rate
     if lr is None:
         log_anneal = dict(signal="episode_return", smoothing=0.9, interpolation="log")
         lr = progress(cfg.lr_init, cfg.lr_final, low=0.0, high=cfg.lr_return_high, **log_anneal)
     return injected(factory, learning_rate=lr, clip=cfg.max_grad_norm, **hyperparams)
-
-
-def epsilon_schedule(cfg: Config) -> optax.schedules.StatefulSchedule:
-    """`cfg.epsilon` as a StatefulSchedule (None: linear decay over `epsilon_fraction` of the
-    iterations; a number: constant; an optax step schedule: counted in iterations)."""
-    if cfg.epsilon is not None:
-        return _common.as_schedule(cfg.epsilon)
-    n = max(1, round(cfg.epsilon_fraction * cfg.num_iterations))
-    return from_step_schedule(optax.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, n))
 
 
 def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
@@ -166,36 +151,25 @@ def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
     return Acting(greedy, lambda p, obs, key: greedy(p, obs))
 
 
-def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLearner:
-    """The in-graph learner: act `train_every` steps per env, store them, then `gradient_steps`
-    learner steps (once `learning_starts` env steps are stored) and a periodic greedy evaluation
-    that keeps the best params. Epsilon comes from `epsilon_schedule`."""
+def _learner(cfg: Config, env: Any, opt: Any, num_devices: int, torso, actor_of):
+    """`(net, eps, init, learn)` of either loop. `learn(ts, traj, episodes, axis_name)` stores a
+    rollout (`ts.step` already counting it), takes `gradient_steps` learner steps once
+    `learning_starts` env steps are stored, then updates epsilon."""
     net = networks.q_network(env.num_actions, torso)
     eps = epsilon_schedule(cfg)
     envs_per_device, batch_per_device, buffer_per_device = per_device(
         "dqn", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
     )
-    eval_steps = cfg.eval_episodes * num_devices * (env.max_episode_steps or 0)
 
     def init(device_index):
         k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
         params = net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
-        actor = loops.init_actor(env, envs_per_device, jax.random.fold_in(k_env, device_index))
-        zero = jnp.zeros((), jnp.int32)
-        return TrainState(
-            params,
-            params,
-            opt.init(params),
-            eps.init(),
-            init_replay(env, buffer_per_device),
-            actor,
-            jax.random.fold_in(k_run, device_index),
-            zero,
-            zero,
-            zero,
-            params,
-            jnp.array(-jnp.inf, jnp.float32),
-        )
+        actor = actor_of(jax.random.fold_in(k_env, device_index), envs_per_device)
+        key, replay = jax.random.fold_in(k_run, device_index), init_replay(env, buffer_per_device)
+        counts = (jnp.zeros((), jnp.int32),) * 3  # step, updates, iteration
+        best = jnp.array(-jnp.inf, jnp.float32)
+        state = (params, params, opt.init(params), eps.init(), replay, actor, key, *counts)
+        return TrainState(*state, params, best)
 
     def loss_fn(params, b: Experience, q_t_value, q_t_selector):
         q_tm1 = net.apply(params, b.obs)
@@ -205,24 +179,16 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
         loss = jnp.mean(rlax.huber_loss(td, 1.0))
         return loss, {"loss": loss, "td_error": jnp.mean(jnp.abs(td))}
 
-    def learn(ts: TrainState, episodes, axis_name):
+    def learner_steps(ts: TrainState, episodes, axis_name):
         def one(carry, key):
             params, target, opt_state, updates, first = carry
             batch = ReplayBuffer.sample(ts.replay, key, batch_per_device)
             # Outside the gradient: the bootstrap targets are constants of the loss anyway.
             q_t = (net.apply(target, batch.next_obs), net.apply(params, batch.next_obs))
             params, opt_state, stats = learner_step(
-                loss_fn,
-                opt,
-                params,
-                opt_state,
-                batch,
-                *q_t,
-                episodes=episodes,
-                first=first,
-                step=ts.step,
-                axis_name=axis_name,
-            )
+                loss_fn, opt, params, opt_state, batch, *q_t, episodes=episodes, first=first,
+                step=ts.step, axis_name=axis_name,
+            )  # fmt: skip
             updates = updates + 1
             new_target = optax.incremental_update(params, target, cfg.target_tau)
             target = rlax.periodic_update(new_target, target, updates, cfg.target_update_every)
@@ -238,35 +204,43 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
         )
         return ts, {k: v.mean() for k, v in stats.items()}
 
-    def iteration(ts: TrainState, axis_name: str | None):
-        key, k_roll = jax.random.split(ts.key)
-        epsilon = jnp.asarray(eps(ts.epsilon_state), jnp.float32)
-
-        def policy(obs, k):
-            k_explore, k_action = jax.random.split(k)
-            greedy = jnp.argmax(net.apply(ts.params, obs), -1).astype(jnp.int32)
-            explore = jax.random.uniform(k_explore, greedy.shape) < epsilon
-            random = jax.random.randint(k_action, greedy.shape, 0, env.num_actions, jnp.int32)
-            return jnp.where(explore, random, greedy), {}
-
-        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
-        actor, traj = loops.rollout(env, policy, actor, k_roll, cfg.train_every)
-        step = ts.step + cfg.steps_per_iteration
-        replay = ReplayBuffer.add(ts.replay, experience(traj, cfg.gamma))
-        ts = ts._replace(replay=replay, actor=actor, key=key, step=step)
-        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+    def learn(ts: TrainState, traj: loops.Transition, episodes, axis_name: str | None):
+        epsilon = jnp.asarray(eps(ts.epsilon_state), jnp.float32)  # the one that acted
+        ts = ts._replace(replay=ReplayBuffer.add(ts.replay, experience(traj, cfg.gamma)))
         idle = dict.fromkeys(("loss", "td_error", "grad_norm"))
-        ts, stats = after_learning_starts(
-            cfg.learning_starts, lambda t: learn(t, episodes, axis_name), idle
+        ts, stats = _replay.after_learning_starts(
+            cfg.learning_starts, lambda t: learner_steps(t, episodes, axis_name), idle
         )(ts)
         # Epsilon sees the signal names opt.update sees, once per iteration: the episode
         # statistics of this iteration's env steps and the learner signals averaged over its
         # learner steps (NaN before `learning_starts`, which schedules ignore).
-        signals = {**stats, **episodes, "step": step}
+        signals = {**stats, **episodes, "step": ts.step}
         ts = ts._replace(
             epsilon_state=eps.update(ts.epsilon_state, **signals), iteration=ts.iteration + 1
         )
-        metrics = {**signals, **hp_metrics(ts.opt_state), "hp/epsilon": epsilon}
+        return ts, {**signals, **hp_metrics(ts.opt_state), "hp/epsilon": epsilon}
+
+    return net, eps, init, learn
+
+
+def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLearner:
+    """The in-graph learner: act `train_every` epsilon-greedy steps per env, `learn`, and every
+    `eval_every` iterations a greedy evaluation that keeps the best params."""
+    actor_of = lambda k, n: loops.init_actor(env, n, k)  # noqa: E731
+    net, eps, init, learn = _learner(cfg, env, opt, num_devices, torso, actor_of)
+    act = epsilon_greedy(net, env.num_actions)
+    eval_steps = cfg.eval_episodes * num_devices * (env.max_episode_steps or 0)
+
+    def iteration(ts: TrainState, axis_name: str | None):
+        key, k_roll = jax.random.split(ts.key)
+        view = (ts.params, jnp.asarray(eps(ts.epsilon_state), jnp.float32))
+        actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        actor, traj = loops.rollout(
+            env, lambda o, k: act(view, o, k), actor, k_roll, cfg.train_every
+        )
+        ts = ts._replace(actor=actor, key=key, step=ts.step + cfg.steps_per_iteration)
+        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        ts, metrics = learn(ts, traj, episodes, axis_name)
         if cfg.eval_every:
             due = ts.iteration % cfg.eval_every == 0
             greedy = acting(cfg, env, torso).greedy
@@ -277,6 +251,26 @@ def anakin(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> AnakinLe
         return ts, metrics
 
     return AnakinLearner(init, iteration)
+
+
+def sebulba(cfg: Config, env: Any, opt: Any, num_devices: int, torso) -> SebulbaLearner:
+    """The host-env learner: `learn` on each batch of steps the actor threads deliver, acting
+    epsilon-greedily (no in-graph evaluation: the run keeps its final params)."""
+    net, eps, init, learn = _learner(cfg, env, opt, num_devices, torso, lambda k, n: None)
+
+    def learn_rollout(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
+        ts = ts._replace(step=ts.step + cfg.steps_per_iteration)
+        episodes = sync(loops.host_episode_summary(rollout), axis_name)
+        return learn(ts, rollout.traj, episodes, axis_name)
+
+    return SebulbaLearner(
+        init,
+        epsilon_greedy(net, env.num_actions),
+        learn_rollout,
+        rollout_len=cfg.train_every,
+        staleness=cfg.staleness,
+        actor_params=lambda ts: (ts.params, jnp.asarray(eps(ts.epsilon_state), jnp.float32)),
+    )
 
 
 def _final_params(final: TrainState) -> Any:
@@ -293,6 +287,7 @@ AGENT = Agent(
     network=networks.default(jax.nn.relu),
     policy=acting,
     anakin=anakin,
+    sebulba=sebulba,
     presets=PRESETS,
     actions=("discrete",),
     final_params=_final_params,

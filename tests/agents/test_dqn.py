@@ -214,3 +214,22 @@ def test_resume_is_bitwise():
 def test_solves_cartpole(seed):
     result = dqn.train(dqn.Config(seed=seed))
     assert dqn.evaluate(result) >= 475
+
+
+def test_trains_on_host_envs_and_acts_with_its_final_params(tmp_path):
+    """DQN on the sebulba loop (a host gymnasium id): epsilon-greedy actors, the same learner;
+    no in-graph evaluation there, so the run keeps its final params."""
+    cfg = dqn.Config(**{**TINY, "env_id": "CartPole-v1", "eval_every": 5})
+    res = dqn.train(cfg)
+    assert dqn.AGENT.loops == ("anakin", "sebulba")
+    assert int(res.metrics["step"][-1]) == cfg.num_iterations * cfg.steps_per_iteration
+    assert np.isfinite(res.metrics["loss"][-1]) and "eval_return" not in res.metrics
+    eps = res.metrics["hp/epsilon"]
+    assert eps[0] == 1.0 and eps[-1] < eps[0]  # the epsilon schedule ran on the host loop too
+    final = jax.tree.leaves(res.state.params)
+    assert all(
+        np.array_equal(a, b[0]) for a, b in zip(jax.tree.leaves(res.params), final, strict=True)
+    )
+    assert res.policy().act(np.zeros((3, 4))).shape == (3,)
+    again = dqn.train(cfg).metrics["loss"]
+    np.testing.assert_array_equal(again, res.metrics["loss"])  # a seed fixes the run
