@@ -4,7 +4,9 @@ Prints the median time of a jitted Adam update on a small MLP's parameters for p
 and for `optax.inject_hyperparams(optax.adam)` with two stateful schedules (learning rate
 `kl_target`, b1 `plateau`) fed signals every step, in two settings: one jitted call per update
 (what a host loop pays) and 1,000 updates inside one `lax.scan` (what an on-device loop pays).
-Repetitions alternate between the variants so machine noise hits both alike.
+Repetitions alternate between the variants so machine noise hits both alike. Also prints the
+kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
+per update that dominates on small networks.
 
     python scripts/bench_overhead.py [--reps 15] [--hidden 64]
 
@@ -14,7 +16,9 @@ Ends with `overhead ratio: X.XXX` (scan setting, injected / plain; goal <= 1.03)
 from __future__ import annotations
 
 import argparse
+import collections
 import platform
+import re
 import statistics
 import time
 
@@ -25,6 +29,8 @@ import optax
 from inject_rl import schedules
 
 SCAN_STEPS = 1000
+# Instructions of the scan's loop body that launch no kernel (tests/optim/test_kernels.py).
+PLUMBING = frozenset({"parameter", "get-tuple-element", "tuple", "constant", "bitcast"})
 
 
 def mlp_params(hidden: int, key) -> dict:
@@ -34,6 +40,23 @@ def mlp_params(hidden: int, key) -> dict:
         f"layer{i}": {"w": jax.random.normal(k, s) * 0.1, "b": jnp.zeros(s[1])}
         for i, (k, s) in enumerate(zip(keys, sizes, strict=True))
     }
+
+
+def kernels_per_update(hlo: str) -> collections.Counter | None:
+    """Kernels in the body of the compiled module's only `while` loop (one update), by opcode.
+
+    None when the module has no single `while` loop (a backend that unrolled the scan).
+    """
+    blocks = re.split(r"\n(?=\S)", hlo)
+    names = [re.match(r"(?:ENTRY\s+)?%?([\w.\-]+) ", b) for b in blocks]
+    computations = {m.group(1): b for m, b in zip(names, blocks, strict=True) if m}
+    bodies = re.findall(r"\bwhile\(.*?\bbody=%?([\w.\-]+)", hlo)
+    if len(bodies) != 1:
+        return None
+    ops = re.findall(
+        r"^\s*(?:ROOT\s+)?%[\w.\-]+ = .+? ([a-z][a-z0-9\-]*)\(", computations[bodies[0]], re.M
+    )
+    return collections.Counter(op for op in ops if op not in PLUMBING)
 
 
 def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
@@ -85,7 +108,7 @@ def main() -> None:
         f"jax {jax.__version__}, optax {optax.__version__}; MLP with {n} params"
     )
 
-    built = {}
+    built, kernels = {}, {}
     for name, opt in variants().items():
         step, scan = build(opt, params)
         state = opt.init(params)
@@ -93,6 +116,9 @@ def main() -> None:
         p, s = step(p, s, grads)  # compile
         jax.block_until_ready(scan(params, state, grads))  # compile
         built[name] = (step, scan, p, s, state)
+        hlo = scan.lower(params, state, grads).compile().as_text()
+        counted = kernels_per_update(hlo)
+        kernels[name] = "-" if counted is None else str(sum(counted.values()))
 
     per_call = {k: [] for k in built}
     per_scan = {k: [] for k in built}
@@ -110,11 +136,11 @@ def main() -> None:
             per_scan[name].append((time.perf_counter() - t) / SCAN_STEPS)
 
     plain, inj = list(built)
-    print(f"{'variant':42s} {'jit call (us)':>14s} {'in scan (us)':>13s}")
+    print(f"{'variant':42s} {'jit call (us)':>14s} {'in scan (us)':>13s} {'kernels':>8s}")
     for name in built:
         print(
             f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
-            f"{statistics.median(per_scan[name]) * 1e6:13.2f}"
+            f"{statistics.median(per_scan[name]) * 1e6:13.2f} {kernels[name]:>8s}"
         )
     call_ratio = statistics.median(per_call[inj]) / statistics.median(per_call[plain])
     scan_ratio = statistics.median(per_scan[inj]) / statistics.median(per_scan[plain])

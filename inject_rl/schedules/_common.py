@@ -99,17 +99,29 @@ def accumulate(
 ) -> tuple[Window, jax.Array, jax.Array]:
     """Adds a counted value to the window.
 
+    Args:
+      window: the window before this update.
+      value: the signal, as `read_signal` returns it.
+      counted: whether the signal counts.
+
     Returns:
       `(window, ready, mean)`: the new window (emptied when `ready`), whether the rule acts on
-      this update, and the mean of the window's values (what the rule acts on).
+      this update, and the mean of the window's values (what the rule acts on); the mean is NaN
+      when the rule does not act.
     """
-    total = window.total + jnp.where(counted, value, 0.0)
-    count = window.count + counted.astype(jnp.int32)
-    ready = counted & (count >= window.every)
-    mean = total / jnp.maximum(count, 1).astype(jnp.float32)
+    value = jnp.where(counted, value, 0.0)
+    # Few kernels per update (issue 16 item 3): XLA updates a loop-carried scalar in place only
+    # if every other reader of its old value runs first, and copies it first otherwise (one more
+    # kernel). So `mean` (NaN: not ready) carries `ready` to the new window, which reads the old
+    # one only besides it; XLA keeps `mean` one kernel that its users share (it does not
+    # duplicate a divide). Its sums are spelled unlike the new window's on purpose: XLA would
+    # otherwise compute each once, in a kernel of its own.
+    full = counted & (window.count + 1 >= window.every)
+    mean = (jnp.where(full, window.total, jnp.nan) + value) / (window.count + 1).astype(jnp.float32)
+    ready = ~jnp.isnan(mean)  # == full: a counted value and a window's total are never NaN
     new_window = Window(
-        total=jnp.where(ready, f32(0.0), total),
-        count=jnp.where(ready, i32(0), count),
+        total=jnp.where(ready, f32(0.0), window.total + value),
+        count=jnp.where(ready, i32(0), window.count + counted.astype(jnp.int32)),
         every=window.every,
     )
     return new_window, ready, mean
