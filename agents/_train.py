@@ -138,8 +138,9 @@ def train(
         replicated training state (copy what you keep: on anakin it is donated to the next call).
       resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
         uninterrupted; host loop: the learner continues bitwise, the envs restart).
-      program_key: on one device, names this run's compiled programs so that a later run with
-        the same key loads them instead of tracing (`inject_rl.loops.run`).
+      program_key: on the anakin loop (any device count), names this run's compiled programs
+        so that a later run with the same key loads them instead of tracing
+        (`inject_rl.loops.run`).
 
     Returns:
       A `TrainResult`.
