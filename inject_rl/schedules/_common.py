@@ -100,7 +100,8 @@ def accumulate(
     """Adds a counted value to the window.
 
     Args:
-      window: the window before this update.
+      window: the window before this update; it holds fewer than `window.every` values, as
+        every window that `init_window` and `accumulate` made does.
       value: the signal, as `read_signal` returns it.
       counted: whether the signal counts.
 
@@ -109,19 +110,25 @@ def accumulate(
       this update, and the mean of the window's values (what the rule acts on); the mean is NaN
       when the rule does not act.
     """
+    # Written for few kernels per update (issue 16 item 3): XLA updates a loop-carried scalar in
+    # place only when every other reader of its old value runs before the write; otherwise it
+    # copies the old value first, one kernel more. So only the new count's kernel reads the old
+    # count; the rest reads the new one (0 after a counted value: the window is full). The old
+    # total is read by `mean`, which the new total uses: on CPU XLA keeps `mean` one kernel
+    # that runs first (it does not duplicate a divide), on GPU it fuses it into each user and
+    # orders the total's write last. The new count must not read the total, or on GPU the two
+    # writes each wait for the other and one old value is copied. `mean`'s sum is spelled unlike
+    # the new total's on purpose: XLA would otherwise compute it once, in a kernel of its own.
     value = jnp.where(counted, value, 0.0)
-    # Few kernels per update (issue 16 item 3): XLA updates a loop-carried scalar in place only
-    # if every other reader of its old value runs first, and copies it first otherwise (one more
-    # kernel). So `mean` (NaN: not ready) carries `ready` to the new window, which reads the old
-    # one only besides it; XLA keeps `mean` one kernel that its users share (it does not
-    # duplicate a divide). Its sums are spelled unlike the new window's on purpose: XLA would
-    # otherwise compute each once, in a kernel of its own.
-    full = counted & (window.count + 1 >= window.every)
-    mean = (jnp.where(full, window.total, jnp.nan) + value) / (window.count + 1).astype(jnp.float32)
+    count = window.count + counted.astype(jnp.int32)
+    count = jnp.where(counted & (count >= window.every), i32(0), count)
+    full = counted & (count == 0)
+    # A full window holds `every` values (it held fewer before this one).
+    mean = (jnp.where(full, window.total, jnp.nan) + value) / window.every.astype(jnp.float32)
     ready = ~jnp.isnan(mean)  # == full: a counted value and a window's total are never NaN
     new_window = Window(
         total=jnp.where(ready, f32(0.0), window.total + value),
-        count=jnp.where(ready, i32(0), window.count + counted.astype(jnp.int32)),
+        count=count,
         every=window.every,
     )
     return new_window, ready, mean
