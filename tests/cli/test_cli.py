@@ -13,7 +13,6 @@ import shutil
 import signal
 import struct
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests._cli import cli, command, ok, subprocess_env
+
 # 2 envs x 8 steps x 2 iterations = 32 env steps per host call.
 TINY = {
     "num_envs": 2,
@@ -43,11 +43,7 @@ HPS = [
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    e["INJECT_RL_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("compile-cache"))
-    e.pop("XLA_FLAGS", None)
-    return e
+    return subprocess_env(tmp_path_factory.mktemp("compile-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -56,22 +52,6 @@ def files(tmp_path_factory):
     (d / "tiny.json").write_text(json.dumps(TINY))
     (d / "bad_field.json").write_text(json.dumps({**TINY, "bogus": 1}))
     return d
-
-
-def cli(args, env, cwd, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "inject_rl.cli", *map(str, args)],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def final_leaves(run_dir: Path) -> dict[str, np.ndarray]:
@@ -282,7 +262,7 @@ def test_sigkill_after_a_checkpoint_then_resume_is_bitwise(env, files, tmp_path)
         "--eval-episodes",
         1,
     ]
-    cmd = [sys.executable, "-m", "inject_rl.cli", *map(str, args)]
+    cmd = command(args)
     victim = subprocess.Popen(
         [*cmd, "--out", "killed", "--checkpoint-every", "32"],
         env=env,

@@ -7,11 +7,9 @@ and one finished run directory (`finished`), copied where a test damages it.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +17,8 @@ import numpy as np
 import pytest
 
 from inject_rl import runs
+from tests._cli import cli, command, ok, subprocess_env
 
-REPO = Path(__file__).resolve().parents[2]
 # 2 envs x 8 steps x 2 iterations = 32 env steps per host call.
 TINY = {
     "num_envs": 2,
@@ -34,11 +32,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    e = dict(os.environ)
-    e["PYTHONPATH"] = os.pathsep.join([str(REPO), e.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    e["INJECT_RL_COMPILE_CACHE"] = str(tmp_path_factory.mktemp("compile-cache"))
-    e.pop("XLA_FLAGS", None)
-    return e
+    return subprocess_env(tmp_path_factory.mktemp("compile-cache"))
 
 
 @pytest.fixture(scope="module")
@@ -50,21 +44,6 @@ def tiny(tmp_path_factory) -> Path:
 
 def train_args(tiny: Path, out) -> list[str]:
     return ["train", "--out", str(out), "--config", str(tiny), "--quiet", "--eval-episodes", "1"]
-
-
-def command(args) -> list[str]:
-    return [sys.executable, "-m", "inject_rl.cli", *map(str, args)]
-
-
-def cli(args, env, cwd, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        command(args), env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def ok(proc: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc
 
 
 def one_error_line(proc: subprocess.CompletedProcess, *words: str) -> str:
