@@ -1,5 +1,4 @@
-"""Two processes x two fake CPU devices joined by jax.distributed (gloo): one learner on a
-4-device mesh, its replicas bitwise-equal across processes."""
+"""Two processes x two fake CPU devices joined by jax.distributed (gloo): one pmapped learner."""
 
 import sys
 from pathlib import Path
