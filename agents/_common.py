@@ -194,15 +194,3 @@ def per_device(agent: str, cfg: Any, num_devices: int, *fields: str) -> tuple[in
                 f"got {name}={getattr(cfg, name)}"
             )
     return tuple(getattr(cfg, name) // num_devices for name in fields)
-
-
-def as_schedule(value: Any) -> optax.schedules.StatefulSchedule:
-    """A Config value as a StatefulSchedule: a schedule as it is, an optax step schedule (a
-    callable of the update count) through `from_step_schedule`, a number as a constant."""
-    from inject_rl.schedules import constant, from_step_schedule
-
-    if isinstance(value, optax.schedules.StatefulSchedule):
-        return value
-    if callable(value):
-        return from_step_schedule(value)
-    return constant(float(value))

@@ -8,15 +8,15 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from inject_rl.agents._common import as_schedule
 from inject_rl.schedules import from_step_schedule
+from inject_rl.schedules._constant import as_schedule
 
 
 def epsilon_schedule(cfg: Any) -> optax.schedules.StatefulSchedule:
     """`cfg.epsilon` as a StatefulSchedule (None: linear decay over `epsilon_fraction` of the
     iterations; a number: constant; an optax step schedule: counted in iterations)."""
     if cfg.epsilon is not None:
-        return as_schedule(cfg.epsilon)
+        return as_schedule("dqn epsilon", cfg.epsilon)
     n = max(1, round(cfg.epsilon_fraction * cfg.num_iterations))
     return from_step_schedule(optax.linear_schedule(cfg.epsilon_start, cfg.epsilon_end, n))
 

@@ -33,7 +33,7 @@ from inject_rl.agents._common import HostCalls, check_config, check_injectable, 
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable, SebulbaLearner
 from inject_rl.agents._exploration import epsilon_greedy, epsilon_schedule
 from inject_rl.agents._keep_best import evaluate_and_keep
-from inject_rl.agents._learner import hp_metrics, learner_step
+from inject_rl.agents._learner import learner_step
 from inject_rl.agents._replay import Experience, experience, init_replay
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
@@ -218,7 +218,7 @@ def _learner(cfg: Config, env: Any, opt: Any, num_devices: int, torso, actor_of)
         ts = ts._replace(
             epsilon_state=eps.update(ts.epsilon_state, **signals), iteration=ts.iteration + 1
         )
-        return ts, {**signals, **hp_metrics(ts.opt_state), "hp/epsilon": epsilon}
+        return ts, {**signals, "hp/epsilon": epsilon}  # the optimizer's hp/*: added by `train`
 
     return net, eps, init, learn
 

@@ -34,7 +34,7 @@ from inject_rl.agents import _actor_critic
 from inject_rl.agents._actor_critic import ActorCritic
 from inject_rl.agents._common import HostCalls, check_config, check_injectable
 from inject_rl.agents._contract import Injectable
-from inject_rl.agents._learner import coefficient, hp_metrics, learner_step
+from inject_rl.agents._learner import coefficient, learner_step
 from inject_rl.optim import carried, injected
 from inject_rl.schedules import progress
 
@@ -177,7 +177,7 @@ def make_update(
             step=step,
             axis_name=axis_name,
         )
-        metrics = {**stats, **episodes, "step": step, **hp_metrics(opt_state)}
+        metrics = {**stats, **episodes}  # `step` and `hp/*`: added for every agent by `train`
         return params, opt_state, metrics
 
     return update

@@ -29,7 +29,7 @@ from inject_rl.agents import _actor_critic
 from inject_rl.agents._actor_critic import ActorCritic
 from inject_rl.agents._common import HostCalls, check_config, check_injectable
 from inject_rl.agents._contract import Injectable
-from inject_rl.agents._learner import coefficient, hp_metrics, learner_step
+from inject_rl.agents._learner import coefficient, learner_step
 from inject_rl.optim import carried, injected
 from inject_rl.schedules import kl_target
 
@@ -247,9 +247,7 @@ def make_update(
             epoch, (params, opt_state, jnp.ones((), bool)), jax.random.split(key, cfg.epochs)
         )
         metrics = {k: v.mean() for k, v in stats.items()}
-        metrics.update(episodes)
-        metrics["step"] = step
-        metrics.update(hp_metrics(opt_state))
+        metrics.update(episodes)  # `step` and `hp/*` are added for every agent by `train`
         return params, opt_state, metrics
 
     return update

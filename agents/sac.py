@@ -34,7 +34,7 @@ from inject_rl import loops
 from inject_rl.agents import _replay, networks
 from inject_rl.agents._common import HostCalls, check_config, check_injectable, per_device
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, Injectable, SebulbaLearner
-from inject_rl.agents._learner import hp_metrics, learner_step
+from inject_rl.agents._learner import learner_step
 from inject_rl.agents._replay import Experience, experience, init_replay
 from inject_rl.agents._squashed_gaussian import SquashedGaussianPolicy
 from inject_rl.loops import ReplayBuffer
@@ -208,7 +208,7 @@ def make_learn(
         ts, stats = _replay.after_learning_starts(
             cfg.learning_starts, lambda t: learner_steps(t, episodes, axis_name), idle
         )(ts)
-        return ts, {**stats, **episodes, "step": ts.step, **hp_metrics(ts.opt_state)}
+        return ts, {**stats, **episodes}  # `step` and `hp/*`: added for every agent by `train`
 
     return learn
 

@@ -11,6 +11,7 @@ import jax
 import numpy as np
 
 from inject_rl import envs, loops
+from inject_rl.agents._train import learner
 from inject_rl.loops._vectorized import run_batched, stack
 
 SOLVED = 475.0
@@ -34,7 +35,8 @@ def run_group(agent, cfg, opts, seeds: int, label: str = ""):
         base = jax.jit(init)(0)
         for opt in opts:  # same program: only the initial optimizer state differs
             states.append(base._replace(opt_state=opt.init(base.params)))
-    iteration = agent.anakin(cfg, env, opts[0], 1, torso).iteration
+    # Through the trainer's learner: its iterations report `step` and `hp/*` as `train`'s do.
+    iteration = learner(agent, cfg, opts[0], 1, env=env)[1].iteration
     acting = agent.policy(cfg, env, torso)
     final, metrics, compile_s, run_s = run_batched(
         iteration, stack(states), cfg.num_iterations, chunk=cfg.iterations_per_call
