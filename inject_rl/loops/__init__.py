@@ -1,8 +1,9 @@
 """Actor-learner loops; the only package that knows about devices.
 
 Anakin (`run`): in-graph envs, act and learn as one compiled step. Sebulba (`run_sebulba`): host
-envs on actor threads, a pmapped learner. Multi-process: `init_distributed` (gloo on CPU), then
-the same loops over all processes' devices.
+envs on actor threads, a learner on every device. Both map over devices with `shard_map` on a
+mesh of them (what `jax.pmap` itself runs since JAX 0.8). Multi-process: `init_distributed`
+(gloo on CPU), then the same loops over all processes' devices.
 """
 
 from inject_rl.loops._anakin import (

@@ -31,7 +31,7 @@ from inject_rl import cache
 from inject_rl.loops import _programs
 from inject_rl.loops._replicas import local_replicas
 
-# The device axis of every learner (anakin's mesh, sebulba's pmap); signals and gradients are
+# The device axis of every learner's mesh (anakin and sebulba); signals and gradients are
 # reduced over it.
 DEVICE_AXIS = "device"
 

@@ -1,13 +1,13 @@
 """Multi-process runs: `jax.distributed` with gloo CPU collectives, and a local launcher.
 
 The loops need nothing else: once every process has called `init_distributed`, `jax.devices()`
-lists all processes' devices, `pmap` over them joins the processes in its collectives, and
-`run_sebulba` feeds each process's local devices from that process's own actors. No home-made
-transport: parameters never travel between processes, only gradients and signals inside `pmap`.
+lists all processes' devices, the learner's collectives over a mesh of them join the processes,
+and `run_sebulba` feeds each process's local devices from that process's own actors. No home-made
+transport: parameters never travel between processes, only gradients and signals in collectives.
 
 On CPU, give each process fake devices with `XLA_FLAGS=--xla_force_host_platform_device_count=N`
 in its environment before jax is imported (`launch_processes` does): 2 processes x 2 devices
-are 4 global devices for `pmap`.
+are 4 global devices for the learner.
 """
 
 from __future__ import annotations

@@ -1,13 +1,14 @@
-"""Sebulba: host envs stepped on actor threads, a learner `jax.pmap`ped over devices, overlapped.
+"""Sebulba: host envs stepped on actor threads, a learner mapped over devices, overlapped.
 
 Podracer's sebulba layout (Hessel et al. 2021, "Podracer architectures for scalable RL"), as in
 cleanba: each actor thread steps its own `inject_rl.envs.HostEnv` with a jitted `act`, stacks
 `rollout_len` steps into a `HostRollout` and puts it in its bounded `queue.Queue`; the main
 thread takes rollout `i` from every actor, splits it over the learner devices along the env axis
-(pmap's own input sharding) and runs the pmapped `learn`, which reduces gradients and signals
-over `DEVICE_AXIS`. An agent gives three pure functions:
+and runs `learn` on every device (`shard_map` over a mesh of the learner devices, as the anakin
+loop does; what `jax.pmap` itself runs since JAX 0.8), which reduces gradients and signals over
+`DEVICE_AXIS`. An agent gives three pure functions:
 
-* `init(device_index) -> state`: the per-device learner state, run under `pmap`;
+* `init(device_index) -> state`: the per-device learner state, run on every learner device;
 * `act(params, obs, key) -> (action, extras)`: one step of a batch of envs, jitted on the actor
   device; `params` is `params_of(state)` of one replica;
 * `learn(state, rollout, axis_name) -> (state, metrics)`: one learner iteration on one device.
@@ -20,9 +21,11 @@ the synchronous mode, where the actors wait for each update (on-policy PPO). Bec
 fixed rather than "whatever is newest", env seeds and action keys fix every rollout and the run
 is reproducible given the seed, with any number of actor threads.
 
-**Multi-process.** After `inject_rl.loops.init_distributed`, the learner is pmapped over all
+**Multi-process.** After `inject_rl.loops.init_distributed`, the learner's mesh holds all
 global devices (`jax.devices()`); each process runs actors for its share of the envs and feeds
-its local devices; `pmap` joins the processes in its collectives (gloo on CPU).
+its local devices (its rows of the global arrays); the collectives join the processes (gloo on
+CPU). Callbacks and the result get this process's replicas, `[local_devices, ...]`, as `pmap`
+gave them.
 
 **Failures.** An exception in an actor thread stops the run: the main thread re-raises it within
 a fraction of a second. Any exit of `run_sebulba` (error, KeyboardInterrupt, a raising callback)
@@ -42,6 +45,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from inject_rl import cache
 from inject_rl.envs import HostEnv
@@ -64,9 +70,42 @@ def first_replica(tree: Any) -> Any:
     """This process's first replica of a replicated pytree, on the host (typed keys kept).
 
     Reads the shard (`local_replicas`) instead of indexing: in a multi-process run, `x[0]` on a
-    pmap output is a computation over the devices (a gloo collective on CPU), which this avoids.
+    global array is a computation over the devices (a gloo collective on CPU), which this avoids.
     """
     return jax.tree.map(lambda x: local_replicas(x, first_only=True), tree)
+
+
+def _on_mesh(fn: Callable, mesh: Mesh) -> Callable:
+    """`fn` on every device of `mesh`, jitted: each device gets its row of every argument (the
+    leading axis dropped) and its results get a leading axis back, so collectives over the
+    mesh's axis work inside. Exactly what `jax.pmap` builds (squeeze, `shard_map`,
+    expand_dims, every argument and result split along that axis), without its per-call
+    argument handling."""
+    (axis,) = mesh.axis_names
+
+    def per_device(*args):
+        out = fn(*jax.tree.map(lambda x: jax.lax.squeeze(x, [0]), args))
+        return jax.tree.map(lambda x: jax.lax.expand_dims(x, [0]), out)
+
+    split = NamedSharding(mesh, P(axis))
+    mapped = jax.shard_map(
+        per_device, mesh=mesh, in_specs=P(axis), out_specs=P(axis), check_vma=False
+    )
+    return jax.jit(mapped, in_shardings=split, out_shardings=split)
+
+
+def _global(tree: Any, mesh: Mesh) -> Any:
+    """This process's rows `[local_devices, ...]` (host or device arrays, typed keys) as arrays
+    over the whole mesh; arrays already over it pass through."""
+    return multihost_utils.host_local_array_to_global_array(tree, mesh, P(*mesh.axis_names))
+
+
+def _local(tree: Any, mesh: Mesh) -> Any:
+    """The inverse of `_global` in a multi-process run (this process's rows, as `pmap` returned
+    them); on one process the global arrays are already all local."""
+    if jax.process_count() == 1:
+        return tree
+    return multihost_utils.global_array_to_host_local_array(tree, mesh, P(*mesh.axis_names))
 
 
 def learner_devices(num_devices: int | None) -> list[jax.Device]:
@@ -151,10 +190,10 @@ def run_sebulba(
     state: Any = None,
     start_call: int = 0,
 ) -> LoopResult:
-    """Trains with host envs on actor threads and a pmapped learner (see the module doc).
+    """Trains with host envs on actor threads and a learner on every device (see the module doc).
 
     Args:
-      init: `device_index -> state`, run under `pmap` over the learner devices.
+      init: `device_index -> state`, run on every learner device.
       act: `(params, obs [B, *obs], key) -> (action [B, ...], extras)`, jitted on
         `actor_device`; extras (e.g. behaviour `log_prob`) land in `rollout.traj.extras`.
       learn: one learner iteration on one device, given its share of the rollout
@@ -223,14 +262,14 @@ def run_sebulba(
     try:
         for _ in range(num_actor_threads):
             env_list.append(HostEnv(env_id, per_thread, **(env_kwargs or {})))
+        mesh = Mesh(devices, (DEVICE_AXIS,))
         if state is None:
             first_index = jax.process_index() * len(local)
-            state = jax.pmap(init, axis_name=DEVICE_AXIS, devices=devices)(
-                np.arange(first_index, first_index + len(local), dtype=np.int32)
-            )
-        learner = jax.pmap(
-            lambda s, r: learn(s, r, DEVICE_AXIS), axis_name=DEVICE_AXIS, devices=devices
-        )
+            index = np.arange(first_index, first_index + len(local), dtype=np.int32)
+            state = _on_mesh(init, mesh)(_global(index, mesh))
+        else:
+            state = _global(state, mesh)
+        learner = _on_mesh(lambda s, r: learn(s, r, DEVICE_AXIS), mesh)
         params0 = params_of(first_replica(state))
 
         def act_step(params, obs, key):
@@ -244,7 +283,7 @@ def run_sebulba(
             act_step(jax.device_put(params0, actor_device), example.last_obs, actor_key)
         )
         warm = _split_for_devices([example] * num_actor_threads, len(local))
-        jax.block_until_ready(learner(state, warm))  # compiles; output discarded
+        jax.block_until_ready(learner(state, _global(warm, mesh)))  # compiles; output discarded
         compile_s = time.perf_counter() - t0
         step_cache_hit = cache.hits() > hits
 
@@ -282,7 +321,7 @@ def run_sebulba(
             except Stopped:
                 raise actor_error(actors) from None
             waited = time.perf_counter() - t
-            state, metrics = learner(state, _split_for_devices(pieces, len(local)))
+            state, metrics = learner(state, _global(_split_for_devices(pieces, len(local)), mesh))
             versions.publish(i + 1, params_of(first_replica(state)))
             pending.append((first_replica(metrics), waited))
             if (i + 1) % iterations_per_call == 0:
@@ -292,7 +331,7 @@ def run_sebulba(
                 pending.clear()
                 history.append(call)
                 if callback is not None:
-                    callback(i // iterations_per_call, call, state)
+                    callback(i // iterations_per_call, call, _local(state, mesh))
         jax.block_until_ready(state)
         train_s = time.perf_counter() - t_start
     finally:
@@ -302,4 +341,4 @@ def run_sebulba(
         for env in env_list:
             env.close()
     merged = {k: np.concatenate([h[k] for h in history]) for k in history[0]} if history else {}
-    return LoopResult(state, merged, compile_s, train_s, step_cache_hit)
+    return LoopResult(_local(state, mesh), merged, compile_s, train_s, step_cache_hit)

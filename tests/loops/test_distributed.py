@@ -1,4 +1,5 @@
-"""Two processes x two fake CPU devices joined by jax.distributed (gloo): one pmapped learner."""
+"""Two processes x two fake CPU devices joined by jax.distributed (gloo): one learner on a
+4-device mesh, its replicas bitwise-equal across processes."""
 
 import sys
 from pathlib import Path

@@ -75,6 +75,21 @@ def test_deterministic_given_the_seed_with_threads_and_devices():
     assert a.state.params["w"].shape == (2,)
 
 
+def test_learner_state_is_split_over_a_mesh_and_resumes_from_host_arrays():
+    """The learner runs on a 2-device mesh (`shard_map`, as the anakin loop; issue 16 item 2):
+    its state comes back split along the device axis, and a resume from host copies (as a
+    checkpoint restores them) is placed on the mesh and continues."""
+    kw = dict(num_envs=4, num_devices=2, staleness=0)
+    first = _run(**kw)
+    w = first.state.params["w"]
+    assert w.sharding.spec == jax.sharding.PartitionSpec(loops.DEVICE_AXIS)
+    assert {s.device for s in w.addressable_shards} == set(jax.devices()[:2])
+    host = jax.tree.map(np.asarray, first.state)
+    more = _run(**kw, state=host, start_call=3, num_calls=4)
+    assert loops.replicas_equal(more.state)
+    assert more.metrics["used_min"].tolist() == list(range(12, 16))
+
+
 def test_episode_statistics_reach_the_learner():
     res = _run(num_envs=4, rollout_len=32, num_devices=2)
     count = res.metrics["episode_count"]
