@@ -74,7 +74,7 @@ def _caption(groups: list[Group], constants: dict, smooth_weight: float, spread:
     """Constant series as "name = value" (with the runs they hold for where runs differ), then
     how the lines were made."""
     items = []
-    for name, by_value in constants.items():
+    for name, by_value in sorted(constants.items(), key=lambda kv: not kv[0].startswith("hp/")):
         short = name.removeprefix("hp/")
         if len(by_value) == 1 and len(next(iter(by_value.values()))) == len(groups):
             items.append(f"{short} = {number(next(iter(by_value)))}")
@@ -204,7 +204,7 @@ def runs_figure(
             _draw(ax, name, g, color, w, spread, top)
         values = np.concatenate([finite_values(rows, name) for g in groups for rows in g.traces])
         format_axes(ax, log_scale(name, values))
-        ax.set_title(name, fontsize=9, loc="left")
+        ax.set_title(name, fontsize=9)  # centred: the top left holds a "x10^-6" scale
         ax.grid(alpha=0.3)
         bottom = i + ncols >= n  # no panel below it in its column
         ax.tick_params(labelbottom=bottom)

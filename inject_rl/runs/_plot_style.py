@@ -44,9 +44,9 @@ def format_axes(ax, log: bool) -> None:
     """Scale and tick labels of one panel, once its lines are drawn.
 
     Env steps in engineering notation (20k, 1.5M). A linear y axis in scientific notation outside
-    [1e-3, 1e4) (ticks 1 2 3 and "x10^-6" above, not "0.0000000000"). A log y axis labels decades
-    (10^-4); one spanning less than a decade, which would show one label or none, gets plain
-    numbers at evenly spaced ticks instead.
+    [1e-3, 1e4) (ticks 1 2 3 with "x10^-6" above its top left corner, not "0.0000000000"). A log
+    y axis labels decades (10^-4); one spanning less than a decade, which would show one label or
+    none, gets plain numbers at evenly spaced ticks instead.
     """
     from matplotlib.ticker import (
         EngFormatter,
@@ -58,7 +58,8 @@ def format_axes(ax, log: bool) -> None:
 
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     if not log:
-        scalar = ScalarFormatter(useMathText=True)
+        # No offset ("x1e-5+6.931e-1" reads worse than 0.69313); scientific only for the scale.
+        scalar = ScalarFormatter(useOffset=False, useMathText=True)
         scalar.set_powerlimits((-3, 4))
         ax.yaxis.set_major_formatter(scalar)
         return

@@ -48,13 +48,13 @@ def seed_config(seed, lr="1e-3"):
 
 
 def panel(fig, name):
-    found = [ax for ax in fig.axes if ax.get_title(loc="left") == name]
-    assert len(found) == 1, [ax.get_title(loc="left") for ax in fig.axes]
+    found = [ax for ax in fig.axes if ax.get_title() == name]
+    assert len(found) == 1, [ax.get_title() for ax in fig.axes]
     return found[0]
 
 
 def titles(fig):
-    return [ax.get_title(loc="left") for ax in fig.axes]
+    return [ax.get_title() for ax in fig.axes]
 
 
 def caption(fig):
@@ -111,7 +111,7 @@ def test_one_colour_per_run_in_every_panel_and_one_legend(tmp_path):
     first = colours(fig.axes[0])
     assert len(first) == 2 and first[0] != first[1]
     for ax in fig.axes:
-        assert colours(ax) == first, ax.get_title(loc="left")
+        assert colours(ax) == first, ax.get_title()
 
 
 def test_constant_hyperparameters_go_to_the_caption_not_to_panels(tmp_path):
