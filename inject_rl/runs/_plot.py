@@ -21,12 +21,9 @@ from inject_rl.runs._plot_data import (
     series,
     smooth,
 )
-from inject_rl.runs._plot_style import format_axes, log_scale, number, shades
+from inject_rl.runs._plot_panels import RETURN, caption_text, choose_panels
+from inject_rl.runs._plot_style import format_axes, log_scale, shades
 
-RETURN = "episode_return"
-# The signals schedules read (inject_rl.signals.SIGNAL_NAMES without the episode statistics and
-# the step), named here so that a plot imports no jax; tests/runs/test_plot.py keeps them in step.
-SIGNALS = ("kl", "entropy", "loss", "value_loss", "grad_norm", "td_error")
 SMOOTH = 0.6  # TensorBoard's default EMA weight
 SPREADS = ("range", "std")
 PBT_SOURCE = "pbt/source"  # a population row: the member copied from at that iteration, or -1
@@ -44,61 +41,6 @@ def _check_out(out: Path) -> None:
     reason = writable_error(out.parent)
     if reason is not None:
         raise ValueError(f"cannot write plot {out}: {reason}")
-
-
-def _panels(groups: list[Group], metrics: Sequence[str]) -> tuple[list[str], dict]:
-    """The series drawn, and those that hold one value within every group (name -> {value:
-    [group indices]}), which the caption lists instead. The return is always drawn, and so are
-    the `metrics` asked for."""
-    hp = {k for g in groups for rows in g.traces for r in rows for k in r if k.startswith("hp/")}
-    hp = sorted(hp, key=lambda k: (k != "hp/learning_rate", k))
-    asked = [m for m in metrics if m != RETURN]
-    panels, constants = [RETURN, *asked], {}
-    for name in [s for s in SIGNALS if s not in asked] + [h for h in hp if h not in asked]:
-        found = {}  # group index -> its distinct finite values (all its seeds or members)
-        for i, g in enumerate(groups):
-            v = np.unique(np.concatenate([finite_values(r.rows, name) for r in g.runs]))
-            if v.size:
-                found[i] = v
-        if any(v.size > 1 for v in found.values()):
-            panels.append(name)
-        elif found:
-            by_value: dict[float, list[int]] = {}
-            for i, v in found.items():
-                by_value.setdefault(float(v[0]), []).append(i)
-            constants[name] = by_value
-    return panels, constants
-
-
-def _caption(groups: list[Group], constants: dict, smooth_weight: float, spread: str) -> str:
-    """Constant series as "name = value" (with the runs they hold for where runs differ), then
-    how the lines were made."""
-    items = []
-    for name, by_value in sorted(constants.items(), key=lambda kv: not kv[0].startswith("hp/")):
-        short = name.removeprefix("hp/")
-        if len(by_value) == 1 and len(next(iter(by_value.values()))) == len(groups):
-            items.append(f"{short} = {number(next(iter(by_value)))}")
-        else:
-            held = [
-                f"{number(v)} ({', '.join(groups[i].label for i in idx)})"
-                for v, idx in by_value.items()
-            ]
-            items.append(f"{short} = {' / '.join(held)}")
-    notes = []
-    if smooth_weight > 0:
-        notes.append(f"signals smoothed by an EMA of weight {smooth_weight} (hp/* as logged)")
-    if any(len(g.runs) > 1 for g in groups):
-        across = "min to max" if spread == "range" else "mean -+ one std"
-        notes.append(f"shaded: {across} over seeds")
-    if any(g.members for g in groups):
-        notes.append("thick: the best member (final smoothed return); v: a member copied another")
-    lines = []
-    if items:
-        lines.append("Constant: " + ", ".join(items) + ".")
-    if notes:
-        text = "; ".join(notes)
-        lines.append(text[0].upper() + text[1:] + ".")
-    return "\n".join(lines)
 
 
 def _best_member(group: Group, smooth_weight: float) -> int | None:
@@ -178,8 +120,8 @@ def runs_figure(
     from matplotlib.patches import Patch
 
     groups = group_runs(load_runs(dirs))
-    panels, constants = _panels(groups, list(metrics))
-    caption = _caption(groups, constants, smooth_weight, spread)
+    panels, constants = choose_panels(groups, list(metrics))
+    caption = caption_text(groups, constants, smooth_weight, spread)
     cycle = rcParams["axes.prop_cycle"].by_key()["color"]
     colors = [cycle[i % len(cycle)] for i in range(len(groups))]
     best = [_best_member(g, smooth_weight) if g.members else None for g in groups]
@@ -211,28 +153,20 @@ def runs_figure(
         if bottom:
             ax.set_xlabel("env steps")
 
-    handles = []
+    handles, labels = [], []
     for g, color, top in zip(groups, colors, best, strict=True):
         line = Line2D([], [], color=color, lw=2.0)
         if g.members:
-            label = f"{g.label} ({len(g.members)} members" + (
-                f", best {top})" if top is not None else ")"
-            )
-            handles.append((line, label))
+            handles.append(line)
+            best_text = "" if top is None else f", best {top}"
+            labels.append(f"{g.label} ({len(g.members)} members{best_text})")
         elif len(g.runs) > 1:
-            handles.append(
-                ((Patch(color=color, alpha=0.2, lw=0), line), f"{g.label} ({len(g.runs)} seeds)")
-            )
+            handles.append((Patch(color=color, alpha=0.2, lw=0), line))  # band under the mean
+            labels.append(f"{g.label} ({len(g.runs)} seeds)")
         else:
-            handles.append((line, g.label))
-    fig.legend(
-        [h for h, _ in handles],
-        [label for _, label in handles],
-        loc="upper center",
-        ncol=legend_cols,
-        frameon=False,
-        fontsize=9,
-    )
+            handles.append(line)
+            labels.append(g.label)
+    fig.legend(handles, labels, loc="upper center", ncol=legend_cols, frameon=False, fontsize=9)
     if caption:
         fig.text(0.01, 0.15 / height / 2, caption, fontsize=8, ha="left", va="bottom")
     fig.tight_layout(rect=(0, caption_h / height, 1, 1 - legend_h / height))

@@ -13,6 +13,7 @@ from matplotlib.colors import to_rgba
 
 from inject_rl.runs import _plot
 from inject_rl.runs._plot import runs_figure
+from inject_rl.runs._plot_panels import SIGNALS
 from inject_rl.signals import EPISODE_STAT_SIGNALS, SIGNAL_NAMES
 
 CONFIG = {"agent": "ppo", "env": "phys2d/CartPole-v1", "seed": 0, "config": {"seed": 0}}
@@ -152,13 +153,15 @@ def test_panels_for_the_signals_schedules_read_when_present(tmp_path):
     fig = runs_figure([run])
     assert titles(fig) == ["episode_return", "kl", "entropy", "loss", "grad_norm"]
     assert "diverged" not in caption(fig) and "wall_s" not in caption(fig)
+    # Five panels: two columns; env steps labelled under the lowest panel of each column.
+    assert [ax.get_xlabel() for ax in fig.axes] == ["", "", "", "env steps", "env steps"]
     fig = runs_figure([run], metrics=["wall_s"])
     assert titles(fig) == ["episode_return", "wall_s", "kl", "entropy", "loss", "grad_norm"]
 
 
 def test_panel_signals_are_the_signal_contract():
-    rest = set(SIGNAL_NAMES) - set(_plot.SIGNALS)
-    assert set(_plot.SIGNALS) <= set(SIGNAL_NAMES)
+    rest = set(SIGNAL_NAMES) - set(SIGNALS)
+    assert set(SIGNALS) <= set(SIGNAL_NAMES)
     assert rest == {*EPISODE_STAT_SIGNALS, "episode_count", "step"}
 
 
