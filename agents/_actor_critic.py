@@ -11,18 +11,24 @@ import distrax
 import haiku as hk
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from inject_rl import loops
+from inject_rl import envs, loops
 from inject_rl.agents import networks
 from inject_rl.agents._common import per_device
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, SebulbaLearner
 from inject_rl.signals import EpisodeStats, sync
 
+# Logit of the padding that lines MultiDiscrete components of different sizes up in one array.
+_PAD_LOGIT = -1e9
+
 
 class Output(NamedTuple):
     """Policy parameters and value for a batch of observations."""
 
-    logits: jax.Array  # [B, A] for a discrete policy; the Gaussian mean [B, D] otherwise
+    # [B, A] (Discrete); [B, sum(nvec)] (MultiDiscrete, components concatenated); else the
+    # Gaussian mean [B, D]
+    logits: jax.Array
     log_std: jax.Array  # [D] state-independent log std (continuous); shape (0,) when discrete
     value: jax.Array  # [B]
 
@@ -39,12 +45,21 @@ class TrainState(NamedTuple):
 
 class ActorCritic:
     """Separate actor and critic networks (each a torso and a head) for an env's action space:
-    a categorical policy for `Discrete`, a diagonal Gaussian with a learned state-independent
-    log std for `Box` (unsquashed; the env clips actions to its bounds)."""
+    a categorical policy for `Discrete`; for `MultiDiscrete` a factorised categorical, one
+    independent categorical per component (log-probability and entropy summed over the
+    components, greedy = each component's argmax; as cleanrl's `ppo_multidiscrete`); a
+    diagonal Gaussian with a learned state-independent log std for `Box` (unsquashed; the env
+    clips actions to its bounds)."""
 
     def __init__(self, env: Any, torso: networks.TorsoFactory):
-        self.discrete = env.discrete
-        out = env.num_actions if env.discrete else int(math.prod(env.action_shape))
+        kind = envs.action_kind(env.action_space)
+        self.discrete, self.multi_discrete = kind == envs.DISCRETE, kind == envs.MULTI_DISCRETE
+        if self.discrete:
+            out = env.num_actions
+        elif self.multi_discrete:
+            out = self._init_components(env.action_space)
+        else:
+            out = int(math.prod(env.action_shape))
 
         def forward(obs: jax.Array) -> Output:
             # Head names sort right after their torso's: params flatten in the order they did
@@ -59,25 +74,59 @@ class ActorCritic:
 
         self.net = hk.without_apply_rng(hk.transform(forward))
 
+    def _init_components(self, space: Any) -> int:
+        """Static gather of the concatenated component logits into `[K, max_n]`, padded."""
+        nvec = np.asarray(space.nvec, np.int64).reshape(-1)
+        self.action_shape, self.num_components = tuple(space.shape), len(nvec)
+        offsets = np.concatenate([[0], np.cumsum(nvec)[:-1]])
+        width = np.arange(int(nvec.max()))
+        self.component_mask = width < nvec[:, None]  # [K, max_n]
+        self.component_index = np.where(self.component_mask, offsets[:, None] + width, 0)
+        return int(nvec.sum())
+
     def dist(self, out: Output):
         if self.discrete:
             return distrax.Categorical(logits=out.logits)
+        if self.multi_discrete:
+            logits = self._component_logits(out)
+            return distrax.Independent(distrax.Categorical(logits=logits), 1)
         scale = jnp.broadcast_to(jnp.exp(out.log_std), out.logits.shape)
         return distrax.MultivariateNormalDiag(out.logits, scale)
+
+    def _component_logits(self, out: Output) -> jax.Array:
+        """`[..., K, max_n]` logits of the MultiDiscrete components; the padding gets
+        probability exactly 0 (exp underflows), so it is never sampled, never the argmax, and
+        adds 0 to the entropy."""
+        logits = out.logits[..., self.component_index]
+        return jnp.where(self.component_mask, logits, _PAD_LOGIT)
+
+    def _components(self, out: Output, action: jax.Array) -> jax.Array:
+        """`[..., *action_shape]` MultiDiscrete actions as `[..., K]`."""
+        return action.reshape((*out.logits.shape[:-1], self.num_components))
+
+    def _action(self, out: Output, action: jax.Array) -> jax.Array:
+        """`[..., K]` component actions as `[..., *action_shape]` int32."""
+        return action.reshape((*out.logits.shape[:-1], *self.action_shape)).astype(jnp.int32)
 
     def sample(self, params, obs, key):
         out = self.net.apply(params, obs)
         action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
+        if self.multi_discrete:
+            action = self._action(out, action)
         action = action.astype(jnp.int32) if self.discrete else action
         return action, {"log_prob": log_prob, "value": out.value}
 
     def evaluate(self, params, obs, action):
         out = self.net.apply(params, obs)
         dist = self.dist(out)
+        if self.multi_discrete:
+            action = self._components(out, action)
         return dist.log_prob(action), dist.entropy(), out.value
 
     def greedy(self, params, obs):
         out = self.net.apply(params, obs)
+        if self.multi_discrete:
+            return self._action(out, jnp.argmax(self._component_logits(out), -1))
         return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
 
 
@@ -86,6 +135,9 @@ def acting(cfg: Any, env: Any, torso: networks.TorsoFactory) -> Acting:
     policy = ActorCritic(env, torso)
     return Acting(policy.greedy, lambda p, obs, key: policy.sample(p, obs, key)[0])
 
+
+# The action spaces of `ActorCritic`: an unbounded Box too (the Gaussian needs no bounds).
+ACTIONS = (envs.DISCRETE, envs.MULTI_DISCRETE, envs.CONTINUOUS, envs.UNBOUNDED)
 
 # update(params, opt_state, traj [T, B], last_obs [B, *obs], episodes, step, key, axis_name)
 #   -> (params, opt_state, metrics)
@@ -187,4 +239,5 @@ def agent(
         anakin=lambda cfg, env, opt, n, torso: anakin(name, cfg, env, opt, n, torso, make_update),
         sebulba=lambda cfg, env, opt, n, torso: sebulba(name, cfg, env, opt, n, torso, make_update),
         presets=presets,
+        actions=ACTIONS,
     )

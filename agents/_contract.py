@@ -25,7 +25,11 @@ ANAKIN, SEBULBA = "anakin", "sebulba"
 
 
 class Spaces(Protocol):
-    """What a learner or policy reads of an env: `inject_rl.envs.JaxEnv` and `HostEnv` both are."""
+    """What a learner or policy reads of an env: `inject_rl.envs.JaxEnv` and `HostEnv` both are.
+
+    `obs_shape` is the shape of one observation as the networks get it (for a `HostEnv`, after
+    its `ObsPreprocessor`), not necessarily `observation_space.shape`.
+    """
 
     observation_space: Any
     action_space: Any
@@ -88,7 +92,9 @@ class Agent:
       anakin: `(cfg, env, optimizer, num_devices, torso) -> AnakinLearner`, or None.
       sebulba: `(cfg, env, optimizer, num_devices, torso) -> SebulbaLearner`, or None.
       presets: env id -> Config values known to work there (`config_for`).
-      actions: the action spaces it handles: "discrete" (`Discrete`), "continuous" (`Box`).
+      actions: the action spaces it handles (`inject_rl.envs.action_kind`): "discrete"
+        (`Discrete`), "multi_discrete" (`MultiDiscrete`), "continuous" (a float `Box` with finite
+        bounds), "unbounded" (a float `Box` with an infinite bound).
       final_params: the params a run keeps from its final state (DQN: the best evaluated).
     """
 
@@ -141,10 +147,16 @@ class Agent:
 
     def check_env(self, env: Spaces) -> None:
         """Raises ValueError naming the env's action space when this agent cannot act in it."""
-        kind = "discrete" if env.discrete else "continuous"
+        from inject_rl.envs import ACTION_KIND_NAMES, action_kind
+
+        try:
+            kind = action_kind(env.action_space)
+        except ValueError:
+            kind = None
         if kind not in self.actions:
+            allowed = " or ".join(ACTION_KIND_NAMES.get(k, k) for k in self.actions)
             raise ValueError(
-                f"{self.name} needs a {' or '.join(self.actions)} action space, but "
+                f"{self.name} needs a {allowed} action space, but "
                 f"{getattr(env, 'id', 'the env')} has {env.action_space}"
             )
 

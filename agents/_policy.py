@@ -25,12 +25,24 @@ class Policy:
     """
 
     def __init__(self, agent: Agent, config: Any, params: Any, env: Any, network=None):
+        from inject_rl import envs
+
         agent.check_env(env)
         self.agent, self.config, self.params, self.network = agent, config, params, network
         self.observation_space, self.action_space = env.observation_space, env.action_space
+        # The preprocessing of the host envs the policy was trained on (`HostEnv`), here on
+        # the observations a user passes.
+        self._preprocess = envs.ObsPreprocessor(env.observation_space)
         self._obs_shape = tuple(env.obs_shape)
-        self._discrete = env.discrete
-        self._bounds = None if env.discrete else (env.action_low, env.action_high)
+        if self._preprocess.shape != self._obs_shape:
+            raise ValueError(
+                f"{getattr(env, 'id', 'the env')}: network inputs of shape {self._obs_shape}, "
+                f"but {env.observation_space} preprocesses to {self._preprocess.shape}"
+            )
+        kind = envs.action_kind(env.action_space)
+        self._discrete = kind == envs.DISCRETE
+        box = kind in (envs.CONTINUOUS, envs.UNBOUNDED)
+        self._bounds = (env.action_low, env.action_high) if box else None
         acting = agent.policy(config, env, (network or agent.network)(config, env.obs_shape))
         self._greedy = jax.jit(acting.greedy)
         self._sample = jax.jit(acting.sample)
@@ -46,29 +58,28 @@ class Policy:
         return cls(agent, config, params, spaces(config.env_id), network)
 
     def act(self, obs: Any, *, deterministic: bool = True, seed: int | None = None) -> np.ndarray:
-        """Actions for one observation (shape of the observation space) or a batch `[B, *obs]`.
+        """Actions for one observation of the observation space or a batch of them.
+
+        Observations are preprocessed as the host envs of training preprocessed them
+        (`inject_rl.envs.ObsPreprocessor`): one-hot for `Discrete`, `Dict`/`Tuple` flattened.
 
         Args:
-          obs: numpy-convertible observation(s).
+          obs: one observation as the env returns it (an array, an int for `Discrete`, a dict
+            for `Dict`, a tuple for `Tuple`), or a batch: the same with a leading `[B]` axis on
+            every array.
           deterministic: the greedy action (argmax, or the mean action); False samples.
           seed: when sampling, restarts this policy's random stream from `seed` (None: continue
             the stream started from the run's seed).
 
         Returns:
-          numpy actions: one (a scalar for a `Discrete` space) or `[B, ...]`; `Box` actions are
-          clipped to the space's bounds.
+          numpy actions: one (a scalar for a `Discrete` space, an array of the space's shape
+          for `MultiDiscrete` and `Box`) or `[B, ...]`; `Box` actions are clipped to the
+          space's bounds.
 
         Raises:
-          ValueError: an observation of the wrong shape.
+          ValueError: an observation of the wrong shape or structure.
         """
-        x = np.asarray(obs, np.float32)
-        single = x.shape == self._obs_shape
-        if single:
-            x = x[None]
-        elif x.shape[1:] != self._obs_shape:
-            raise ValueError(
-                f"obs must have shape {self._obs_shape} or [B, *{self._obs_shape}], got {x.shape}"
-            )
+        x, single = self._preprocess.one_or_batch(obs)
         if deterministic:
             action = self._greedy(self.params, x)
         else:
@@ -79,6 +90,8 @@ class Policy:
         action = np.asarray(action)
         if self._bounds is not None:
             action = np.clip(action, *self._bounds).astype(self.action_space.dtype)
+        elif not self._discrete:  # MultiDiscrete: the space's integer dtype
+            action = action.astype(self.action_space.dtype)
         return action[0] if single else action
 
     __call__ = act

@@ -81,8 +81,10 @@ def torso_for(
     obs_shape: tuple[int, ...], hidden: Sequence[int], activation: Callable = jnp.tanh
 ) -> TorsoFactory:
     """The default torso for observations of `obs_shape`: an MLP for vectors, a conv stack then
-    the MLP for images `[H, W, C]`."""
-    if len(obs_shape) == 3:
+    the MLP for images `[H, W, C]` (H and W at least 3, as `inject_rl.envs.ObsPreprocessor`
+    keeps them; it flattens every other observation, Dict, Tuple and one-hot Discrete ones
+    included, into a vector)."""
+    if len(obs_shape) == 3 and min(obs_shape[:2]) >= 3:
         return lambda name: ConvTorso(hidden, name=name)
     return mlp(hidden, activation)
 

@@ -18,6 +18,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from inject_rl.envs._spaces import DISCRETE, MULTI_DISCRETE, ObsPreprocessor, action_kind
+from inject_rl.envs._spaces import spec as env_spec
+
 
 class HostTimeStep(NamedTuple):
     """What `HostEnv.step` returns: numpy arrays with a leading `[num_envs]` axis."""
@@ -38,11 +41,15 @@ class HostTimeStep(NamedTuple):
 class HostEnv:
     """`num_envs` copies of a gymnasium env on the host, same-step autoreset, episode stats.
 
-    Observations must be a `Box` (cast to float32); actions `Discrete` (starting at 0) or a
-    float `Box`, whose actions are clipped to the bounds before the env sees them (as
-    `JaxEnv.step` does, so an unsquashed Gaussian policy acts as the nearest bound). The
-    space properties (`obs_shape`, `discrete`, `num_actions`, `action_shape`, `action_low`,
-    `action_high`) match `JaxEnv`'s, so agents build their networks from either.
+    Observations: any space of `inject_rl.envs.OBSERVATION_SPACES`, returned as the float32
+    network inputs of `obs_preprocessor` (an image Box keeps `[H, W, C]`; everything else is
+    flattened as `gymnasium.spaces.flatten` does: one-hot for Discrete, Dict/Tuple parts
+    concatenated), so `obs_shape` is the shape of those inputs. Actions: `Discrete` or
+    `MultiDiscrete` (starting at 0), or a float `Box`, whose actions are clipped to the bounds
+    before the env sees them (as `JaxEnv.step` does, so an unsquashed Gaussian policy acts as
+    the nearest bound). The space properties (`obs_shape`, `action_kind`, `discrete`,
+    `num_actions`, `action_shape`, `action_low`, `action_high`) match `JaxEnv`'s, so agents
+    build their networks from either. Any other space: ValueError when the env is made.
 
     Not thread-safe: one actor thread steps one `HostEnv`. Close it with `close()` (or use it
     as a context manager).
@@ -66,7 +73,9 @@ class HostEnv:
         """Builds the vector env.
 
         Args:
-          env_id: any registered gymnasium id, e.g. "CartPole-v1", "Pendulum-v1".
+          env_id: any registered gymnasium id, e.g. "CartPole-v1", "Pendulum-v1", or
+            "module:Env-v0" (imports `module` first, which registers `Env-v0`; as
+            `gymnasium.make` does).
           num_envs: number of copies, >= 1.
           vectorization_mode: "sync" (one process, stepped in turn) or "async" (one
             subprocess per env; worth it only for slow envs on spare cores).
@@ -76,7 +85,6 @@ class HostEnv:
           ValueError: unknown id, bad `num_envs`, or unsupported spaces.
         """
         import gymnasium
-        from gymnasium import spaces
         from gymnasium.wrappers.vector import RecordEpisodeStatistics
 
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
@@ -86,10 +94,7 @@ class HostEnv:
                 f"vectorization_mode must be 'sync' or 'async' (same-step autoreset needs "
                 f"gymnasium's generic vector envs), got {vectorization_mode=!r}"
             )
-        try:
-            spec = gymnasium.spec(env_id)
-        except gymnasium.error.Error as e:
-            raise ValueError(f"unknown env id {env_id!r} ({e})") from None
+        spec = env_spec(env_id)  # imports the module of a "module:Env-v0" id
         vec = gymnasium.make_vec(
             env_id,
             num_envs=num_envs,
@@ -104,20 +109,12 @@ class HostEnv:
         self.observation_space = vec.single_observation_space
         self.action_space = vec.single_action_space
         self.closed = False
-        problem = None
-        if not isinstance(self.observation_space, spaces.Box):
-            problem = f"observation space must be a Box, got {self.observation_space!r}"
-        elif isinstance(self.action_space, spaces.Discrete):
-            if int(self.action_space.start) != 0:
-                problem = f"Discrete action space must start at 0, got {self.action_space!r}"
-        elif not (
-            isinstance(self.action_space, spaces.Box)
-            and np.issubdtype(self.action_space.dtype, np.floating)
-        ):
-            problem = f"action space must be Discrete or a float Box, got {self.action_space!r}"
-        if problem is not None:
+        try:
+            self.obs_preprocessor = ObsPreprocessor(self.observation_space)
+            self.action_kind = action_kind(self.action_space)
+        except ValueError as e:
             self.close()
-            raise ValueError(f"{env_id}: {problem}")
+            raise ValueError(f"{env_id}: {e}") from None
 
     def __repr__(self) -> str:
         return f"HostEnv(id={self.id!r}, num_envs={self.num_envs})"
@@ -132,41 +129,40 @@ class HostEnv:
 
     @property
     def obs_shape(self) -> tuple[int, ...]:
-        """Shape of one observation."""
-        return tuple(self.observation_space.shape)
+        """Shape of one observation as the networks get it (`obs_preprocessor.shape`)."""
+        return self.obs_preprocessor.shape
 
     @property
     def discrete(self) -> bool:
-        """True for a `Discrete` action space, False for a continuous `Box`."""
-        from gymnasium import spaces
-
-        return isinstance(self.action_space, spaces.Discrete)
+        """True for a `Discrete` action space (False for `MultiDiscrete` and `Box`)."""
+        return self.action_kind == DISCRETE
 
     @property
     def num_actions(self) -> int:
-        """Number of discrete actions; AttributeError for a continuous action space."""
+        """Number of discrete actions; AttributeError for any other action space."""
         if not self.discrete:
-            raise AttributeError(f"{self.id} has a continuous action space; use action_shape")
+            raise AttributeError(f"{self.id} has no Discrete action space; use action_shape")
         return int(self.action_space.n)
 
     @property
     def action_shape(self) -> tuple[int, ...]:
-        """Shape of one action: () for Discrete, the Box shape otherwise."""
+        """Shape of one action: () for Discrete, the MultiDiscrete or Box shape otherwise."""
         return () if self.discrete else tuple(self.action_space.shape)
 
     @property
     def action_low(self) -> np.ndarray:
-        """Lower Box bound, float32; AttributeError for a Discrete space."""
-        if self.discrete:
-            raise AttributeError(f"{self.id} has a Discrete action space; use num_actions")
-        return np.asarray(self.action_space.low, np.float32)
+        """Lower Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("low")
 
     @property
     def action_high(self) -> np.ndarray:
-        """Upper Box bound, float32; AttributeError for a Discrete space."""
-        if self.discrete:
-            raise AttributeError(f"{self.id} has a Discrete action space; use num_actions")
-        return np.asarray(self.action_space.high, np.float32)
+        """Upper Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("high")
+
+    def _box_bound(self, name: str) -> np.ndarray:
+        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
+            raise AttributeError(f"{self.id} has a {self.action_space} action space, no Box")
+        return np.asarray(getattr(self.action_space, name), np.float32)
 
     # ------------------------------------------------------------------------------- dynamics
 
@@ -174,16 +170,17 @@ class HostEnv:
         """Resets every env; env `i` is seeded with `seed + i` (gymnasium's rule).
 
         Returns:
-          `[num_envs, *obs_shape]` float32 observations.
+          `[num_envs, *obs_shape]` float32 observations (preprocessed).
         """
         obs, _ = self._env.reset(seed=seed)
-        return np.asarray(obs, np.float32)
+        return self.obs_preprocessor(obs)
 
     def step(self, action: Any) -> HostTimeStep:
         """Steps every env once; ended episodes are reset in the same call.
 
         Args:
-          action: `[num_envs]` integers (Discrete) or `[num_envs, *action_shape]` floats.
+          action: `[num_envs]` integers (Discrete), `[num_envs, *action_shape]` integers
+            (MultiDiscrete) or floats (Box).
 
         Returns:
           A `HostTimeStep`.
@@ -192,12 +189,12 @@ class HostEnv:
         expected = (self.num_envs, *self.action_shape)
         if action.shape != expected:
             raise ValueError(f"{self.id}: action shape must be {expected}, got {action.shape}")
-        if self.discrete:
+        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
             action = action.astype(np.int64)
         else:
             action = np.clip(action.astype(np.float32), self.action_low, self.action_high)
         obs, reward, terminated, truncated, info = self._env.step(action)
-        obs = np.asarray(obs, np.float32)
+        obs = self.obs_preprocessor(obs)
         terminated = np.asarray(terminated, bool)
         # The time limit and termination can coincide: termination wins (no bootstrap).
         truncated = np.asarray(truncated, bool) & ~terminated
@@ -205,7 +202,8 @@ class HostEnv:
         if "final_obs" in info:
             next_obs = obs.copy()
             ended = np.flatnonzero(info["_final_obs"])
-            next_obs[ended] = np.stack([info["final_obs"][i] for i in ended])
+            final = [self.obs_preprocessor.single(info["final_obs"][i]) for i in ended]
+            next_obs[ended] = np.stack(final)
         episode_return = np.zeros(self.num_envs, np.float32)
         episode_length = np.zeros(self.num_envs, np.int32)
         if "episode" in info:

@@ -94,6 +94,13 @@ class JaxEnv:
         return tuple(self.observation_space.shape)
 
     @property
+    def action_kind(self) -> str:
+        """ "discrete", "continuous" or "unbounded" (`inject_rl.envs.action_kind`)."""
+        from inject_rl.envs._spaces import action_kind
+
+        return action_kind(self.action_space)
+
+    @property
     def discrete(self) -> bool:
         """True for a `Discrete` action space, False for a continuous `Box`."""
         from gymnasium import spaces

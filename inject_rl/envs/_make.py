@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from inject_rl.envs._jax_env import JaxEnv
+from inject_rl.envs._spaces import spec as env_spec
 
 if TYPE_CHECKING:
     from gymnasium.envs.registration import EnvSpec
@@ -67,16 +68,15 @@ def is_jax_env(env_id: str) -> bool:
     """Whether `make(env_id)` can build an in-graph env; False for unknown or host-only ids.
 
     Args:
-        env_id: A gymnasium id.
+        env_id: A gymnasium id, or "module:Env-v0" (imports `module` first, as `gymnasium.make`
+            does).
 
     Returns:
         True if `env_id` resolves to a supported functional JAX env.
     """
-    import gymnasium
-
     try:
-        spec = gymnasium.spec(env_id)  # same resolution as `make`
-    except gymnasium.error.Error:
+        spec = env_spec(env_id)  # same resolution as `make`
+    except ValueError:
         return False
     return _excluded_reason(spec) is None and _entry_point_is_functional_jax(spec)
 
@@ -110,12 +110,10 @@ def make(
     >>> obs.shape, obs.dtype, env.num_actions, env.max_episode_steps
     ((4,), dtype('float32'), 2, 500)
     """
-    import gymnasium
-
     try:
-        spec = gymnasium.spec(env_id)
-    except gymnasium.error.Error as e:
-        raise ValueError(f"unknown env id {env_id!r} ({e}); JAX env ids: {_available()}") from None
+        spec = env_spec(env_id)
+    except ValueError as e:
+        raise ValueError(f"{e}; JAX env ids: {_available()}") from None
 
     if not _entry_point_is_functional_jax(spec):
         raise ValueError(
