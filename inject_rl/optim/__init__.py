@@ -2,7 +2,7 @@
 
 from inject_rl.optim._apply import apply_gradients, first_minibatch_only
 from inject_rl.optim._carried import carried, current
-from inject_rl.optim._hyperparams import hyperparams, set_hyperparam
+from inject_rl.optim._hyperparams import hyperparams, scale_hyperparam, set_hyperparam
 from inject_rl.optim._injected import injected
 
 # Re-exported for compatibility: the names are defined (once) in inject_rl.signals.
@@ -16,5 +16,6 @@ __all__ = [
     "first_minibatch_only",
     "hyperparams",
     "injected",
+    "scale_hyperparam",
     "set_hyperparam",
 ]

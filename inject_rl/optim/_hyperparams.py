@@ -174,3 +174,60 @@ def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
     new_state = jax.tree.map(lambda x: x, opt_state)
     _index(new_state)[name].node.hyperparams[entry.key] = new
     return new_state
+
+
+def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool = False) -> Any:
+    """Returns `opt_state` with one hyperparameter multiplied by `factor`, scheduled or not.
+
+    What population-based training's "explore" step does to a copied member. A constant is
+    scaled in place; a scheduled one has its schedule's current `value` scaled (and clipped to the
+    schedule's `min_value`/`max_value` when it has them), so the rule carries on from the new
+    value: the scheduled value optax would otherwise recompute is what changes.
+
+    Args:
+      opt_state: any optimizer state holding injected hyperparameters; not modified.
+      name: a name as returned by `hyperparams`.
+      factor: multiplies the value; broadcasts against it (a `[M]` array scales the members of a
+        population-stacked state one by one; 1.0 leaves a member unchanged).
+      complement: scale `1 - value` instead (for values in [0, 1) such as Adam's `b1`, `b2`), so
+        the result stays below 1.
+
+    Raises:
+      ValueError: `name` is unknown, or scheduled by a schedule whose state has no `value` field
+        (e.g. `bandit`, or a combinator), which cannot be scaled.
+    """
+    index = _index(opt_state)
+    if name not in index:
+        raise ValueError(
+            f"unknown hyperparameter {name!r}; the state holds: {', '.join(index) or 'none'}"
+        )
+
+    def scaled(x: jax.Array) -> jax.Array:
+        x32 = jnp.asarray(x, jnp.float32)
+        out = 1.0 - (1.0 - x32) * factor if complement else x32 * factor
+        return out.astype(jnp.asarray(x).dtype)
+
+    new_state = jax.tree.map(lambda x: x, opt_state)
+    entry = _index(new_state)[name]
+    node = entry.node
+    schedules = getattr(node, "hyperparams_states", {})
+    if entry.key in schedules:
+        sched = schedules[entry.key]
+        if not (hasattr(sched, "_replace") and hasattr(sched, "value")):
+            raise ValueError(
+                f"hyperparameter {name!r} follows a schedule whose state "
+                f"({type(sched).__name__}) has no current `value` to scale; population-based "
+                "training can perturb constants and schedules that hold their value "
+                "(kl_target, plateau)"
+            )
+        value = scaled(sched.value)
+        if hasattr(sched, "min_value"):
+            value = jnp.maximum(value, sched.min_value)
+        if hasattr(sched, "max_value"):
+            value = jnp.minimum(value, sched.max_value)
+        schedules[entry.key] = sched._replace(value=value.astype(sched.value.dtype))
+        old = jnp.asarray(node.hyperparams[entry.key])
+        node.hyperparams[entry.key] = jnp.broadcast_to(value, old.shape).astype(old.dtype)
+        return new_state
+    node.hyperparams[entry.key] = scaled(node.hyperparams[entry.key])
+    return new_state

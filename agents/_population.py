@@ -1,0 +1,428 @@
+"""The member axis: a population of one agent's runs trained as one compiled program.
+
+Sweeps and population-based training (PBT) are the same thing underneath: `M` members, each a
+whole training state of the agent, `vmap`ped on every device (each member spans all the run's
+devices, data-parallel as a single run is), stepped together. A member differs from another by
+its seed and by any numeric Config fields given per member (`values`): those values are part of
+the training state, not constants of the program, so the learner is rebuilt inside the traced
+step from each member's Config. The same holds for the optimizer: `optimizer(cfg)` is built per
+member, and since an injected hyperparameter's value and a schedule's constants live in the
+optimizer state, members with other rates, KL targets or entropy coefficients share one
+program. A field that shapes the program (a size, a count) cannot vary; that is refused with one
+line before anything runs.
+
+PBT (Jaderberg et al. 2017) runs inside the compiled step: every `interval` iterations members are
+ranked by their smoothed training episode return (synced over devices like every episode
+statistic, so every device ranks alike), the bottom `fraction` copies a random top member's
+training state — params, target networks, the whole optimizer state with every schedule's state,
+its Config values — and multiplies the chosen hyperparameters by a random factor. The member keeps
+its own envs, replay buffer, PRNG key and step count (fields named in `KEEP`). Everything is
+deterministic given the seed, and every device makes the same choices (the PBT key is replicated).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from inject_rl import loops
+from inject_rl.agents._contract import Agent
+from inject_rl.agents._train import Diverged, _reported, check_optimizer, spaces
+from inject_rl.optim import hyperparams, scale_hyperparam
+
+# Training-state fields a member keeps when it copies another in PBT's exploit step: its own
+# envs, experience, randomness and step count. Everything else (params, target params, optimizer
+# and schedule states, best-so-far params) is copied.
+KEEP = ("actor", "replay", "key", "step")
+
+# Hyperparameters in [0, 1) perturbed through their complement (1 - value), so that a factor
+# above one cannot push them to 1 or beyond.
+COMPLEMENT = frozenset({"b1", "b2", "decay", "momentum", "gamma", "gae_lambda"})
+
+
+@dataclasses.dataclass(frozen=True)
+class PBT:
+    """Population-based training's exploit and explore rule.
+
+    Attributes:
+      hyperparams: what explore perturbs: injected hyperparameters by their `hyperparams()` names
+        (`learning_rate`, `ent_coef`, `b1`...; a scheduled one has its schedule's current value
+        scaled) or per-member Config fields given in `values`.
+      interval: iterations between two exploit/explore steps (each member's return must be
+        measured over several iterations first).
+      fraction: the bottom fraction of members replaced each time (at least one member), by
+        copies of members drawn from the top fraction.
+      perturb: factors explore draws from, uniformly, one per hyperparameter and copied member.
+      smoothing: weight of the old score in the exponential moving average of each member's
+        training episode return (the ranking score).
+    """
+
+    hyperparams: tuple[str, ...]
+    interval: int = 20
+    fraction: float = 0.25
+    perturb: tuple[float, ...] = (0.8, 1.25)
+    smoothing: float = 0.9
+
+    def validate(self, size: int) -> PBT:
+        if not self.hyperparams or not all(isinstance(h, str) and h for h in self.hyperparams):
+            raise ValueError(f"pbt hyperparams must be non-empty names, got {self.hyperparams!r}")
+        if isinstance(self.interval, bool) or not isinstance(self.interval, int):
+            raise ValueError(f"pbt interval must be an integer >= 1, got {self.interval!r}")
+        if self.interval < 1:
+            raise ValueError(f"pbt interval must be an integer >= 1, got {self.interval!r}")
+        if not (isinstance(self.fraction, numbers.Real) and 0 < self.fraction <= 0.5):
+            raise ValueError(f"pbt fraction must be in (0, 0.5], got {self.fraction!r}")
+        if not self.perturb or not all(
+            isinstance(f, numbers.Real) and math.isfinite(f) and f > 0 for f in self.perturb
+        ):
+            raise ValueError(f"pbt perturb factors must be positive numbers, got {self.perturb!r}")
+        if not (isinstance(self.smoothing, numbers.Real) and 0 <= self.smoothing < 1):
+            raise ValueError(f"pbt smoothing must be in [0, 1), got {self.smoothing!r}")
+        if size < 2:
+            raise ValueError(f"population-based training needs at least 2 members, got {size}")
+        return self
+
+
+class PopulationState(NamedTuple):
+    """The population's training state on one device (every leaf of `members` and `values`, and
+    `score`, has a leading `[M]` member axis)."""
+
+    members: Any  # the agent's training state, stacked over members
+    values: dict[str, jax.Array]  # per-member Config field values (state, not program constants)
+    score: jax.Array  # [M] float32: smoothed training episode return, -inf before any episode
+    key: jax.Array  # PBT's PRNG key (identical on every device)
+    iteration: jax.Array  # int32: iterations so far
+
+
+class PopulationResult(NamedTuple):
+    """What `train_population` returns."""
+
+    params: Any  # the best member's final params (the run's params)
+    opt_state: Any  # the best member's optimizer state
+    metrics: dict[str, np.ndarray]  # name -> [iterations, M]
+    state: Any  # the final `PopulationState`, leading [num_devices] axis on every leaf
+    config: Any  # the base Config (members differ by `values`)
+    compile_s: float
+    train_s: float
+    agent: Any
+    best: int  # index of the best member (highest final score among the finite ones)
+    values: dict[str, np.ndarray]  # each member's final Config values (PBT copies them)
+
+    @property
+    def size(self) -> int:
+        return int(np.asarray(self.state.score).shape[-1])
+
+    def member_config(self, i: int) -> Any:
+        """Member `i`'s Config (its values as they are at the end)."""
+        return _member_config(self.config, {k: v[i] for k, v in self.values.items()})
+
+    def member_params(self, i: int) -> Any:
+        """Member `i`'s final params (as the agent keeps them, e.g. DQN's best evaluated)."""
+        one = jax.tree.map(lambda x: x[i], loops.first_replica(self.state).members)
+        return self.agent.final_params(one)
+
+    def policy(self, network: Any = None) -> Any:
+        """The best member's policy (`inject_rl.agents.Policy`)."""
+        from inject_rl.agents._policy import Policy
+
+        return Policy.of(self.agent, self.member_config(self.best), self.params, network=network)
+
+
+def _member_config(cfg: Any, values: Mapping[str, Any]) -> Any:
+    out = {}
+    for name, v in values.items():
+        default = getattr(cfg, name)
+        is_int = isinstance(default, numbers.Integral) and not isinstance(default, bool)
+        out[name] = int(v) if is_int else float(v)
+    return dataclasses.replace(cfg, **out)
+
+
+def member_values(
+    agent: Agent, cfg: Any, size: int | None, values: Mapping[str, Sequence[Any]] | None
+) -> dict[str, np.ndarray]:
+    """Checked per-member Config values, `seed` always among them (default: `cfg.seed + i`).
+
+    Raises:
+      ValueError: an unknown or non-numeric field, lengths that differ from each other or from
+        `size`, or a member whose Config fails `validate()` (naming the member and the value).
+    """
+    values = dict(values or {})
+    fields = {f.name for f in dataclasses.fields(cfg)}
+    lengths = {name: len(v) for name, v in values.items()}
+    if size is None:
+        if not lengths:
+            raise ValueError("a population needs a size or per-member values")
+        size = next(iter(lengths.values()))
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"population size must be an integer >= 1, got {size!r}")
+    for name, n in lengths.items():
+        if name not in fields:
+            raise ValueError(
+                f"{agent.name} has no Config field {name!r} to vary over members; "
+                f"fields: {', '.join(sorted(fields))}"
+            )
+        if n != size:
+            raise ValueError(f"{name}: {n} values given for a population of {size} members")
+    values.setdefault("seed", [cfg.seed + i for i in range(size)])
+    out = {}
+    for name, vs in values.items():
+        default = getattr(cfg, name)
+        is_int = isinstance(default, numbers.Integral) and not isinstance(default, bool)
+        if not isinstance(default, numbers.Real) or isinstance(default, bool):
+            raise ValueError(
+                f"{name} (now {default!r}) is not a number: only numeric Config fields can "
+                "differ between members (a schedule's constants: build it from numeric fields)"
+            )
+        if is_int and name != "seed":
+            raise ValueError(
+                f"{name} cannot differ between members: integer Config fields are sizes and "
+                "counts that shape the compiled program; vary it in separate runs"
+            )
+        for i, v in enumerate(vs):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real):
+                raise ValueError(f"{name}: member {i}'s value must be a number, got {v!r}")
+            if is_int and v != int(v):
+                raise ValueError(f"{name}: member {i}'s value must be an integer, got {v!r}")
+        out[name] = np.asarray(vs, np.int32 if is_int else np.float32)
+    for i in range(size):
+        member = {k: v[i] for k, v in out.items()}
+        try:
+            _member_config(cfg, member).validate()
+        except ValueError as e:
+            raise ValueError(f"member {i} ({_show(member)}): {e}") from None
+    return out
+
+
+def _show(values: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in values.items())
+
+
+def population_learner(
+    agent: Agent,
+    cfg: Any,
+    values: Mapping[str, np.ndarray],
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
+    num_devices: int,
+    network: Callable | None = None,
+    pbt: PBT | None = None,
+    env: Any = None,
+) -> tuple[Callable, Callable]:
+    """`(init, iteration)` of the population on the anakin loop (what `loops.run` takes)."""
+    env = spaces(cfg.env_id) if env is None else env
+    agent.check_env(env)
+    torso = (network or agent.network)(cfg, env.obs_shape)
+    size = len(next(iter(values.values())))
+
+    def build(member: Mapping[str, jax.Array]):
+        member_cfg = dataclasses.replace(cfg, **member)
+        opt = optimizer(member_cfg)
+        return agent.anakin(member_cfg, env, opt, num_devices, torso)
+
+    def init(device_index):
+        consts = {k: jnp.asarray(v) for k, v in values.items()}
+        members = jax.vmap(lambda m: build(m).init(device_index))(consts)
+        key = jax.random.fold_in(jax.random.key(cfg.seed), 0x5EED)
+        score = jnp.full((size,), -jnp.inf, jnp.float32)
+        return PopulationState(members, consts, score, key, jnp.zeros((), jnp.int32))
+
+    def iteration(ps: PopulationState, axis_name: str | None):
+        def one(state, member):
+            return _reported(build(member).iteration)(state, axis_name)
+
+        members, metrics = jax.vmap(one)(ps.members, ps.values)
+        ret = metrics["episode_return"]
+        smooth = pbt.smoothing if pbt is not None else 0.9
+        score = jnp.where(
+            jnp.isfinite(ret),
+            jnp.where(jnp.isfinite(ps.score), smooth * ps.score + (1 - smooth) * ret, ret),
+            ps.score,
+        )
+        score = jnp.where(metrics["diverged"] > 0, -jnp.inf, score)
+        ps = ps._replace(members=members, score=score, iteration=ps.iteration + 1)
+        source = jnp.full((size,), -1, jnp.int32)
+        if pbt is not None:
+            ps, source = jax.lax.cond(
+                ps.iteration % pbt.interval == 0,
+                lambda p: _exploit(p, pbt, size),
+                lambda p: (p, source),
+                ps,
+            )
+        extra = {"score": ps.score, "pbt/source": source}
+        extra.update({f"cfg/{k}": v for k, v in ps.values.items() if k != "seed"})
+        return ps, {**metrics, **extra}
+
+    return init, iteration
+
+
+def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState, jax.Array]:
+    """PBT's exploit and explore step: `(population, source)`, `source[i]` the member that `i`
+    copied (-1 for members left as they were)."""
+    k = max(1, int(size * pbt.fraction))
+    key, k_pick, k_perturb = jax.random.split(ps.key, 3)
+    order = jnp.argsort(-ps.score, stable=True)  # best first; ties: lower index first
+    top, bottom = order[:k], order[size - k :]
+    picks = top[jax.random.randint(k_pick, (k,), 0, k)]
+    index = jnp.arange(size)
+    source = index.at[bottom].set(picks)
+    copied = source != index
+
+    def take(x):
+        return x[source]
+
+    members = ps.members
+    if not hasattr(members, "_fields"):
+        raise TypeError("population-based training needs the agent's state to be a NamedTuple")
+    members = members._replace(
+        **{f: jax.tree.map(take, getattr(members, f)) for f in members._fields if f not in KEEP}
+    )
+    values = {k_: take(v) for k_, v in ps.values.items()}
+    factors = jnp.asarray(pbt.perturb, jnp.float32)
+    keys = jax.random.split(k_perturb, len(pbt.hyperparams))
+    injected = hyperparams(members.opt_state)
+    for name in pbt.hyperparams:
+        if name not in injected and name not in values:
+            raise ValueError(
+                f"pbt: {name!r} is neither an injected hyperparameter of the optimizer "
+                f"({', '.join(injected) or 'none'}) nor a per-member Config field "
+                f"({', '.join(values)})"
+            )
+    for name, k_name in zip(pbt.hyperparams, keys, strict=True):
+        factor = jnp.where(copied, jax.random.choice(k_name, factors, (size,)), 1.0)
+        complement = name.rsplit("/", 1)[-1] in COMPLEMENT
+        if name in injected:
+            opt_state = scale_hyperparam(members.opt_state, name, factor, complement=complement)
+            members = members._replace(opt_state=opt_state)
+        else:  # a per-member Config field (checked before tracing)
+            v = values[name].astype(jnp.float32)
+            v = 1.0 - (1.0 - v) * factor if complement else v * factor
+            values[name] = v.astype(values[name].dtype)
+    score = take(ps.score)
+    return PopulationState(members, values, score, key, ps.iteration), jnp.where(
+        copied, source, -1
+    ).astype(jnp.int32)
+
+
+def best_member(score: np.ndarray) -> int:
+    """The member with the highest finite score (the lowest index among ties; 0 if none)."""
+    score = np.where(np.isfinite(score), score, -np.inf)
+    return int(np.argmax(score))
+
+
+def train_population(
+    agent: Agent,
+    cfg: Any = None,
+    *,
+    size: int | None = None,
+    values: Mapping[str, Sequence[Any]] | None = None,
+    pbt: PBT | None = None,
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs] | None = None,
+    network: Callable | None = None,
+    num_devices: int | None = None,
+    callback: Callable[..., None] | None = None,
+    resume: tuple[Any, int] | None = None,
+    program_key: str | None = None,
+) -> PopulationResult:
+    """Trains a population of `agent` runs as one program (in-graph `phys2d/*` envs).
+
+    Args:
+      agent: the agent.
+      cfg: the base Config (None: the defaults).
+      size: number of members (may be left out when `values` are given).
+      values: Config field name -> one number per member (`lr_init`, `ent_coef`, `seed`...).
+        Seeds default to `cfg.seed + i`.
+      pbt: population-based training's rule (None: members train independently, a sweep).
+      optimizer: `cfg -> optimizer`, built per member from its Config (default: the agent's
+        `default_optimizer`). Hyperparameters PBT perturbs must be injected by it.
+      network, num_devices, callback, resume, program_key: as `inject_rl.agents.train`; the
+        metrics the callback gets are `[iterations, M]`.
+
+    Returns:
+      A `PopulationResult`: the best member's params are the run's.
+
+    Raises:
+      ValueError: bad values, a field that shapes the program, an unknown PBT hyperparameter.
+      Diverged: every member's loss or parameters turned non-finite (a single diverged member
+        gets score -inf: PBT replaces it, a sweep reports it).
+    """
+    from inject_rl import envs
+
+    cfg = (agent.config() if cfg is None else cfg).validate()
+    if not envs.is_jax_env(cfg.env_id):
+        raise ValueError(
+            "a population trains as one program on in-graph envs "
+            f"({', '.join(envs.jax_env_ids())}), got {cfg.env_id}; on host envs run its members "
+            "in turn (inject_rl.sweep does)"
+        )
+    vals = member_values(agent, cfg, size, values)
+    size = len(vals["seed"])
+    if pbt is not None:
+        pbt.validate(size)
+    make_opt = agent.default_optimizer if optimizer is None else optimizer
+    if isinstance(make_opt, optax.GradientTransformation):
+        fixed = make_opt
+        make_opt = lambda _cfg: fixed  # noqa: E731
+    check_optimizer(make_opt(cfg))
+    devices = loops.devices_for(num_devices)
+    env = spaces(cfg.env_id)
+    init, iteration = population_learner(
+        agent, cfg, vals, make_opt, len(devices), network, pbt, env
+    )
+    start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
+    try:
+        res = loops.run(
+            init,
+            iteration,
+            num_calls=cfg.num_calls,
+            iterations_per_call=cfg.iterations_per_call,
+            num_devices=len(devices),
+            callback=_checked(agent, callback),
+            program_key=program_key,
+            **start,
+        )
+    except jax.errors.JAXTypeError as e:
+        varied = ", ".join(k for k in vals if k != "seed") or "seed"
+        raise ValueError(
+            f"{agent.name}: a per-member Config field ({varied}) shapes the compiled program "
+            f"and cannot differ between members ({type(e).__name__}); vary it in separate runs"
+        ) from e
+    final = loops.first_replica(res.state)
+    score = np.asarray(final.score)
+    best = best_member(score)
+    member = jax.tree.map(lambda x: x[best], final.members)
+    return PopulationResult(
+        agent.final_params(member),
+        member.opt_state,
+        res.metrics,
+        res.state,
+        cfg,
+        res.compile_s,
+        res.train_s,
+        agent,
+        best,
+        {k: np.asarray(v) for k, v in final.values.items()},
+    )
+
+
+def _checked(agent: Agent, callback: Callable | None) -> Callable:
+    """Raises `Diverged` once every member has diverged; passes the call to `callback`."""
+
+    def check(call: int, metrics: dict[str, Any], state: Any = None) -> None:
+        diverged = np.asarray(metrics["diverged"])  # [iterations, M]
+        if diverged.size and (diverged[-1] > 0).all():
+            step = int(np.asarray(metrics["step"])[-1].max())
+            raise Diverged(
+                f"{agent.name}: every member of the population diverged (non-finite loss or "
+                f"parameters) by env step {step}, in host call {call}"
+            )
+        if callback is not None:
+            callback(call, metrics, state)
+
+    return check
