@@ -2,9 +2,13 @@
 
     inject-rl train --agent ppo --env phys2d/CartPole-v1 \\
         --hp learning_rate='kl_target(3e-4, target=0.01)' --hp ent_coef=0.01
-    inject-rl eval runs/ppo-phys2d-CartPole-v1-s0
+    inject-rl eval runs/ppo-phys2d-CartPole-v1-s0 --video videos
     inject-rl plot runs/ppo-phys2d-CartPole-v1-s0 runs/other --out compare.png
     inject-rl list
+
+Without --out a run takes the first of runs/<agent>-<env>-s<seed>, ...-2, ...-3 that holds no
+run, so a command can run again. Modules are imported when a command needs them: `list` and
+`--help` read a stored listing (`_listing`) instead of importing jax and the agents.
 
 Arguments are parsed before jax is used, so `--devices N` can give a CPU-only machine N fake
 devices (`XLA_FLAGS=--xla_force_host_platform_device_count=N`). Bad input (an unknown name, a
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import tempfile
 import traceback
@@ -26,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 from inject_rl import agents
-from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_INT, MAX_SEED
 from inject_rl.cli._commands import check_int_flag, eval_, list_, plot
 from inject_rl.cli._parser import UsageError, parser
 
@@ -113,6 +117,7 @@ class Failed(Exception):
 def default_out(agent_name: str, env: str | None, seed: int | None, overrides: Any) -> Path:
     """`runs/<agent>-<env>-s<seed>`: the env and seed given on the command line, else those of
     `--config`, else the agent's default env and seed 0."""
+    from inject_rl.agents._common import MAX_SEED
     from inject_rl.cli import _build as b
 
     given = overrides if isinstance(overrides, dict) else {}
@@ -163,8 +168,37 @@ def _failed(e: Exception) -> int:
     return EXIT_FAILED
 
 
+def _loggers(args, saved: dict[str, Any] | None) -> tuple[list[Any], dict[str, Any]]:
+    """The loggers of --tensorboard and --wandb (with --resume, the run's own unless given),
+    and config.json's record of them.
+
+    Raises:
+      ValueError: a logging library is missing (one line naming the extra to install).
+    """
+    from inject_rl import runs
+
+    before = saved.get("logging") if isinstance(saved, dict) else None
+    before = before if isinstance(before, dict) else {}
+    tensorboard = args.tensorboard if args.tensorboard is not None else before.get("tensorboard")
+    wandb = before.get("wandb") if isinstance(before.get("wandb"), dict) else None
+    if args.wandb is not None and (wandb is None or wandb.get("project") != args.wandb):
+        wandb = {"project": args.wandb, "id": secrets.token_hex(4)}  # a new W&B run
+    loggers: list[Any] = []
+    if tensorboard:
+        loggers.append(runs.TensorBoard())
+    if wandb is not None:
+        loggers.append(runs.WandB(str(wandb.get("project")), str(wandb.get("id"))))
+    return loggers, {"tensorboard": bool(tensorboard), "wandb": wandb}
+
+
+def _path(target: Any) -> Path:
+    """The run directory of `_train.train`'s `out` (a `RunDir` knows it once claimed)."""
+    return target if isinstance(target, Path) else target.path
+
+
 def train_command(args) -> int:
     from inject_rl import runs
+    from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_INT, MAX_SEED
     from inject_rl.cli import _build as b
     from inject_rl.cli import _train as t
 
@@ -189,6 +223,9 @@ def train_command(args) -> int:
     agent_name, env, seed = args.agent or next(iter(agents.BUILTIN)), args.env, args.seed
     _check_agent(agent_name)
     out = Path(args.out) if args.out else default_out(agent_name, env, seed, overrides)
+    # Without --out, a new run takes the first free of out, out-2, out-3... (`runs.claim_run_dir`).
+    numbered = not (args.out or args.resume or args.overwrite)
+    target = t.RunDir(out, numbered=True) if numbered else out
     hp = b.parse_hp_args(args.hp)
     saved = runs.read_json(out / runs.CONFIG) if args.resume else None
     if isinstance(saved, dict):  # --resume: options not given come from the run's config.json
@@ -213,10 +250,10 @@ def train_command(args) -> int:
     from inject_rl import cache
 
     cache.enable()  # before the first jax computation (the loops enable it too)
-    built = b.build(
+    loggers, logging = _loggers(args, saved)
+    options = dict(
         agent_name=agent_name,
         env_id=env,
-        steps=args.steps,
         seed=seed,
         # Several processes: --devices is per process (XLA_FLAGS); the learner takes them all.
         devices=None if distributed and args.num_processes > 1 else args.devices,
@@ -225,23 +262,31 @@ def train_command(args) -> int:
         overrides=overrides,
         source=f"--config {args.config}" if args.config else "config",
     )
+    built = b.build(steps=args.steps, **options)
+    extends = None
+    if isinstance(saved, dict) and saved.get("steps") != built.record["steps"]:
+        # --resume --steps N: the run as built for its own total, to compare programs with.
+        extends = b.build(steps=saved.get("steps"), **options)
     built.record["checkpoint_every"] = args.checkpoint_every
+    built.record["logging"] = logging
     if distributed:
         built.record["distributed"] = {"num_processes": args.num_processes}
     try:
         summary = t.train(
             built,
-            out,
+            target,
             resume=args.resume,
             checkpoint_every=args.checkpoint_every,
             eval_episodes=args.eval_episodes,
             quiet=args.quiet,
             overwrite=args.overwrite,
+            extends=extends,
+            loggers=loggers,
         )
     except t.NothingWritten as e:
         raise UsageError(str(e.args[0])) from None
     except Exception as e:  # a bug or out of memory: one line and a log, never exit 0
-        raise Failed(e, out) from None
+        raise Failed(e, _path(target)) from None
     text = (
         f"done: {summary['steps']} env steps in {summary['wall_s']:.1f} s (compile "
         f"{summary['compile_s']:.1f} s)"
@@ -249,7 +294,7 @@ def train_command(args) -> int:
     if summary["eval_return"] is not None:
         text += (
             f"; eval return {summary['eval_return']:.1f} over {summary['eval_episodes']} "
-            f"episodes; run directory {out}"
+            f"episodes; run directory {_path(target)}"
         )
     print(text)
     return 0

@@ -1,12 +1,13 @@
-"""`inject-rl eval`, `plot` and `list`."""
+"""`inject-rl eval`, `plot` and `list` (each imports what it needs when it runs)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from inject_rl import agents
-from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_SEED
 from inject_rl.cli._parser import UsageError
+
+# The most videos one `eval --video` records (each episode is rendered and encoded on the CPU).
+MAX_VIDEO_EPISODES = 100
 
 
 def check_int_flag(flag: str, value: int | None, low: int, high: int) -> None:
@@ -18,16 +19,28 @@ def check_int_flag(flag: str, value: int | None, low: int, high: int) -> None:
 
 
 def eval_(args) -> int:
-    from inject_rl.agents import load_policy
+    from inject_rl.agents._common import MAX_EVAL_EPISODES, MAX_SEED
 
     check_int_flag("--episodes", args.episodes, 1, MAX_EVAL_EPISODES)
     check_int_flag("--seed", args.seed, 0, MAX_SEED)
+    check_int_flag("--video-episodes", args.video_episodes, 1, MAX_VIDEO_EPISODES)
+    if args.video is not None and Path(args.video).exists() and not Path(args.video).is_dir():
+        raise UsageError(f"--video must name a directory, {args.video!r} is a file")
+    from inject_rl.agents import load_policy
+    from inject_rl.cli import _eval
+
     policy = load_policy(args.dir)
-    ret = policy.evaluate(episodes=args.episodes, seed=args.seed)
+    if args.video is not None:  # a missing renderer or moviepy: refused before evaluating
+        _eval.open_video_env(policy.config.env_id).close()
+    returns = _eval.episode_returns(policy, args.episodes, args.seed)
     print(
-        f"eval return {ret:.2f} (mean over {args.episodes} greedy episodes, "
+        f"eval return {returns.mean():.2f} mean, {returns.std():.2f} std, {returns.min():.2f} "
+        f"min, {returns.max():.2f} max ({args.episodes} greedy episodes, "
         f"{policy.config.env_id}, seed {args.seed})"
     )
+    if args.video is not None:
+        for path in _eval.record_videos(policy, args.video, args.video_episodes, args.seed):
+            print(f"video {path}")
     return 0
 
 
@@ -42,29 +55,7 @@ def plot(args) -> int:
 
 
 def list_(args) -> int:
-    from inject_rl import envs, schedules
-    from inject_rl.cli import _build as b
+    from inject_rl.cli import _listing
 
-    print("agents:")
-    for name in agents.names():
-        try:
-            agent = agents.get(name)
-        except (ImportError, ValueError) as e:  # a broken third-party agent must not break `list`
-            print(f"  {name:6s} (unavailable: {e})")
-            continue
-        print(f"  {name:6s} {agent.description} [{', '.join(agent.loops)}]")
-        print(f"         --hp: {b.allowed_hps(agent, None)}")
-    print("environments (loop):")
-    for env_id in envs.jax_env_ids():
-        print(f"  {env_id:24s} anakin (in-graph, pmapped)")
-    print("  any other gymnasium id needs the host loop (sebulba), when an agent supports it")
-    print("schedules (--hp NAME='SPEC'):")
-    for name in schedules.SCHEDULES:
-        print(f"  {schedules.signature(name)}")
-    print("optax step schedules (inside warmup/clip/spike_guard/from_step_schedule):")
-    for name in schedules.STEP_SCHEDULES:
-        print(f"  {schedules.signature(name)}")
-    print("optimizers (--opt):")
-    for name, factory in b.OPTIMIZERS.items():
-        print(f"  {name:8s} {', '.join(b.optimizer_hps(factory))}")
+    print("\n".join(_listing.lines(_listing.listing())))
     return 0

@@ -38,12 +38,12 @@ or max_norm (gradient clip). `inject-rl list` shows them all."""
 
 
 def _hp_help() -> str:
+    from inject_rl.cli import _listing  # the agents' fields without importing them (cached)
+
     lines = []
-    for name in agents.names():
-        try:
-            lines.append(f"  {name}: {', '.join(agents.get(name).injectable)}")
-        except (ImportError, ValueError) as e:  # a broken third-party agent must not break help
-            lines.append(f"  {name}: (unavailable: {e})")
+    for name, fields in _listing.injectable(_listing.listing()).items():
+        # A broken third-party agent must not break help.
+        lines.append(f"  {name}: {fields if isinstance(fields, str) else ', '.join(fields)}")
     return _HP_HELP.format(fields="\n".join(lines))
 
 
@@ -75,14 +75,22 @@ def parser() -> _Parser:
         "--env",
         help="gymnasium id (default: the agent's; ppo: phys2d/CartPole-v1); see `inject-rl list`",
     )
-    t.add_argument("--steps", type=int, help="env steps (default: the agent's preset)")
+    t.add_argument(
+        "--steps",
+        type=int,
+        help="env steps (default: the agent's preset); with --resume, a new total extends the run",
+    )
     t.add_argument("--seed", type=int, help="random seed (default: 0)")
     t.add_argument(
         "--devices",
         type=int,
         help="devices to pmap over (default: 1); on a CPU-only machine that many fake CPU devices",
     )
-    t.add_argument("--out", help="run directory (default: runs/<agent>-<env>-s<seed>)")
+    t.add_argument(
+        "--out",
+        help="run directory (default: runs/<agent>-<env>-s<seed>, or the first of ...-2, -3...\n"
+        "that holds no run yet, so the same command can run again)",
+    )
     hp = t.add_argument("--hp", action="append", metavar="NAME=SPEC", help="see below")
     t.lazy_help = {hp: _hp_help}
     t.add_argument(
@@ -101,8 +109,10 @@ def parser() -> _Parser:
         "come from its config.json). In-graph envs (phys2d/*): bitwise as if uninterrupted.\n"
         "Host envs: the learner (params, optimizer and schedule states, keys, step) continues\n"
         "bitwise, but the envs restart from fresh resets, so later rollouts differ from an\n"
-        "uninterrupted run. Without --resume or --overwrite, a directory holding a run is an\n"
-        "error",
+        "uninterrupted run. With --steps N beyond the run's total, continues a finished run to N\n"
+        "steps: in-graph envs, bitwise the uninterrupted N-step run; refused when the agent's\n"
+        "program depends on the total (dqn's default epsilon decays over a fraction of it).\n"
+        "Without --resume or --overwrite, a directory holding a run is an error",
     )
     t.add_argument(
         "--overwrite",
@@ -125,6 +135,20 @@ def parser() -> _Parser:
         help="greedy episodes for summary.json's eval_return (default: 10)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    lg = t.add_argument_group("logging (metrics.jsonl is always written and is the reference)")
+    lg.add_argument(
+        "--tensorboard",
+        action="store_true",
+        default=None,
+        help="also write TensorBoard event files to DIR/tb (tensorboardX: pip install\n"
+        "'inject-rl[tensorboard]'); with --resume, the run's choice unless given",
+    )
+    lg.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also log to Weights & Biases project PROJECT (pip install 'inject-rl[wandb]';\n"
+        "WANDB_MODE=offline keeps it local); with --resume, the same W&B run continues",
+    )
     t.add_argument(
         "--no-compile-cache",
         action="store_true",
@@ -138,11 +162,29 @@ def parser() -> _Parser:
     e = sub.add_parser(
         "eval",
         help="evaluate a run's final params",
-        description="Mean return of greedy episodes with the final params in DIR.",
+        formatter_class=argparse.RawTextHelpFormatter,
+        description="Mean, standard deviation (over episodes, ddof=0), min and max return of "
+        "greedy episodes\nwith the final params in DIR (in-graph for phys2d/*, on host envs "
+        "otherwise).",
     )
     e.add_argument("dir", metavar="DIR", help="run directory")
     e.add_argument("--episodes", type=int, default=20, help="episodes (default: 20)")
     e.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
+    e.add_argument(
+        "--video",
+        metavar="DIR",
+        help="also film greedy episodes into DIR as mp4 (gymnasium's RecordVideo; pip install\n"
+        "'inject-rl[video]'), on the run's host env, or for phys2d/* on the host env of the\n"
+        "same name (phys2d/CartPole-v1: CartPole-v1); episode i reset with seed + i;\n"
+        "a video of the same name in DIR is replaced",
+    )
+    e.add_argument(
+        "--video-episodes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="episodes to film with --video (default: 1)",
+    )
 
     pl = sub.add_parser(
         "plot",

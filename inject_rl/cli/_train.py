@@ -9,8 +9,10 @@ so two runs never write one directory.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 from inject_rl import cache, loops, runs
 from inject_rl.agents._train import Diverged
 from inject_rl.agents._train import learner as agent_learner
+from inject_rl.cli import _extend
 from inject_rl.cli._build import IDENTITY, Built
 
 
@@ -35,10 +38,25 @@ def check_out_dir(
     out: Path, record: dict[str, Any], resume: bool, overwrite: bool = False, locked: bool = False
 ) -> dict[str, Any] | None:
     """Checks that `out` may hold this run (`runs.check_run_dir`); returns the saved record
-    when resuming."""
+    when resuming. A resumed run may have another total of env steps (`--resume --steps N`:
+    `_extend` decides whether it may)."""
+    if resume:
+        saved = runs.read_json(out / runs.CONFIG)
+        if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
+            config = {**record["config"], "total_steps": saved["config"].get("total_steps")}
+            record = {**record, "config": config}
     return runs.check_run_dir(
         out, record, resume=resume, overwrite=overwrite, identity=IDENTITY, locked=locked
     )
+
+
+@dataclasses.dataclass
+class RunDir:
+    """Where a run writes: `path`; with `numbered`, the first of `path`, `path-2`, `path-3`...
+    that holds no run (`runs.claim_run_dir`), and `path` is set to it once claimed."""
+
+    path: Path
+    numbered: bool = False
 
 
 def _state_template(built: Built) -> Any:
@@ -59,7 +77,11 @@ def check_resumable(built: Built) -> None:
 
 def restore(built: Built, out: Path) -> tuple[int, Any, dict[str, Any]]:
     """The newest intact checkpoint's step, state (in this run's structure) and meta; one
-    warning line on stderr for damaged newer ones (issue 12)."""
+    warning line on stderr for damaged newer ones (issue 12).
+
+    Raises:
+      ValueError: no intact checkpoint, a different state, or one beyond this run's total.
+    """
     ckpt = runs.Checkpointer(out / runs.CHECKPOINTS)
     try:
         step, state, meta, skipped = ckpt.restore_newest(_state_template(built))
@@ -67,6 +89,12 @@ def restore(built: Built, out: Path) -> tuple[int, Any, dict[str, Any]]:
         raise ValueError(f"--resume: {e}; train without --resume to start") from None
     finally:
         ckpt.close()
+    if meta["next_call"] > built.cfg.num_calls:
+        rows = meta.get("rows") or [{}]
+        raise ValueError(
+            f"--resume --steps {built.cfg.total_steps}: the run's checkpoint is at env step "
+            f"{rows[-1].get('step')}, beyond that; give --steps at least that many"
+        )
     if skipped:
         print(
             f"inject-rl: warning: {'; '.join(skipped)}; resuming from checkpoint {step}",
@@ -140,15 +168,29 @@ EXIT_DIVERGED = 3
 
 def train(
     built: Built,
-    out: Path,
+    out: Path | RunDir,
     *,
     resume: bool,
     checkpoint_every: int | None,
     eval_episodes: int,
     quiet: bool,
     overwrite: bool = False,
+    extends: Built | None = None,
+    loggers: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Runs the training; returns the summary.
+
+    Args:
+      built: the run.
+      out: its directory (a `RunDir`: numbered, see there).
+      resume: continue the run in `out` from its newest intact checkpoint.
+      checkpoint_every: env steps between checkpoints (None: every CHECKPOINT_SECONDS).
+      eval_episodes: greedy episodes for the summary's eval return.
+      quiet: no progress output.
+      overwrite: replace the run in `out`.
+      extends: with `resume`, the run as it was built for its saved total of env steps, when
+        `built` has another (`--resume --steps N`; refused when the programs differ).
+      loggers: more destinations of the metrics rows (`runs.TensorBoard`, `runs.WandB`).
 
     Raises:
       NothingWritten: an error before any file was written.
@@ -157,18 +199,28 @@ def train(
         diverged (status EXIT_DIVERGED): no summary, no eval return, no checkpoint of the
         diverged state; one line says which checkpoint is the last finite one.
     """
+    target = out if isinstance(out, RunDir) else RunDir(Path(out))
+    out = target.path
     primary = jax.process_index() == 0  # only process 0 of a multi-process run writes
-    lock = runs.RunLock(out) if primary else None
+    lock = None
     run = None
     try:
         try:
             if resume:
                 check_resumable(built)
-            if primary:
+            if primary and target.numbered:
+                # The first free numbered directory, locked (creates it; removed again if
+                # nothing is written): a concurrent run takes the next.
+                lock = runs.claim_run_dir(out)
+                target.path = out = lock.out
+            elif primary:
                 check_out_dir(out, built.record, resume, overwrite)  # reads only: a refusal
-                lock.acquire()  # creates the directory, removed again if nothing is written
+                lock = runs.RunLock(out).acquire()  # creates it, removed if nothing is written
+            if primary:
                 # Again under the lock: another run may have written `out` since.
                 check_out_dir(out, built.record, resume, overwrite, locked=True)
+            if resume and extends is not None:
+                _extend.check_extension(built, extends)
             step, state, meta = restore(built, out) if resume else (None, None, None)
         except (ValueError, TypeError) as e:
             raise NothingWritten(e) from None
@@ -182,6 +234,7 @@ def train(
             writes=primary,
             overwrite=overwrite,
             stop=stop,
+            loggers=loggers,
         )
         return _run_training(built, out, run, stop, resume, state, meta, eval_episodes, primary)
     except KeyboardInterrupt as e:  # Stopped (a signal, at a call boundary) or a second one

@@ -26,8 +26,17 @@ from inject_rl.runs._files import (
     read_json,
     write_json,
 )
-from inject_rl.runs._lock import LOCK, RunInUse, RunLock, check_not_in_use, writable_error
-from inject_rl.runs._metrics import MetricsWriter, TensorBoard, read_metrics, summarize_call
+from inject_rl.runs._lock import (
+    LOCK,
+    RunInUse,
+    RunLock,
+    check_not_in_use,
+    claim_run_dir,
+    numbered,
+    writable_error,
+)
+from inject_rl.runs._loggers import MissingExtra, TensorBoard, WandB
+from inject_rl.runs._metrics import MetricsWriter, read_metrics, summarize_call
 from inject_rl.runs._plot import plot_runs
 from inject_rl.runs._progress import Progress
 from inject_rl.runs._run import CHECKPOINT_SECONDS, Run
@@ -45,6 +54,7 @@ __all__ = [
     "Checkpointer",
     "CorruptCheckpoint",
     "MetricsWriter",
+    "MissingExtra",
     "Progress",
     "Run",
     "RunInUse",
@@ -52,13 +62,16 @@ __all__ = [
     "StopSignals",
     "Stopped",
     "TensorBoard",
+    "WandB",
     "check_not_in_use",
     "check_run_dir",
+    "claim_run_dir",
     "clear_run_dir",
     "dumps",
     "host_copy",
     "json_safe",
     "load_params",
+    "numbered",
     "plot_runs",
     "preload",
     "read_json",

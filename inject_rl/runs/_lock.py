@@ -203,3 +203,52 @@ class RunLock:
 
     def __exit__(self, *exc) -> None:
         self.release()
+
+
+# The most numbered directories `claim_run_dir` tries (`base-10000`: something is wrong).
+MAX_NUMBERED = 10_000
+
+
+def numbered(base: str | os.PathLike, k: int) -> Path:
+    """The `k`-th directory of a default run name: `base` itself, then `base-2`, `base-3`...
+
+    >>> numbered("runs/ppo-s0", 1), numbered("runs/ppo-s0", 3)
+    (PosixPath('runs/ppo-s0'), PosixPath('runs/ppo-s0-3'))
+    """
+    base = Path(base)
+    return base if k == 1 else base.with_name(f"{base.name}-{k}")
+
+
+def claim_run_dir(base: str | os.PathLike) -> RunLock:
+    """Locks the first of `base`, `base-2`, `base-3`... that holds no run; returns the held
+    lock (`lock.out` is the directory; `release` removes it again if nothing was written).
+
+    A directory counts as free when it is absent or empty (`is_empty`) under its lock, so two
+    processes claiming at once take two directories: the one that locks a directory first
+    keeps it, and the other finds it in use and goes on to the next.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     first = claim_run_dir(f"{tmp}/run")
+    ...     second = claim_run_dir(f"{tmp}/run")  # while the first is held
+    ...     print(first.out.name, second.out.name)
+    ...     second.release(); first.release()
+    run run-2
+
+    Raises:
+      ValueError: a directory cannot be created or written (one line), or all MAX_NUMBERED
+        are taken.
+    """
+    for k in range(1, MAX_NUMBERED + 1):
+        out = numbered(base, k)
+        if out.exists() and not (out.is_dir() and is_empty(out)):
+            continue  # a run, or anything else: never ours
+        lock = RunLock(out)
+        try:
+            lock.acquire()
+        except RunInUse:
+            continue
+        if is_empty(out):  # still, under the lock
+            return lock
+        lock.release()
+    raise ValueError(f"{numbered(base, 2)} ... {numbered(base, MAX_NUMBERED)} are all taken")

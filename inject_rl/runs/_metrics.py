@@ -85,27 +85,3 @@ def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return rows
-
-
-class TensorBoard:
-    """TensorBoard event files when `tensorboardX` is importable; a no-op otherwise."""
-
-    def __init__(self, logdir: str | os.PathLike):
-        try:
-            from tensorboardX import SummaryWriter
-        except ImportError:
-            self._writer = None
-        else:
-            self._writer = SummaryWriter(str(logdir))
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        if self._writer is None:
-            return
-        step = int(row.get("step", 0))
-        for name, value in row.items():
-            if name != "step" and isinstance(value, float) and np.isfinite(value):
-                self._writer.add_scalar(name, value, step)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()

@@ -9,15 +9,25 @@ call and raises `Stopped`.
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from inject_rl.runs._check import clear_run_dir
 from inject_rl.runs._checkpoint import Checkpointer, preload
-from inject_rl.runs._files import CHECKPOINTS, CONFIG, METRICS, TENSORBOARD, json_safe, write_json
-from inject_rl.runs._metrics import MetricsWriter, TensorBoard, summarize_call
+from inject_rl.runs._files import (
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    PARAMS,
+    SUMMARY,
+    json_safe,
+    write_json,
+)
+from inject_rl.runs._metrics import MetricsWriter, summarize_call
 from inject_rl.runs._progress import Progress
 from inject_rl.runs._stop import Stopped, StopSignals
 
@@ -42,6 +52,8 @@ class Run:
       overwrite: replace the directory's old contents at the first write.
       stop: the stop request to honour at call boundaries.
       checkpoint_seconds: see CHECKPOINT_SECONDS.
+      loggers: more destinations of the rows (`TensorBoard`, `WandB`), opened at the first
+        write.
     """
 
     def __init__(
@@ -58,6 +70,7 @@ class Run:
         overwrite: bool = False,
         stop: StopSignals | None = None,
         checkpoint_seconds: float = CHECKPOINT_SECONDS,
+        loggers: Sequence[Any] = (),
     ):
         self.out, self.record = Path(out), record
         self.num_calls, self.every, self.writes = num_calls, every_calls, writes
@@ -68,7 +81,8 @@ class Run:
         self.resumed_step = resumed[0] if resumed else None
         self.checkpoint = self.resumed_step  # the newest checkpoint on disk (None: none)
         self.started = False
-        self.writer = self.tb = self.ckpt = None
+        self.writer = self.ckpt = None
+        self.loggers, self._open_loggers = list(loggers), []
         self.t0 = self.last_save = time.perf_counter()
         if writes:  # orbax (0.13 s of imports) loads while the program compiles and trains
             threading.Thread(target=preload, daemon=True).start()
@@ -85,9 +99,14 @@ class Run:
         self.ckpt = Checkpointer(self.out / CHECKPOINTS)
         if self.resumed_step is not None:  # damaged newer checkpoints: written again
             self.ckpt.discard_after(self.resumed_step)
+            # A finished run extended (`--resume --steps N`): its final params and summary are
+            # of the shorter run; the run writes new ones when it ends.
+            clear_outputs(self.out)
         write_json(self.out / CONFIG, self.record)
         self.writer = MetricsWriter(self.out / METRICS, self.rows)
-        self.tb = TensorBoard(self.out / TENSORBOARD)
+        for logger in self.loggers:
+            logger.open(self.out, self.record, self.rows)
+            self._open_loggers.append(logger)
 
     def wall_s(self) -> float:
         return self.wall0 + time.perf_counter() - self.t0
@@ -102,7 +121,8 @@ class Run:
         stopping = self.stop is not None and self.stop.received is not None
         if self.writes:
             self.writer.write(row)
-            self.tb.write(row)
+            for logger in self._open_loggers:
+                logger.write(row)
             done = call + 1
             if self.every is None:
                 due = time.perf_counter() - self.last_save >= self.checkpoint_seconds
@@ -125,7 +145,16 @@ class Run:
         if self.progress is not None:
             self.progress.close()
             self.progress = None
-        for f in (self.writer, self.tb, self.ckpt):
+        for f in (self.writer, self.ckpt, *self._open_loggers):
             if f is not None:
                 f.close()
-        self.writer = self.tb = self.ckpt = None
+        self.writer = self.ckpt = None
+        self._open_loggers = []
+
+
+def clear_outputs(out: str | os.PathLike) -> None:
+    """Deletes a run's final params and summary (a resumed run writes them again at its end)."""
+    out = Path(out)
+    (out / SUMMARY).unlink(missing_ok=True)
+    if (out / PARAMS).is_dir():
+        shutil.rmtree(out / PARAMS)

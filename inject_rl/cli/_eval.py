@@ -1,0 +1,182 @@
+"""`inject-rl eval`: the return of every greedy episode, and videos of episodes.
+
+The episodes are those of `Policy.evaluate` (the same env seeds and keys, so their mean is the
+mean it returns; `loops.evaluate_policy` and `loops.evaluate_host_policy` return only the mean):
+in-graph for a `phys2d/*` run, on host envs otherwise. Videos are recorded with gymnasium's
+`RecordVideo` (moviepy writes the mp4) on a host env rendering `rgb_array` frames: the run's own
+env, or for a `phys2d/*` run the host env of the same name (`host_env_id`), since the
+functional JAX envs are stepped in-graph where nothing can be drawn.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from inject_rl import envs, loops
+
+VIDEO_EXTRA = "pip install 'inject-rl[video]'"
+
+
+def episode_returns(policy: Any, episodes: int, seed: int) -> np.ndarray:
+    """The undiscounted return of each of `episodes` greedy episodes, float64 `[episodes]`.
+
+    Args:
+      policy: an `inject_rl.agents.Policy` (e.g. `load_policy(run_dir)`).
+      episodes: episodes, one per env, run in parallel.
+      seed: in-graph: the PRNG key's seed; host envs: env `i` is reset with `seed + i`.
+    """
+    cfg, agent = policy.config, policy.agent
+    env = envs.make(cfg.env_id) if envs.is_jax_env(cfg.env_id) else envs.host_spaces(cfg.env_id)
+    torso = (policy.network or agent.network)(cfg, env.obs_shape)
+    greedy = agent.policy(cfg, env, torso).greedy
+    if envs.is_jax_env(cfg.env_id):
+        fn = jax.jit(lambda p, k: _jax_returns(env, lambda obs: greedy(p, obs), episodes, k))
+        return np.asarray(fn(policy.params, jax.random.key(seed)), np.float64)
+    act = jax.jit(greedy)
+    return _host_returns(cfg.env_id, lambda obs: act(policy.params, obs), episodes, seed)
+
+
+def _jax_returns(env: Any, policy: Any, episodes: int, key: jax.Array) -> jax.Array:
+    """`loops.evaluate_policy`'s episodes (same keys), every return rather than their mean."""
+    if env.max_episode_steps is None:
+        raise ValueError(f"{env.id}: evaluation needs a time limit, got max_episode_steps=None")
+    k_reset, k_run = jax.random.split(key)
+    actor = loops.init_actor(env, episodes, k_reset)
+
+    def step(carry, key):
+        actor, ret, alive = carry
+        new_actor, ts = loops.env_step(env, actor, policy(actor.obs), key)
+        ret = ret + jnp.where(alive, ts.reward, 0.0)
+        return (new_actor, ret, alive & ~ts.done), None
+
+    init = (actor, jnp.zeros(episodes, jnp.float32), jnp.ones(episodes, bool))
+    (_, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
+    return ret
+
+
+def _host_returns(env_id: str, policy: Any, episodes: int, seed: int) -> np.ndarray:
+    """`loops.evaluate_host_policy`'s episodes (env `i` reset with `seed + i`), every return."""
+    with envs.HostEnv(env_id, episodes) as env:
+        if env.max_episode_steps is None:
+            raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
+        obs = env.reset(seed=seed)
+        ret = np.zeros(episodes, np.float64)
+        alive = np.ones(episodes, bool)
+        for _ in range(env.max_episode_steps):
+            ts = env.step(np.asarray(policy(obs)))
+            ret += np.where(alive, ts.reward, 0.0)
+            alive &= ~ts.done
+            if not alive.any():
+                break
+            obs = ts.obs
+    return ret
+
+
+def host_env_id(env_id: str) -> str:
+    """The host gymnasium id that films a run on `env_id`: itself, or for an in-graph id the
+    id of the same name without the namespace, the same version if registered, else the newest
+    (`phys2d/CartPole-v1` -> `CartPole-v1`, `phys2d/Pendulum-v0` -> `Pendulum-v1`).
+
+    Raises:
+      ValueError: an in-graph id with no host env of its name.
+
+    >>> host_env_id("phys2d/CartPole-v1"), host_env_id("phys2d/Pendulum-v0")
+    ('CartPole-v1', 'Pendulum-v1')
+    """
+    if not envs.is_jax_env(env_id):
+        return env_id
+    from gymnasium.envs.registration import find_highest_version, parse_env_id, registry
+
+    _, name, version = parse_env_id(env_id)
+    if f"{name}-v{version}" in registry:
+        return f"{name}-v{version}"
+    newest = find_highest_version(None, name)
+    if newest is None:
+        raise ValueError(f"--video: {env_id} is stepped in-graph and no host env {name} draws it")
+    return f"{name}-v{newest}"
+
+
+def _same_spaces(a: Any, b: Any) -> bool:
+    """Whether a policy of the spaces `a` acts in `b` (same observation shape, same actions)."""
+    if a.observation_space.shape != b.observation_space.shape:
+        return False
+    x, y = a.action_space, b.action_space
+    return type(x) is type(y) and x.shape == y.shape and getattr(x, "n", 0) == getattr(y, "n", 0)
+
+
+def open_video_env(env_id: str) -> Any:
+    """The host env filming a run on `env_id`, one frame already drawn (so a missing renderer
+    is found before anything is written).
+
+    Raises:
+      ValueError: moviepy or the env's renderer (pygame for classic control) is missing, or
+        no host env matches an in-graph id (one line).
+    """
+    import gymnasium
+
+    # Renderers built on pygame initialise every SDL subsystem; with no sound server, SDL's audio
+    # prints an error line. Nothing here plays sound.
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    try:
+        import moviepy  # noqa: F401 - RecordVideo writes the mp4 with it
+    except ImportError:
+        raise ValueError(f"--video needs moviepy: {VIDEO_EXTRA}") from None
+    host = host_env_id(env_id)
+    try:
+        env = gymnasium.make(host, render_mode="rgb_array")
+    except gymnasium.error.Error as e:
+        raise ValueError(f"--video: cannot make {host}: {e}") from None
+    try:
+        env.reset(seed=0)
+        env.render()
+    except gymnasium.error.DependencyNotInstalled as e:
+        env.close()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"--video: {host} cannot render ({first}); {VIDEO_EXTRA}") from None
+    return env
+
+
+def record_videos(policy: Any, directory: str | Path, episodes: int, seed: int) -> list[Path]:
+    """Films `episodes` greedy episodes of `policy` into `directory`; returns the new files.
+
+    Episode `i` is reset with `seed + i` on the host env (`host_env_id`): for a `phys2d/*` run
+    these are other episodes than the in-graph ones `episode_returns` evaluates.
+
+    Raises:
+      ValueError: see `open_video_env`; or the host env's spaces differ from the run's.
+    """
+    from gymnasium.wrappers import RecordVideo
+
+    env = open_video_env(policy.config.env_id)
+    if not _same_spaces(policy, env):
+        env.close()
+        raise ValueError(
+            f"--video: {env.spec.id} has other spaces ({env.observation_space}, "
+            f"{env.action_space}) than {policy.config.env_id}"
+        )
+    directory = Path(directory)
+    prefix = f"{policy.agent.name}-{env.spec.id}-seed{seed}"
+    with warnings.catch_warnings():  # RecordVideo warns about any existing directory
+        warnings.filterwarnings("ignore", message=".*Overwriting existing videos")
+        env = RecordVideo(
+            env, str(directory), episode_trigger=lambda _: True, name_prefix=prefix,
+            disable_logger=True,
+        )  # fmt: skip
+    try:
+        for i in range(episodes):
+            obs, _ = env.reset(seed=seed + i)
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(policy.act(obs))
+                done = terminated or truncated
+    finally:
+        env.close()
+    # RecordVideo's names: `<prefix>-episode-<i>.mp4` (an earlier video of that name is replaced).
+    return [directory / f"{prefix}-episode-{i}.mp4" for i in range(episodes)]
