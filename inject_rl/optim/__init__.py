@@ -2,13 +2,19 @@
 
 from inject_rl.optim._apply import apply_gradients, first_minibatch_only
 from inject_rl.optim._carried import carried, current
-from inject_rl.optim._hyperparams import hyperparams, scale_hyperparam, set_hyperparam
+from inject_rl.optim._hyperparams import (
+    bounds,
+    hyperparams,
+    scale_hyperparam,
+    set_hyperparam,
+)
 from inject_rl.optim._injected import injected
 
 # Re-exported for compatibility: the names are defined (once) in inject_rl.signals.
 from inject_rl.signals import SIGNAL_NAMES
 
 __all__ = [
+    "bounds",
     "SIGNAL_NAMES",
     "apply_gradients",
     "carried",

@@ -231,3 +231,27 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
         return new_state
     node.hyperparams[entry.key] = scaled(node.hyperparams[entry.key])
     return new_state
+
+
+def bounds(opt_state: Any) -> dict[str, tuple[float, float]]:
+    """`(min, max)` of every scheduled hyperparameter whose schedule holds bounds in its state
+    (`kl_target`, `plateau`...): what "time at a bound" is measured against.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> import optax
+        >>> from inject_rl import schedules
+        >>> from inject_rl.optim import bounds, injected
+        >>> lr = schedules.kl_target(1e-3, target=0.01)
+        >>> state = injected(optax.adam, learning_rate=lr).init(jnp.zeros(2))
+        >>> {k: tuple(round(float(x), 6) for x in v) for k, v in bounds(state).items()}
+        {'learning_rate': (1e-06, 0.01)}
+    """
+    out = {}
+    for name, entry in _index(opt_state).items():
+        sched = getattr(entry.node, "hyperparams_states", {}).get(entry.key)
+        if hasattr(sched, "min_value") and hasattr(sched, "max_value"):
+            low = jnp.asarray(sched.min_value).reshape(-1)[0]
+            high = jnp.asarray(sched.max_value).reshape(-1)[0]
+            out[name] = (float(low), float(high))
+    return out
