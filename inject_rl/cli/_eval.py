@@ -121,9 +121,11 @@ def open_video_env(env_id: str) -> Any:
     """
     import gymnasium
 
-    # Renderers built on pygame initialise every SDL subsystem; with no sound server, SDL's audio
-    # prints an error line. Nothing here plays sound.
-    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    # Frames are drawn off screen (`rgb_array`), but pygame-based renderers initialise SDL's
+    # display (and `close` quits it), which without a display server prints an error line
+    # ("XDG_RUNTIME_DIR is invalid"). SDL's dummy display draws the same frames; a user's own
+    # SDL_VIDEODRIVER is kept.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         import moviepy  # noqa: F401 - RecordVideo writes the mp4 with it
     except ImportError:
