@@ -154,7 +154,8 @@ class Agent:
         except ValueError:
             kind = None
         if kind not in self.actions:
-            allowed = " or ".join(ACTION_KIND_NAMES.get(k, k) for k in self.actions)
+            names = [ACTION_KIND_NAMES.get(k, k) for k in self.actions]
+            allowed = " or ".join([", ".join(names[:-1]), names[-1]] if names[:-1] else names)
             raise ValueError(
                 f"{self.name} needs a {allowed} action space, but "
                 f"{getattr(env, 'id', 'the env')} has {env.action_space}"

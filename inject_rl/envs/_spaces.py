@@ -32,7 +32,7 @@ DISCRETE, MULTI_DISCRETE, CONTINUOUS, UNBOUNDED = (
 ACTION_KIND_NAMES = {
     DISCRETE: "discrete",
     MULTI_DISCRETE: "MultiDiscrete",
-    CONTINUOUS: "bounded Box",
+    CONTINUOUS: "continuous (bounded Box)",
     UNBOUNDED: "unbounded Box",
 }
 

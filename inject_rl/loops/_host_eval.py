@@ -21,8 +21,10 @@ def evaluate_host_policy(
     """Mean undiscounted return of the first episode of `episodes` parallel host envs.
 
     Args:
-      env_id: a gymnasium id (must have a time limit).
-      policy: deterministic `obs [B, *obs] -> action [B, ...]` (e.g. a jitted greedy policy).
+      env_id: a gymnasium id, or "module:Env-v0" (must have a time limit).
+      policy: deterministic `obs [B, *obs] -> action [B, ...]` (e.g. a jitted greedy policy);
+        `obs` are the `HostEnv`'s float32 network inputs (its `ObsPreprocessor`'s, as in
+        training).
       episodes: number of envs, one episode each.
       seed: env `i` is reset with `seed + i`.
       env_kwargs: passed to every env's constructor.

@@ -20,7 +20,9 @@ class HostRollout(NamedTuple):
     """`rollout_len` steps of a batch of host envs (numpy on the actor, arrays in `learn`)."""
 
     traj: Transition  # [T, B, ...]; `extras` are `act`'s outputs at `obs`
-    last_obs: Any  # [B, *obs] float32: observation to act on after the rollout (bootstrap)
+    # [B, *obs] float32: observation to act on after the rollout (bootstrap); like `traj.obs`,
+    # the HostEnv's preprocessed network inputs (one-hot, flattened Dict/Tuple, images)
+    last_obs: Any
     episode_return: Any  # [T, B] float32: return of the episode that ended at this step, else 0
     episode_length: Any  # [T, B] int32: its length (>= 1), else 0
 

@@ -32,6 +32,8 @@ def observation(style: str, key: int, noise: np.ndarray) -> object:
         return {"key": key, "noise": noise.astype(np.float32)}
     if style == "tuple":
         return (noise.astype(np.float32), key)
+    if style == "text":  # not supported: the env is refused before it shows any
+        return str(key)
     if style == "image":  # 5x5 frames, channel `key` lit
         frame = np.zeros((5, 5, N), np.uint8)
         frame[..., key] = 255
@@ -46,6 +48,7 @@ OBSERVATION_SPACES = {
     "dict": spaces.Dict({"key": spaces.Discrete(N), "noise": spaces.Box(-1, 1, (2,), np.float32)}),
     "tuple": spaces.Tuple((spaces.Box(-1, 1, (2,), np.float32), spaces.Discrete(N))),
     "image": spaces.Box(0, 255, (5, 5, N), np.uint8),
+    "text": spaces.Text(4),
 }
 
 ACTION_SPACES = {
@@ -226,16 +229,20 @@ def _no_loop(*args, **kwargs):
 @pytest.mark.parametrize(
     "agent, obs, actions, match",
     [
-        ("sac", "dict", "unbounded", r"sac needs a bounded Box action space, but .*Box\(-inf"),
-        ("sac", "tuple", "multi_discrete", r"sac needs a bounded Box .*MultiDiscrete\(\[3 2\]\)"),
+        (
+            "sac",
+            "dict",
+            "unbounded",
+            r"sac needs a continuous \(bounded Box\) action space, but .*\(-inf",
+        ),
+        ("sac", "tuple", "multi_discrete", r"sac needs a continuous .*MultiDiscrete\(\[3 2\]\)"),
         ("dqn", "dict", "multi_discrete", r"dqn needs a discrete action space, but .*MultiDisc"),
         ("ppo", "dict", "multi_binary", r"action space MultiBinary\(2\) is not supported; "),
+        ("dqn", "text", "discrete", r"observation space Text\(1, 4, .* is not supported; "),
     ],
-    ids=["sac-unbounded-box", "sac-multi-discrete", "dqn-multi-discrete", "multi-binary"],
+    ids=["sac-unbounded-box", "sac-multi-discrete", "dqn-multi-discrete", "multi-binary", "text"],
 )
-def test_other_action_spaces_are_refused_before_any_compile(
-    agent, obs, actions, match, monkeypatch
-):
+def test_other_spaces_are_refused_before_any_compile(agent, obs, actions, match, monkeypatch):
     monkeypatch.setattr(loops, "run_sebulba", _no_loop)
     with pytest.raises(ValueError, match=match) as info:
         train(agent, env_id(obs, actions), 64)
