@@ -61,8 +61,12 @@ class PBT:
       fraction: the bottom fraction of members replaced each time (at least one member), by
         copies of members drawn from the top fraction.
       perturb: factors explore draws from, uniformly, one per hyperparameter and copied member.
-      smoothing: weight of the old score in the exponential moving average of each member's
-        training episode return (the ranking score).
+      smoothing: weight of the old value in the exponential moving average of each member's
+        training episode return that picks the best member at the end (`score`).
+
+    Members are ranked by their mean training episode return over the iterations since the last
+    exploit step (`window`), so a member that just copied another is judged on how it does with
+    its perturbed values, not on the history it inherited.
     """
 
     hyperparams: tuple[str, ...]
@@ -98,6 +102,7 @@ class PopulationState(NamedTuple):
     members: Any  # the agent's training state, stacked over members
     values: dict[str, jax.Array]  # per-member Config field values (state, not program constants)
     score: jax.Array  # [M] float32: smoothed training episode return, -inf before any episode
+    window: jax.Array  # [M, 2] float32: sum and count of finite returns since the last exploit
     key: jax.Array  # PBT's PRNG key (identical on every device)
     iteration: jax.Array  # int32: iterations so far
 
@@ -231,7 +236,8 @@ def population_learner(
         members = jax.vmap(lambda m: build(m).init(device_index))(consts)
         key = jax.random.fold_in(jax.random.key(cfg.seed), 0x5EED)
         score = jnp.full((size,), -jnp.inf, jnp.float32)
-        return PopulationState(members, consts, score, key, jnp.zeros((), jnp.int32))
+        window = jnp.zeros((size, 2), jnp.float32)
+        return PopulationState(members, consts, score, window, key, jnp.zeros((), jnp.int32))
 
     def iteration(ps: PopulationState, axis_name: str | None):
         def one(state, member):
@@ -245,8 +251,12 @@ def population_learner(
             jnp.where(jnp.isfinite(ps.score), smooth * ps.score + (1 - smooth) * ret, ret),
             ps.score,
         )
-        score = jnp.where(metrics["diverged"] > 0, -jnp.inf, score)
-        ps = ps._replace(members=members, score=score, iteration=ps.iteration + 1)
+        diverged = metrics["diverged"] > 0
+        score = jnp.where(diverged, -jnp.inf, score)
+        finite = jnp.isfinite(ret)
+        window = ps.window + jnp.stack([jnp.where(finite, ret, 0.0), finite], axis=1)
+        window = jnp.where(diverged[:, None], jnp.array([-jnp.inf, 1.0]), window)
+        ps = ps._replace(members=members, score=score, window=window, iteration=ps.iteration + 1)
         source = jnp.full((size,), -1, jnp.int32)
         if pbt is not None:
             ps, source = jax.lax.cond(
@@ -267,7 +277,9 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
     copied (-1 for members left as they were)."""
     k = max(1, int(size * pbt.fraction))
     key, k_pick, k_perturb = jax.random.split(ps.key, 3)
-    order = jnp.argsort(-ps.score, stable=True)  # best first; ties: lower index first
+    total, count = ps.window[:, 0], ps.window[:, 1]
+    rank = jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf)
+    order = jnp.argsort(-rank, stable=True)  # best first; ties: lower index first
     top, bottom = order[:k], order[size - k :]
     picks = top[jax.random.randint(k_pick, (k,), 0, k)]
     index = jnp.arange(size)
@@ -305,7 +317,8 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
             v = 1.0 - (1.0 - v) * factor if complement else v * factor
             values[name] = v.astype(values[name].dtype)
     score = take(ps.score)
-    return PopulationState(members, values, score, key, ps.iteration), jnp.where(
+    window = jnp.zeros_like(ps.window)  # every member starts a new window
+    return PopulationState(members, values, score, window, key, ps.iteration), jnp.where(
         copied, source, -1
     ).astype(jnp.int32)
 

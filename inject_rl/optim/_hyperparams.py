@@ -180,9 +180,11 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
     """Returns `opt_state` with one hyperparameter multiplied by `factor`, scheduled or not.
 
     What population-based training's "explore" step does to a copied member. A constant is
-    scaled in place; a scheduled one has its schedule's current `value` scaled (and clipped to the
-    schedule's `min_value`/`max_value` when it has them), so the rule carries on from the new
-    value: the scheduled value optax would otherwise recompute is what changes.
+    scaled in place. A scheduled one has its schedule's state scaled: its current `value`, and
+    with it the schedule's `min_value`/`max_value` when it has them, so the rule carries on from
+    the new value as if it had been started at a scaled initial value (bounds relative to the
+    initial value, the default, stay relative). With `complement=True` only the value moves
+    (its complement scaled), clipped to the bounds.
 
     Args:
       opt_state: any optimizer state holding injected hyperparameters; not modified.
@@ -221,11 +223,15 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
                 "(kl_target, plateau)"
             )
         value = scaled(sched.value)
-        if hasattr(sched, "min_value"):
+        moved = {}
+        for bound in ("min_value", "max_value"):
+            if hasattr(sched, bound) and not complement:
+                moved[bound] = scaled(getattr(sched, bound))
+        if complement and hasattr(sched, "min_value"):
             value = jnp.maximum(value, sched.min_value)
-        if hasattr(sched, "max_value"):
+        if complement and hasattr(sched, "max_value"):
             value = jnp.minimum(value, sched.max_value)
-        schedules[entry.key] = sched._replace(value=value.astype(sched.value.dtype))
+        schedules[entry.key] = sched._replace(value=value.astype(sched.value.dtype), **moved)
         old = jnp.asarray(node.hyperparams[entry.key])
         node.hyperparams[entry.key] = jnp.broadcast_to(value, old.shape).astype(old.dtype)
         return new_state

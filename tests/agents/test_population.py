@@ -49,14 +49,19 @@ def test_scale_hyperparam_complement_keeps_betas_below_one():
     np.testing.assert_allclose(hyperparams(out)["b1"], 0.95, rtol=1e-6)
 
 
-def test_scale_hyperparam_moves_a_schedules_value_within_its_bounds():
+def test_scale_hyperparam_scales_a_schedules_value_and_bounds():
     lr = schedules.kl_target(1e-3, target=0.01, min_value=1e-4, max_value=2e-3)
     opt = injected(optax.adam, learning_rate=lr)
     state = opt.init(jnp.zeros(2))
     up = scale_hyperparam(state, "learning_rate", 10.0)
     down = scale_hyperparam(state, "learning_rate", 0.5)
-    np.testing.assert_allclose(hyperparams(up)["learning_rate"], 2e-3, rtol=1e-6)  # clipped
+    np.testing.assert_allclose(hyperparams(up)["learning_rate"], 1e-2, rtol=1e-6)
     np.testing.assert_allclose(hyperparams(down)["learning_rate"], 5e-4, rtol=1e-6)
+    # The bounds move with the value: as if the rule had started at a scaled initial value.
+    from inject_rl.optim import bounds
+
+    np.testing.assert_allclose(bounds(up)["learning_rate"], (1e-3, 2e-2), rtol=1e-6)
+    np.testing.assert_allclose(bounds(down)["learning_rate"], (5e-5, 1e-3), rtol=1e-6)
     # The rule carries on from the scaled value: the next update's rate derives from 5e-4.
     _, after = opt.update(jnp.ones(2), down, jnp.zeros(2), kl=0.01)
     np.testing.assert_allclose(hyperparams(after)["learning_rate"], 5e-4, rtol=1e-6)
@@ -95,8 +100,12 @@ def _population(scores):
         jnp.full((m,), 7),
     )
     values = {"seed": jnp.arange(m, dtype=jnp.int32), "gamma": jnp.full((m,), 0.9)}
+    scores = jnp.asarray(scores, jnp.float32)
+    window = jnp.stack(
+        [jnp.where(jnp.isfinite(scores), scores * 2, 0.0), 2.0 * jnp.isfinite(scores)], 1
+    )
     return PopulationState(
-        members, values, jnp.asarray(scores, jnp.float32), jax.random.key(3), jnp.asarray(20)
+        members, values, scores[::-1], window, jax.random.key(3), jnp.asarray(20)
     )
 
 
@@ -114,7 +123,8 @@ def test_exploit_copies_the_bottom_from_the_top_and_perturbs_only_copies():
     np.testing.assert_array_equal(out.values["seed"], [0, 2, 2, 3])
     np.testing.assert_array_equal(out.members.actor, [0, 10, 20, 30])  # kept: its own envs
     assert np.array_equal(jax.random.key_data(out.members.key), jax.random.key_data(ps.members.key))
-    assert out.score[1] == 9.0  # inherits its source's score
+    assert out.score[1] == ps.score[2]  # inherits its source's smoothed score
+    np.testing.assert_array_equal(out.window, 0.0)  # ranked on the window, which restarts
 
 
 def test_exploit_refuses_an_unknown_hyperparameter():
