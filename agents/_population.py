@@ -63,6 +63,9 @@ class PBT:
       perturb: factors explore draws from, uniformly, one per hyperparameter and copied member.
       smoothing: weight of the old value in the exponential moving average of each member's
         training episode return that picks the best member at the end (`score`).
+      groups: independent populations side by side (contiguous groups of `M / groups` members;
+        a member copies only within its group): e.g. one PBT population per (rate, seed) cell
+        of a robustness study, all in one program.
 
     Members are ranked by their mean training episode return over the iterations since the last
     exploit step (`window`), so a member that just copied another is judged on how it does with
@@ -74,6 +77,7 @@ class PBT:
     fraction: float = 0.25
     perturb: tuple[float, ...] = (0.8, 1.25)
     smoothing: float = 0.9
+    groups: int = 1
 
     def validate(self, size: int) -> PBT:
         if not self.hyperparams or not all(isinstance(h, str) and h for h in self.hyperparams):
@@ -90,8 +94,13 @@ class PBT:
             raise ValueError(f"pbt perturb factors must be positive numbers, got {self.perturb!r}")
         if not (isinstance(self.smoothing, numbers.Real) and 0 <= self.smoothing < 1):
             raise ValueError(f"pbt smoothing must be in [0, 1), got {self.smoothing!r}")
-        if size < 2:
-            raise ValueError(f"population-based training needs at least 2 members, got {size}")
+        if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
+            raise ValueError(f"pbt groups must be an integer >= 1, got {self.groups!r}")
+        if size % self.groups or size // self.groups < 2:
+            raise ValueError(
+                f"population-based training needs groups of at least 2 members: {size} members "
+                f"in {self.groups} group(s)"
+            )
         return self
 
 
@@ -275,15 +284,18 @@ def population_learner(
 def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState, jax.Array]:
     """PBT's exploit and explore step: `(population, source)`, `source[i]` the member that `i`
     copied (-1 for members left as they were)."""
-    k = max(1, int(size * pbt.fraction))
+    groups = pbt.groups
+    n = size // groups  # members per group; a member copies only within its group
+    k = max(1, int(n * pbt.fraction))
     key, k_pick, k_perturb = jax.random.split(ps.key, 3)
     total, count = ps.window[:, 0], ps.window[:, 1]
-    rank = jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf)
-    order = jnp.argsort(-rank, stable=True)  # best first; ties: lower index first
-    top, bottom = order[:k], order[size - k :]
-    picks = top[jax.random.randint(k_pick, (k,), 0, k)]
+    rank = jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf).reshape(groups, n)
+    order = jnp.argsort(-rank, axis=1, stable=True)  # best first; ties: lower index first
+    top, bottom = order[:, :k], order[:, n - k :]
+    picks = jnp.take_along_axis(top, jax.random.randint(k_pick, (groups, k), 0, k), axis=1)
+    offset = (jnp.arange(groups) * n)[:, None]
     index = jnp.arange(size)
-    source = index.at[bottom].set(picks)
+    source = index.at[(bottom + offset).ravel()].set((picks + offset).ravel())
     copied = source != index
 
     def take(x):

@@ -127,6 +127,14 @@ def test_exploit_copies_the_bottom_from_the_top_and_perturbs_only_copies():
     np.testing.assert_array_equal(out.window, 0.0)  # ranked on the window, which restarts
 
 
+def test_exploit_stays_within_groups():
+    ps = _population([5.0, 1.0, 2.0, 8.0, 3.0, 4.0])  # groups [0, 1, 2] and [3, 4, 5]
+    pbt = PBT(("learning_rate",), fraction=0.34, perturb=(2.0,), groups=2)
+    out, source = jax.jit(lambda p: _exploit(p, pbt, 6))(ps)
+    np.testing.assert_array_equal(source, [-1, 0, -1, -1, 3, -1])
+    np.testing.assert_array_equal(out.members.params["w"][:, 0], [0, 0, 2, 3, 3, 5])
+
+
 def test_exploit_refuses_an_unknown_hyperparameter():
     with pytest.raises(ValueError, match="'b3' is neither an injected"):
         _exploit(_population([1.0, 2.0]), PBT(("b3",)), 2)
@@ -164,6 +172,7 @@ def test_bad_member_values_are_one_line(kwargs, message):
         (PBT(("learning_rate",), interval=0), "interval must be an integer >= 1"),
         (PBT(("learning_rate",), fraction=0.9), r"fraction must be in \(0, 0.5\]"),
         (PBT(("learning_rate",), perturb=(0.0,)), "perturb factors must be positive"),
+        (PBT(("learning_rate",), groups=2), "groups of at least 2 members: 2 members in 2"),
     ],
 )
 def test_bad_pbt_settings_are_one_line(pbt, message):
