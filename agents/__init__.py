@@ -105,6 +105,9 @@ _LAZY = {
     "train": "inject_rl.agents._train",
     "Diverged": "inject_rl.agents._train",
     "evaluate": "inject_rl.agents._train",
+    "PBT": "inject_rl.agents._population",
+    "PopulationResult": "inject_rl.agents._population",
+    "train_population": "inject_rl.agents._population",
 }
 
 

@@ -231,7 +231,9 @@ def run(
     scores = _evaluate(agent, configs, params, eval_episodes, network)
     out = []
     for cell, m, score, opt_state in zip(cells, metrics, scores, opt_states, strict=True):
-        out.append({**cell, **_score(m, score, threshold), "at_bound": _at_bound(m, opt_state)})
+        out.append(
+            {**cell, **score_cell(m, score, threshold), "at_bound": time_at_bound(m, opt_state)}
+        )
     return SweepResult(grid, seed_list, out, metrics, threshold, compile_s, train_s)
 
 
@@ -308,7 +310,9 @@ def _evaluate(agent, configs, params, episodes, network) -> list[float]:
     return scores
 
 
-def _score(metrics: Mapping[str, np.ndarray], score: float, threshold: float | None) -> dict:
+def score_cell(metrics: Mapping[str, np.ndarray], score: float, threshold: float | None) -> dict:
+    """A cell's figures from its per-iteration `metrics` and greedy return `score`:
+    `eval_return`, `final_return`, `solved`, `steps_to_solve`, `diverged`."""
     diverged = bool(np.asarray(metrics.get("diverged", [0])).max() > 0)
     ret = np.asarray(metrics.get("episode_return", [np.nan]), float)
     tail = ret[-max(1, len(ret) // 10) :]
@@ -328,7 +332,7 @@ def _score(metrics: Mapping[str, np.ndarray], score: float, threshold: float | N
     }
 
 
-def _at_bound(metrics: Mapping[str, np.ndarray], opt_state: Any) -> dict[str, float]:
+def time_at_bound(metrics: Mapping[str, np.ndarray], opt_state: Any) -> dict[str, float]:
     """Fraction of updates each bounded scheduled hyperparameter spent at its min or max."""
     if opt_state is None:
         return {}

@@ -1,0 +1,279 @@
+"""Robustness to the initial learning rate, per agent: constant, each applicable rule, and PBT.
+
+For one agent and env, a grid of initial learning rates fixed before any result is seen:
+log-spaced from the preset's rate / 100 to its rate x 10 (1000x wide), x seeds, for every
+variant. Every (rate, seed) cell of a variant is a member of ONE compiled program
+(`inject_rl.agents.train_population`: rates and schedule constants are state). PBT runs one
+population of `--pbt-size` members per cell, all cells side by side (`PBT(groups=...)`), every
+member starting at the cell's rate; its budget is the same env steps per member.
+
+Reported per variant: solved cells (greedy return of the final policy >= the env's threshold; for
+PBT the population's best member), median steps-to-solve (first env step whose training return
+reached the threshold; PBT: any member of the population), and the time at a bound: for a
+bounded rule the fraction of updates at its min or max, for `bandit` the fraction on its extreme
+arms, for PBT the members' rates over time (quartiles of the best member's rate at 10%, 50% and
+100% of training, relative to the cell's initial rate). A variant at a bound for most updates is
+a constant in disguise and carries no claim.
+
+    python scripts/robustness.py --agent ppo --env phys2d/CartPole-v1 [--seeds 5] [--pbt-size 4]
+        [--variants constant,kl_target,plateau,bandit,pbt] [--steps 100000] [--out docs/figures]
+
+Prints a Markdown table (command, date and machine in its caption) and writes a heatmap PNG of
+the solved fraction per (variant, rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from inject_rl import loops, sweep
+from inject_rl import schedules as S
+from inject_rl.agents import PBT, get, train_population
+from inject_rl.agents._train import evaluate_params
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """How one agent's learning rate is set for each variant."""
+
+    preset_lr: Callable[[Any], float]  # the preset's rate
+    fields: Callable[[float], dict[str, float]]  # per-member Config values for an initial rate
+    constant: Callable[[Any], Any]  # Config -> Config with constant rates (from the fields)
+    rules: dict[str, Callable[[Any], Any]]  # rule name -> Config -> Config using that rule
+    pbt: tuple[str, ...]  # hyperparameters PBT perturbs
+    lr_metric: str  # the hp/* series that shows the rate
+
+
+def _ppo() -> Setup:
+    def rule(make):
+        return lambda c: dataclasses.replace(c, learning_rate=make(c))
+
+    return Setup(
+        preset_lr=lambda c: c.lr_init,
+        fields=lambda lr: {"lr_init": lr},
+        constant=rule(lambda c: c.lr_init),
+        rules={
+            "kl_target": lambda c: c,  # the default: kl_target(lr_init), bounds lr/1000..10 lr
+            "plateau": rule(lambda c: S.plateau(c.lr_init)),
+            "bandit": rule(
+                lambda c: S.bandit(
+                    [c.lr_init / 10, c.lr_init / 3, c.lr_init, c.lr_init * 3, c.lr_init * 10]
+                )
+            ),
+        },
+        pbt=("learning_rate",),
+        lr_metric="hp/learning_rate",
+    )
+
+
+def _replay_lr(default_rule: str) -> Setup:  # dqn and impala: lr_init feeds their default rule
+    def rule(make):
+        return lambda c: dataclasses.replace(c, learning_rate=make(c))
+
+    return Setup(
+        preset_lr=lambda c: c.lr_init,
+        fields=lambda lr: {"lr_init": lr},
+        constant=rule(lambda c: c.lr_init),
+        rules={default_rule: lambda c: c},
+        pbt=("learning_rate",),
+        lr_metric="hp/learning_rate",
+    )
+
+
+def _sac() -> Setup:
+    def scaled(lr):  # the three rates keep the preset's ratios (critic = alpha = 10/3 actor)
+        return {"actor_lr": lr, "critic_lr": lr * 10 / 3, "alpha_lr": lr * 10 / 3}
+
+    return Setup(
+        preset_lr=lambda c: c.actor_lr,
+        fields=scaled,
+        constant=lambda c: c,
+        rules={},
+        pbt=("actor/learning_rate", "critic/learning_rate"),
+        lr_metric="hp/actor/learning_rate",
+    )
+
+
+SETUPS = {
+    "ppo": _ppo,
+    "dqn": lambda: _replay_lr("progress"),
+    "impala": lambda: _replay_lr("progress"),
+    "sac": _sac,
+}
+
+
+def grid(preset: float, n: int) -> list[float]:
+    """`n` log-spaced rates from preset / 100 to preset x 10."""
+    return [float(x) for x in np.geomspace(preset / 100, preset * 10, n)]
+
+
+def _values(setup: Setup, cells: list[tuple[float, int]], per_cell: int) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for lr, seed in cells:
+        for m in range(per_cell):
+            for k, v in {**setup.fields(lr), "seed": seed * 1000 + m}.items():
+                out.setdefault(k, []).append(v)
+    return out
+
+
+def run_variant(agent, cfg, setup: Setup, name: str, cells, threshold, pbt_size: int, episodes):
+    """One variant over all cells: a row of figures and the solved flag per cell."""
+    make_cfg = setup.constant if name in ("constant", "pbt") else setup.rules[name]
+    per_cell = pbt_size if name == "pbt" else 1
+    pbt = (
+        PBT(setup.pbt, interval=5, perturb=(0.5, 2.0), groups=len(cells)) if name == "pbt" else None
+    )
+
+    def optimizer(c):
+        return agent.default_optimizer(make_cfg(c))
+
+    t = time.perf_counter()
+    res = train_population(
+        agent, cfg, values=_values(setup, cells, per_cell), pbt=pbt, optimizer=optimizer
+    )
+    state = loops.first_replica(res.state)  # [M, ...] leaves
+    final = np.asarray(state.score).reshape(len(cells), per_cell)
+    out = []
+    for i, (lr, _) in enumerate(cells):
+        group = range(i * per_cell, (i + 1) * per_cell)
+        best = i * per_cell + int(np.argmax(np.where(np.isfinite(final[i]), final[i], -np.inf)))
+        ret = res.metrics["episode_return"][:, group]
+        metrics = {
+            "episode_return": np.nanmax(np.where(np.isnan(ret), -np.inf, ret), axis=1),
+            "step": res.metrics["step"][:, best],
+            "diverged": res.metrics["diverged"][:, best],
+            setup.lr_metric: res.metrics[setup.lr_metric][:, best],
+        }
+        score = evaluate_params(
+            agent, res.member_config(best), res.member_params(best), episodes, 0
+        )
+        cell = sweep.score_cell(metrics, score, threshold)
+        lr_series = metrics[setup.lr_metric] / lr
+        cell["lr_rel"] = [float(lr_series[int(f * (len(lr_series) - 1))]) for f in (0.1, 0.5, 1.0)]
+        if name in ("kl_target", "plateau"):
+            opt_state = jax.tree.map(lambda x, b=best: x[b], state.members.opt_state)
+            at = sweep.time_at_bound(metrics, opt_state)
+            cell["at_bound"] = next(iter(at.values()), float("nan"))
+        elif name == "bandit":
+            arms = np.array([lr / 10, lr * 10])
+            cell["at_bound"] = float(
+                np.isclose(metrics[setup.lr_metric][:, None], arms).any(1).mean()
+            )
+        out.append(cell)
+    print(
+        f"  {name}: {len(cells)} cells x {per_cell} member(s) in {time.perf_counter() - t:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--agent", default="ppo", choices=sorted(SETUPS))
+    ap.add_argument("--env", default="phys2d/CartPole-v1")
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--rates", type=int, default=7, help="grid points (log-spaced)")
+    ap.add_argument("--pbt-size", type=int, default=4, help="members per PBT population")
+    ap.add_argument("--variants", help="comma-separated (default: constant, every rule, pbt)")
+    ap.add_argument("--steps", type=int, help="env steps per member (default: the preset's)")
+    ap.add_argument("--episodes", type=int, default=20, help="greedy episodes per cell")
+    ap.add_argument("--out", default="docs/figures")
+    args = ap.parse_args()
+
+    agent = get(args.agent)
+    setup = SETUPS[args.agent]()
+    overrides = {} if args.steps is None else {"total_steps": args.steps}
+    cfg = agent.config_for(args.env, **overrides)
+    rates = grid(setup.preset_lr(cfg), args.rates)
+    cells = [(lr, s) for lr in rates for s in range(args.seeds)]
+    names = ["constant", *setup.rules, "pbt"]
+    if args.variants:
+        names = args.variants.split(",")
+    threshold = sweep.solved_threshold(args.env)
+    t0 = time.perf_counter()
+    results = {
+        n: run_variant(agent, cfg, setup, n, cells, threshold, args.pbt_size, args.episodes)
+        for n in names
+    }
+    _report(args, cfg, rates, cells, results, threshold, time.perf_counter() - t0)
+
+
+def _report(args, cfg, rates, cells, results, threshold, wall) -> None:
+    date = datetime.date.today().isoformat()
+    print(
+        f"\n{args.agent} on {args.env}, {cfg.total_steps:,} env steps per member, rates "
+        f"{rates[0]:.2g}..{rates[-1]:.2g} ({len(rates)} log-spaced) x {args.seeds} seeds; PBT: "
+        f"{args.pbt_size} members per cell. `python scripts/robustness.py --agent {args.agent} "
+        f"--env {args.env} --seeds {args.seeds}`, {date}, {platform.machine()} "
+        f"{os.cpu_count()} cores, {wall / 60:.1f} min. Solved: greedy return >= {threshold}.\n"
+    )
+    head = ["variant", "solved", "median steps to solve", "time at bound (median)"]
+    head += ["rate / initial at 10%, 50%, 100% (median)"] + [f"{lr:.1e}" for lr in rates]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for name, out in results.items():
+        solved = [c["solved"] for c in out]
+        steps = [c["steps_to_solve"] for c in out if np.isfinite(c["steps_to_solve"])]
+        bound = [c["at_bound"] for c in out if "at_bound" in c]
+        rel = np.median(np.array([c["lr_rel"] for c in out]), axis=0)
+        per_lr = [
+            np.mean([c["solved"] for c, (lr_, _) in zip(out, cells, strict=True) if lr_ == lr])
+            for lr in rates
+        ]
+        row = [
+            name,
+            f"{np.mean(solved):.0%} ({sum(solved)}/{len(solved)})",
+            f"{statistics.median(steps):,.0f}" if steps else "—",
+            f"{statistics.median(bound):.0%}" if bound else "—",
+            ", ".join(f"{x:.2g}" for x in rel),
+        ] + [f"{x:.0%}" for x in per_lr]
+        print("| " + " | ".join(row) + " |")
+    _heatmap(args, rates, cells, results)
+
+
+def _heatmap(args, rates, cells, results) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    grid_ = np.array(
+        [
+            [
+                np.mean([c["solved"] for c, (lr_, _) in zip(out, cells, strict=True) if lr_ == lr])
+                for lr in rates
+            ]
+            for out in results.values()
+        ]
+    )
+    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(rates), 1.0 + 0.5 * len(names)))
+    ax.imshow(grid_, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for (i, j), v in np.ndenumerate(grid_):
+        ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="w" if v < 0.5 else "k")
+    ax.set_xticks(range(len(rates)), [f"{lr:.0e}" for lr in rates])
+    ax.set_yticks(range(len(names)), names)
+    ax.set_xlabel("initial learning rate")
+    ax.set_title(f"{args.agent} {args.env}: solved fraction ({args.seeds} seeds)")
+    fig.tight_layout()
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"robustness_{args.agent}_{args.env.replace('/', '_')}.png")
+    fig.savefig(path, dpi=100)
+    print(f"\nheatmap: {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
