@@ -44,13 +44,20 @@ def _agent(name: str) -> dict[str, Any]:
     }
 
 
+def _installed() -> list[str]:
+    """The agents every process sees (the key covers them): built-in, then entry points."""
+    names = list(agents.BUILTIN)
+    eps = importlib.metadata.entry_points(group=agents.ENTRY_POINT_GROUP)
+    return names + sorted({ep.name for ep in eps} - set(names))
+
+
 def collect() -> dict[str, Any]:
-    """The listing, read from the modules (imports jax)."""
+    """The listing of the installed agents, read from the modules (imports jax)."""
     from inject_rl import envs, schedules
     from inject_rl.cli import _build as b
 
     return {
-        "agents": [_agent(name) for name in agents.names()],
+        "agents": [_agent(name) for name in _installed()],
         "jax_envs": envs.jax_env_ids(),
         "schedules": [schedules.signature(n) for n in schedules.SCHEDULES],
         "step_schedules": [schedules.signature(n) for n in schedules.STEP_SCHEDULES],

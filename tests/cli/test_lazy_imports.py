@@ -101,3 +101,23 @@ def test_without_a_cache_directory_list_reads_the_modules(env, tmp_path):
     proc, modules = _imported(["list"], env)
     assert "phys2d/CartPole-v1" in ok(proc).stdout and "jax" in modules
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_agent_registered_in_this_process_is_listed_but_not_stored(tmp_path, monkeypatch):
+    import dataclasses
+    import json
+
+    from inject_rl import agents, cache
+    from inject_rl.cli import _listing
+
+    monkeypatch.setenv("INJECT_RL_COMPILE_CACHE", str(tmp_path))
+    mine = dataclasses.replace(agents.get("ppo"), name="mine", description="registered here")
+    agents.register("mine", mine)
+    try:
+        listed = _listing.listing()["agents"]
+        assert listed[-1]["name"] == "mine" and listed[-1]["description"] == "registered here"
+        (path,) = (tmp_path / _listing.DIRECTORY).glob("*.json")
+        stored = json.loads(cache.read_entry(path)[1])["agents"]
+        assert [a["name"] for a in stored] == list(agents.BUILTIN)  # what every process sees
+    finally:
+        agents._registered.pop("mine", None)
