@@ -1,5 +1,11 @@
 """Building injected optimizers; reading and overriding their hyperparameters by name."""
 
+from inject_rl.optim._alignment import (
+    UPDATE_COS,
+    UpdateAlignmentState,
+    descent_cosine,
+    update_alignment,
+)
 from inject_rl.optim._apply import apply_gradients, first_minibatch_only
 from inject_rl.optim._carried import carried, current
 from inject_rl.optim._hyperparams import (
@@ -16,12 +22,16 @@ from inject_rl.signals import SIGNAL_NAMES
 __all__ = [
     "bounds",
     "SIGNAL_NAMES",
+    "UPDATE_COS",
+    "UpdateAlignmentState",
     "apply_gradients",
     "carried",
     "current",
+    "descent_cosine",
     "first_minibatch_only",
     "hyperparams",
     "injected",
     "scale_hyperparam",
     "set_hyperparam",
+    "update_alignment",
 ]

@@ -20,6 +20,7 @@ from inject_rl.schedules._constant import (
     constant,
     from_step_schedule,
 )
+from inject_rl.schedules._hypergradient import Hypergradient, HypergradientState, hypergradient
 from inject_rl.schedules._kl_target import KLTarget, KLTargetState, kl_target
 from inject_rl.schedules._plateau import Plateau, PlateauState, plateau
 from inject_rl.schedules._progress import Progress, ProgressState, progress
@@ -37,6 +38,8 @@ __all__ = [
     "Constant",
     "ConstantState",
     "FromStepSchedule",
+    "Hypergradient",
+    "HypergradientState",
     "KLTarget",
     "KLTargetState",
     "MissingSignalError",
@@ -54,6 +57,7 @@ __all__ = [
     "clip",
     "constant",
     "from_step_schedule",
+    "hypergradient",
     "kl_target",
     "parse",
     "plateau",

@@ -26,6 +26,7 @@ import optax
 from inject_rl.schedules._bandit import bandit
 from inject_rl.schedules._combinators import clip, warmup
 from inject_rl.schedules._constant import constant, from_step_schedule
+from inject_rl.schedules._hypergradient import hypergradient
 from inject_rl.schedules._kl_target import kl_target
 from inject_rl.schedules._plateau import plateau
 from inject_rl.schedules._progress import progress
@@ -38,6 +39,7 @@ SCHEDULES: dict[str, Callable[..., Any]] = {
     "clip": clip,
     "constant": constant,
     "from_step_schedule": from_step_schedule,
+    "hypergradient": hypergradient,
     "kl_target": kl_target,
     "plateau": plateau,
     "progress": progress,
