@@ -1,5 +1,16 @@
 """What the on-policy actor-critic agents (PPO, IMPALA) share: the policy over an env's action
-space, its acting functions, and the learners of both loops around an agent's `update`."""
+space, its acting functions, and the learners of both loops around an agent's `update`.
+
+**Normalisation** (Config `normalize_obs`, `normalize_reward`; issue 13 item 2). The learners
+hand an agent's `update` the rollout as the networks see it: observations standardised by the
+running statistics the actors acted with (`TrainState.obs_norm`), rewards divided by the running
+standard deviation of each env's discounted return (`TrainState.reward_scale`, updated with the
+rollout first, as SB3's VecNormalize does step by step). The observation statistics take the
+rollout's observations after the update, so the update sees exactly the inputs of the behaviour
+policy (PPO's ratios start at 1; the KL signal measures the policy change alone). Both are synced
+over the device axis, live in the training state (checkpoints, resume) and the observation
+statistics travel with the params the actors and the saved policy get (`networks.with_obs_norm`).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +28,14 @@ from inject_rl import envs, loops
 from inject_rl.agents import networks
 from inject_rl.agents._common import per_device
 from inject_rl.agents._contract import Acting, Agent, AnakinLearner, SebulbaLearner
-from inject_rl.signals import EpisodeStats, sync
+from inject_rl.signals import (
+    EpisodeStats,
+    RewardScale,
+    RewardScaleState,
+    RunningMeanStd,
+    RunningMeanStdState,
+    sync,
+)
 
 # Logit of the padding that lines MultiDiscrete components of different sizes up in one array.
 _PAD_LOGIT = -1e9
@@ -41,6 +59,8 @@ class TrainState(NamedTuple):
     actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
     key: jax.Array
     step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
+    obs_norm: RunningMeanStdState | None = None  # normalize_obs: identical on every device
+    reward_scale: RewardScaleState | None = None  # normalize_reward: returns of this device's envs
 
 
 class ActorCritic:
@@ -48,10 +68,10 @@ class ActorCritic:
     a categorical policy for `Discrete`; for `MultiDiscrete` a factorised categorical, one
     independent categorical per component (log-probability and entropy summed over the
     components, greedy = each component's argmax; as cleanrl's `ppo_multidiscrete`); a
-    diagonal Gaussian with a learned state-independent log std for `Box` (unsquashed; the env
-    clips actions to its bounds)."""
+    diagonal Gaussian with a learned state-independent log std, starting at `log_std_init`, for
+    `Box` (unsquashed; the env clips actions to its bounds)."""
 
-    def __init__(self, env: Any, torso: networks.TorsoFactory):
+    def __init__(self, env: Any, torso: networks.TorsoFactory, log_std_init: float = 0.0):
         kind = envs.action_kind(env.action_space)
         self.discrete, self.multi_discrete = kind == envs.DISCRETE, kind == envs.MULTI_DISCRETE
         if self.discrete:
@@ -69,10 +89,16 @@ class ActorCritic:
             if self.discrete:
                 log_std = jnp.zeros((0,), jnp.float32)
             else:
-                log_std = hk.get_parameter("log_std", (out,), init=jnp.zeros)
+                init = hk.initializers.Constant(log_std_init)
+                log_std = hk.get_parameter("log_std", (out,), init=init)
             return Output(logits, log_std, value)
 
         self.net = hk.without_apply_rng(hk.transform(forward))
+
+    def apply(self, params, obs) -> Output:
+        """The network's output; `params` may carry observation statistics
+        (`networks.with_obs_norm`), which then normalise `obs` first."""
+        return self.net.apply(*networks.normalized_input(params, obs))
 
     def _init_components(self, space: Any) -> int:
         """Static gather of the concatenated component logits into `[K, max_n]`, padded."""
@@ -109,7 +135,7 @@ class ActorCritic:
         return action.reshape((*out.logits.shape[:-1], *self.action_shape)).astype(jnp.int32)
 
     def sample(self, params, obs, key):
-        out = self.net.apply(params, obs)
+        out = self.apply(params, obs)
         action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
         if self.multi_discrete:
             action = self._action(out, action)
@@ -117,22 +143,21 @@ class ActorCritic:
         return action, {"log_prob": log_prob, "value": out.value}
 
     def evaluate(self, params, obs, action):
-        out = self.net.apply(params, obs)
+        out = self.apply(params, obs)
         dist = self.dist(out)
         if self.multi_discrete:
             action = self._components(out, action)
         return dist.log_prob(action), dist.entropy(), out.value
 
     def greedy(self, params, obs):
-        out = self.net.apply(params, obs)
+        out = self.apply(params, obs)
         if self.multi_discrete:
             return self._action(out, jnp.argmax(self._component_logits(out), -1))
         return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
 
 
 def acting(cfg: Any, env: Any, torso: networks.TorsoFactory) -> Acting:
-    del cfg
-    policy = ActorCritic(env, torso)
+    policy = ActorCritic(env, torso, cfg.log_std_init)
     return Acting(policy.greedy, lambda p, obs, key: policy.sample(p, obs, key)[0])
 
 
@@ -144,7 +169,7 @@ ACTIONS = (envs.DISCRETE, envs.MULTI_DISCRETE, envs.CONTINUOUS, envs.UNBOUNDED)
 Update = Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
 
 
-def _init(cfg, env, opt, policy, device_index, actor_of) -> TrainState:
+def _init(cfg, env, opt, policy, device_index, actor_of, envs_per_device) -> TrainState:
     k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
     params = policy.net.init(k_params, jnp.zeros((1, *env.obs_shape), jnp.float32))
     return TrainState(
@@ -153,7 +178,36 @@ def _init(cfg, env, opt, policy, device_index, actor_of) -> TrainState:
         actor_of(jax.random.fold_in(k_env, device_index)),
         jax.random.fold_in(k_run, device_index),
         jnp.zeros((), jnp.int32),
+        RunningMeanStd.init(env.obs_shape) if cfg.normalize_obs else None,
+        RewardScale.init(envs_per_device) if cfg.normalize_reward else None,
     )
+
+
+def _normalized(cfg, ts: TrainState, traj: loops.Transition, last_obs, axis_name):
+    """`(traj, last_obs, reward_scale)`: the rollout as `update` trains on it (observations
+    normalised by the statistics the actors used, rewards scaled by the return statistics
+    updated with this rollout) and the updated reward statistics."""
+    reward_scale = ts.reward_scale
+    if reward_scale is not None:
+        reward_scale = RewardScale.update(
+            reward_scale, traj.reward, traj.done, cfg.gamma, axis_name
+        )
+        traj = traj._replace(reward=RewardScale.scale(reward_scale, traj.reward))
+    if ts.obs_norm is not None:
+        norm = lambda x: RunningMeanStd.normalize(ts.obs_norm, x)  # noqa: E731
+        traj = traj._replace(obs=norm(traj.obs), next_obs=norm(traj.next_obs))
+        last_obs = norm(last_obs)
+    return traj, last_obs, reward_scale
+
+
+def _observed(ts: TrainState, obs, axis_name) -> RunningMeanStdState | None:
+    """The observation statistics with the rollout's observations `[T, B, *obs]` merged."""
+    return None if ts.obs_norm is None else RunningMeanStd.update(ts.obs_norm, obs, axis_name)
+
+
+def actor_params(ts: TrainState) -> Any:
+    """What acts: the params, carrying the observation statistics when there are any."""
+    return networks.with_obs_norm(ts.params, ts.obs_norm)
 
 
 def anakin(
@@ -164,26 +218,28 @@ def anakin(
     `make_update(cfg, policy, opt, batch_per_device) -> Update`.
     """
     (envs_per_device,) = per_device(agent, cfg, num_devices, "num_envs")
-    policy = ActorCritic(env, torso)
+    policy = ActorCritic(env, torso, cfg.log_std_init)
     update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
 
     def init(device_index):
-        return _init(
-            cfg, env, opt, policy, device_index, lambda k: loops.init_actor(env, envs_per_device, k)
-        )
+        actor_of = lambda k: loops.init_actor(env, envs_per_device, k)  # noqa: E731
+        return _init(cfg, env, opt, policy, device_index, actor_of, envs_per_device)
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll, k_update = jax.random.split(ts.key, 3)
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
+        view = actor_params(ts)
         actor, traj = loops.rollout(
-            env, lambda obs, k: policy.sample(ts.params, obs, k), actor, k_roll, cfg.rollout_len
+            env, lambda obs, k: policy.sample(view, obs, k), actor, k_roll, cfg.rollout_len
         )
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        seen, last_obs, reward_scale = _normalized(cfg, ts, traj, actor.obs, axis_name)
         params, opt_state, metrics = update(
-            ts.params, ts.opt_state, traj, actor.obs, episodes, step, k_update, axis_name
+            ts.params, ts.opt_state, seen, last_obs, episodes, step, k_update, axis_name
         )
-        return TrainState(params, opt_state, actor, key, step), metrics
+        obs_norm = _observed(ts, traj.obs, axis_name)
+        return TrainState(params, opt_state, actor, key, step, obs_norm, reward_scale), metrics
 
     return AnakinLearner(init, iteration)
 
@@ -193,27 +249,24 @@ def sebulba(
 ) -> SebulbaLearner:
     """The host-env learner: `update` on each rollout the actor threads deliver."""
     (envs_per_device,) = per_device(agent, cfg, num_devices, "num_envs")
-    policy = ActorCritic(env, torso)
+    policy = ActorCritic(env, torso, cfg.log_std_init)
     update = make_update(cfg, policy, opt, envs_per_device * cfg.rollout_len)
 
     def init(device_index):
-        return _init(cfg, env, opt, policy, device_index, lambda k: None)
+        return _init(cfg, env, opt, policy, device_index, lambda k: None, envs_per_device)
 
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
         key, k_update = jax.random.split(ts.key)
         step = ts.step + cfg.steps_per_iteration
         episodes = sync(loops.host_episode_summary(rollout), axis_name)
-        params, opt_state, metrics = update(
-            ts.params,
-            ts.opt_state,
-            rollout.traj,
-            rollout.last_obs,
-            episodes,
-            step,
-            k_update,
-            axis_name,
+        seen, last_obs, reward_scale = _normalized(
+            cfg, ts, rollout.traj, rollout.last_obs, axis_name
         )
-        return TrainState(params, opt_state, None, key, step), metrics
+        params, opt_state, metrics = update(
+            ts.params, ts.opt_state, seen, last_obs, episodes, step, k_update, axis_name
+        )
+        obs_norm = _observed(ts, rollout.traj.obs, axis_name)
+        return TrainState(params, opt_state, None, key, step, obs_norm, reward_scale), metrics
 
     return SebulbaLearner(
         init,
@@ -221,6 +274,7 @@ def sebulba(
         learn,
         rollout_len=cfg.rollout_len,
         staleness=cfg.staleness,
+        actor_params=actor_params,
         num_actor_threads=cfg.num_actor_threads,
     )
 
@@ -240,4 +294,5 @@ def agent(
         sebulba=lambda cfg, env, opt, n, torso: sebulba(name, cfg, env, opt, n, torso, make_update),
         presets=presets,
         actions=ACTIONS,
+        final_params=actor_params,
     )

@@ -1,8 +1,16 @@
-"""SAC's policy: a tanh-squashed Gaussian actor and twin Q critics for a `Box` action space."""
+"""SAC's policy: a tanh-squashed Gaussian actor and twin Q critics for a `Box` action space.
+
+Each critic joins the action to the observation where a torso can take both: for vector
+observations the torso runs on `[obs, action]` (as SB3's and cleanrl's MLP critics do); for
+images the torso (conv stack) runs on the observation alone, then an MLP of the same widths on
+`[features, action]` (SB3's `ContinuousCritic` after its features extractor). Actor params may
+carry observation statistics (`networks.with_obs_norm`), which normalise its input.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import distrax
@@ -18,7 +26,7 @@ _LOG_STD_MIN, _LOG_STD_MAX = -5.0, 2.0  # as in cleanrl / SB3
 class SquashedGaussianPolicy:
     """Actor and twin critics for a Box action space; actions are tanh-squashed into bounds."""
 
-    def __init__(self, env: Any, torso: networks.TorsoFactory):
+    def __init__(self, env: Any, torso: networks.TorsoFactory, hidden: Sequence[int] = (64, 64)):
         self.action_shape = env.action_shape
         dim = int(math.prod(env.action_shape))
         self.dim = dim
@@ -35,11 +43,18 @@ class SquashedGaussianPolicy:
             log_std = _LOG_STD_MIN + 0.5 * (_LOG_STD_MAX - _LOG_STD_MIN) * (jnp.tanh(log_std) + 1)
             return mean, log_std
 
+        vector = len(env.obs_shape) == 1
+
+        def q(name, obs, action):
+            if vector:  # params and results as before images were handled (one joint torso)
+                x = torso(name)(jnp.concatenate([obs, action], axis=-1))
+            else:
+                x = jnp.concatenate([torso(name)(obs), action], axis=-1)
+                x = networks.MLP(hidden, activation=jax.nn.relu, name=f"{name}_joint")(x)
+            return networks.head(1, name=f"{name}_out")(x)[..., 0]
+
         def critic(obs, action):
-            x = jnp.concatenate([obs, action], axis=-1)
-            q1 = networks.head(1, name="q1_out")(torso("q1")(x))[..., 0]
-            q2 = networks.head(1, name="q2_out")(torso("q2")(x))[..., 0]
-            return q1, q2
+            return q("q1", obs, action), q("q2", obs, action)
 
         self.actor = hk.without_apply_rng(hk.transform(actor))
         self.critic = hk.without_apply_rng(hk.transform(critic))
@@ -55,7 +70,7 @@ class SquashedGaussianPolicy:
 
     def sample(self, actor_params, obs, key):
         """Actions `[B, D]` in the env's bounds and their log-probabilities `[B]`."""
-        mean, log_std = self.actor.apply(actor_params, obs)
+        mean, log_std = self.actor.apply(*networks.normalized_input(actor_params, obs))
         dist = distrax.Transformed(
             distrax.MultivariateNormalDiag(mean, jnp.exp(log_std)), distrax.Block(distrax.Tanh(), 1)
         )
@@ -64,7 +79,7 @@ class SquashedGaussianPolicy:
         return squashed * self.scale + self.center, log_prob - jnp.sum(jnp.log(self.scale))
 
     def greedy(self, actor_params, obs):
-        mean, _ = self.actor.apply(actor_params, obs)
+        mean, _ = self.actor.apply(*networks.normalized_input(actor_params, obs))
         return self._shape(jnp.tanh(mean) * self.scale + self.center)
 
     def explore(self, actor_view, obs, key):

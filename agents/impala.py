@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,10 @@ class Config(HostCalls):
     staleness: int = 1  # host loop: rollout i uses the params of iteration i - staleness
     num_actor_threads: int = 1  # host loop: actor threads, each stepping num_envs / threads
     iterations_per_call: int = 10  # learner steps per host call (log interval)
+    # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
+    normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params
+    normalize_reward: bool = False  # divide rewards by the running std of the discounted return
+    log_std_init: float = 0.0  # Box actions: initial log std of the Gaussian policy
 
     @property
     def steps_per_iteration(self) -> int:
@@ -84,6 +89,14 @@ class Config(HostCalls):
                 "impala: lr_return_low must be below lr_return_high, got "
                 f"{self.lr_return_low=}, {self.lr_return_high=}"
             )
+        for flag in ("normalize_obs", "normalize_reward"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"impala: {flag} must be true or false, got {flag}={getattr(self, flag)!r}"
+                )
+        v = self.log_std_init
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not -20.0 <= v <= 20.0:
+            raise ValueError(f"impala: log_std_init must be a number in [-20, 20], got {v!r}")
         return self
 
 

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inject_rl.signals import RunningMeanStd, RunningMeanStdState
+
 TorsoFactory = Callable[[str], Callable[[jax.Array], jax.Array]]
 
 
@@ -97,6 +99,38 @@ def default(activation: Callable = jnp.tanh) -> Callable[[Any, tuple[int, ...]],
 def head(out: int, scale: float = 1.0, name: str = "out") -> hk.Linear:
     """A linear output layer, orthogonally initialised with gain `scale`."""
     return hk.Linear(out, w_init=hk.initializers.Orthogonal(scale), name=name)
+
+
+# The key under which params carry the observation statistics of a run trained with
+# `normalize_obs` (`with_obs_norm`): a dict {"mean", "var", "count"} of arrays, so the saved
+# params (`inject_rl.runs.save_params`, plain nested dicts) and `load_policy` carry them.
+OBS_NORM = "obs_norm"
+
+
+def with_obs_norm(params: dict, stats: RunningMeanStdState | None) -> dict:
+    """`params` carrying the observation statistics `stats` (`params` itself when None).
+
+    >>> import jax.numpy as jnp
+    >>> from inject_rl.signals import RunningMeanStd
+    >>> stats = RunningMeanStd.update(RunningMeanStd.init((1,)), jnp.array([[1.0], [3.0]]))
+    >>> p, obs = normalized_input(with_obs_norm({"w": 1}, stats), jnp.array([[3.0]]))
+    >>> p, obs.round(3).tolist()
+    ({'w': 1}, [[1.0]])
+    """
+    if stats is None:
+        return params
+    return {**params, OBS_NORM: dict(stats._asdict())}
+
+
+def normalized_input(params: Any, obs: jax.Array) -> tuple[Any, jax.Array]:
+    """`(network params, network input)`: when `params` carry observation statistics
+    (`with_obs_norm`), `obs` normalised by them (`RunningMeanStd.normalize`: standardised,
+    clipped to +-10) and the params without them; else both unchanged."""
+    if not isinstance(params, dict) or OBS_NORM not in params:
+        return params, obs
+    stats = RunningMeanStdState(**params[OBS_NORM])
+    rest = {k: v for k, v in params.items() if k != OBS_NORM}
+    return rest, RunningMeanStd.normalize(stats, obs)
 
 
 def q_network(num_actions: int, torso: TorsoFactory) -> hk.Transformed:

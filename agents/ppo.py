@@ -16,6 +16,7 @@ through the one learner step of `inject_rl.agents._learner`.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,6 +69,10 @@ class Config(HostCalls):
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
     staleness: int = 0  # host loop: rollout i uses the params of iteration i - staleness
     num_actor_threads: int = 1  # host loop: actor threads, each stepping num_envs / threads envs
+    # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
+    normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params
+    normalize_reward: bool = False  # divide rewards by the running std of the discounted return
+    log_std_init: float = 0.0  # Box actions: initial log std of the Gaussian policy
 
     @property
     def steps_per_iteration(self) -> int:
@@ -95,6 +100,14 @@ class Config(HostCalls):
                 f"ppo: num_envs * rollout_len ({self.steps_per_iteration}) must be divisible by "
                 f"num_minibatches, got num_minibatches={self.num_minibatches}"
             )
+        for flag in ("normalize_obs", "normalize_reward"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"ppo: {flag} must be true or false, got {flag}={getattr(self, flag)!r}"
+                )
+        v = self.log_std_init
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not -20.0 <= v <= 20.0:
+            raise ValueError(f"ppo: log_std_init must be a number in [-20, 20], got {v!r}")
         return self
 
 

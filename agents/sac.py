@@ -14,6 +14,13 @@ loss's gradient, and every learner step makes exactly one `opt.update(grads, opt
 or a `StatefulSchedule`). `optimizer=` replaces all three: use `optax.partition` with
 `param_labels` to treat the parts differently, as `default_optimizer` does.
 
+**Normalisation** (`normalize_obs`, `normalize_reward`; SB3's VecNormalize with an off-policy
+agent): the replay buffer keeps raw observations and rewards; each iteration merges its new
+observations and discounted returns into running statistics (synced over devices, in the
+training state), then the learner steps normalise the sampled observations and scale the sampled
+rewards by the current statistics. The actor acts on observations normalised the same way; the
+run's params carry the statistics (`networks.with_obs_norm`), so a loaded policy does too.
+
 Signals per learner step (`inject_rl.agents._learner`): `loss`, `value_loss` (critic), `entropy`
 (-E log pi), `td_error`, `grad_norm`, the episode statistics and `step`.
 """
@@ -39,7 +46,14 @@ from inject_rl.agents._replay import Experience, experience, init_replay
 from inject_rl.agents._squashed_gaussian import SquashedGaussianPolicy
 from inject_rl.loops import ReplayBuffer
 from inject_rl.optim import injected
-from inject_rl.signals import EpisodeStats, sync
+from inject_rl.signals import (
+    EpisodeStats,
+    RewardScale,
+    RewardScaleState,
+    RunningMeanStd,
+    RunningMeanStdState,
+    sync,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +79,9 @@ class Config(HostCalls):
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of the actor and each critic
     staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
     iterations_per_call: int = 50  # iterations per host call (log interval)
+    # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
+    normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params
+    normalize_reward: bool = False  # divide rewards by the running std of the discounted return
 
     @property
     def steps_per_iteration(self) -> int:
@@ -86,6 +103,11 @@ class Config(HostCalls):
             raise ValueError(
                 f"sac: target_entropy must be None or finite, got {self.target_entropy=!r}"
             )
+        for flag in ("normalize_obs", "normalize_reward"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ValueError(
+                    f"sac: {flag} must be true or false, got {flag}={getattr(self, flag)!r}"
+                )
         _replay.check_buffer(self)
         return self
 
@@ -104,6 +126,8 @@ class TrainState(NamedTuple):
     actor: loops.ActorState | None  # in-graph envs (anakin); None on the host loop
     key: jax.Array
     step: jax.Array  # shape=(), dtype=int32; env steps so far, all devices
+    obs_norm: RunningMeanStdState | None = None  # normalize_obs: identical on every device
+    reward_scale: RewardScaleState | None = None  # normalize_reward: returns of this device's envs
 
 
 def param_labels(params: Any) -> dict[str, str]:
@@ -175,7 +199,7 @@ def make_learn(
         def one(carry, key):
             params, target, opt_state, first = carry
             k_sample, k_loss = jax.random.split(key)
-            batch = ReplayBuffer.sample(ts.replay, k_sample, batch_per_device)
+            batch = _normalized(ts, ReplayBuffer.sample(ts.replay, k_sample, batch_per_device))
             params, opt_state, stats = learner_step(
                 loss_fn,
                 opt,
@@ -213,13 +237,54 @@ def make_learn(
     return learn
 
 
+def _normalized(ts: TrainState, b: Experience) -> Experience:
+    """A replayed batch as the learner trains on it: observations normalised and rewards
+    scaled by the current statistics (when the run keeps them)."""
+    if ts.reward_scale is not None:
+        b = b._replace(reward=RewardScale.scale(ts.reward_scale, b.reward))
+    if ts.obs_norm is not None:
+        norm = lambda x: RunningMeanStd.normalize(ts.obs_norm, x)  # noqa: E731
+        b = b._replace(obs=norm(b.obs), next_obs=norm(b.next_obs))
+    return b
+
+
+def _observe(cfg: Config, ts: TrainState, traj: loops.Transition, axis_name) -> TrainState:
+    """`ts` with the new steps `[T, B]` merged into its statistics (before learning on them)."""
+    if ts.obs_norm is not None:
+        ts = ts._replace(obs_norm=RunningMeanStd.update(ts.obs_norm, traj.obs, axis_name))
+    if ts.reward_scale is not None:
+        scale = RewardScale.update(ts.reward_scale, traj.reward, traj.done, cfg.gamma, axis_name)
+        ts = ts._replace(reward_scale=scale)
+    return ts
+
+
+def _actor_view(cfg: Config, ts: TrainState):
+    """What the behaviour policy (`explore`) gets: the actor's params (carrying the observation
+    statistics, if any) and whether learning has started."""
+    actor = networks.with_obs_norm(ts.params["actor"], ts.obs_norm)
+    return actor, ts.step >= cfg.learning_starts
+
+
+def _final_params(ts: TrainState) -> Any:
+    """The run's params: `{"actor", "critic", "alpha"}`, and `"obs_norm"` with normalize_obs."""
+    return networks.with_obs_norm(ts.params, ts.obs_norm)
+
+
+def _actor_of(params: Any) -> Any:
+    """The actor's params of a run's params, carrying its observation statistics if any."""
+    actor = params["actor"]
+    if networks.OBS_NORM in params:
+        actor = {**actor, networks.OBS_NORM: params[networks.OBS_NORM]}
+    return actor
+
+
 def _learner(cfg: Config, env, opt, num_devices: int, torso, actor_of):
     """`(policy, init, learn)` of either loop; `actor_of(key, envs_per_device)` gives the
     in-graph envs' state (None on the host loop)."""
     envs_per_device, batch_per_device, buffer_per_device = per_device(
         "sac", cfg, num_devices, "num_envs", "batch_size", "buffer_size"
     )
-    policy = SquashedGaussianPolicy(env, torso)
+    policy = SquashedGaussianPolicy(env, torso, cfg.hidden)
 
     def init(device_index):
         k_params, k_env, k_run = jax.random.split(jax.random.key(cfg.seed), 3)
@@ -232,6 +297,8 @@ def _learner(cfg: Config, env, opt, num_devices: int, torso, actor_of):
             actor_of(jax.random.fold_in(k_env, device_index), envs_per_device),
             jax.random.fold_in(k_run, device_index),
             jnp.zeros((), jnp.int32),
+            RunningMeanStd.init(env.obs_shape) if cfg.normalize_obs else None,
+            RewardScale.init(envs_per_device) if cfg.normalize_reward else None,
         )
 
     return policy, init, make_learn(cfg, policy, opt, batch_per_device)
@@ -245,12 +312,13 @@ def anakin(cfg: Config, env, opt, num_devices: int, torso) -> AnakinLearner:
 
     def iteration(ts: TrainState, axis_name: str | None):
         key, k_roll = jax.random.split(ts.key)
-        view = (ts.params["actor"], ts.step >= cfg.learning_starts)
+        view = _actor_view(cfg, ts)
         actor = ts.actor._replace(stats=EpisodeStats.new_window(ts.actor.stats))
         actor, traj = loops.rollout(
             env, lambda obs, k: policy.explore(view, obs, k), actor, k_roll, cfg.train_every
         )
         ts = ts._replace(actor=actor, key=key, step=ts.step + cfg.steps_per_iteration)
+        ts = _observe(cfg, ts, traj, axis_name)
         episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
         return learn(ts, experience(traj, cfg.gamma), episodes, axis_name)
 
@@ -262,7 +330,9 @@ def sebulba(cfg: Config, env, opt, num_devices: int, torso) -> SebulbaLearner:
     policy, init, learn_new = _learner(cfg, env, opt, num_devices, torso, lambda k, n: None)
 
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
-        ts = ts._replace(step=ts.step + cfg.steps_per_iteration)
+        ts = _observe(
+            cfg, ts._replace(step=ts.step + cfg.steps_per_iteration), rollout.traj, axis_name
+        )
         episodes = sync(loops.host_episode_summary(rollout), axis_name)
         return learn_new(ts, experience(rollout.traj, cfg.gamma), episodes, axis_name)
 
@@ -272,16 +342,15 @@ def sebulba(cfg: Config, env, opt, num_devices: int, torso) -> SebulbaLearner:
         learn,
         rollout_len=cfg.train_every,
         staleness=cfg.staleness,
-        actor_params=lambda ts: (ts.params["actor"], ts.step >= cfg.learning_starts),
+        actor_params=lambda ts: _actor_view(cfg, ts),
     )
 
 
 def acting(cfg: Config, env: Any, torso: networks.TorsoFactory) -> Acting:
-    del cfg
-    policy = SquashedGaussianPolicy(env, torso)
+    policy = SquashedGaussianPolicy(env, torso, cfg.hidden)
     return Acting(
-        lambda p, obs: policy.greedy(p["actor"], obs),
-        lambda p, obs, key: policy._shape(policy.sample(p["actor"], obs, key)[0]),
+        lambda p, obs: policy.greedy(_actor_of(p), obs),
+        lambda p, obs, key: policy._shape(policy.sample(_actor_of(p), obs, key)[0]),
     )
 
 
@@ -296,5 +365,6 @@ AGENT = Agent(
     sebulba=sebulba,
     presets=PRESETS,
     actions=("continuous",),
+    final_params=_final_params,
 )
 train, evaluate, config_for = AGENT.train, AGENT.evaluate, AGENT.config_for

@@ -1,7 +1,14 @@
-"""Typed training signals: names, episode statistics, cross-device reduction."""
+"""Typed training signals: names, episode statistics, cross-device reduction, and the running
+statistics of observation normalisation and reward scaling."""
 
 from inject_rl.signals._episode_stats import EpisodeStats, EpisodeStatsState
 from inject_rl.signals._names import EPISODE_STAT_SIGNALS, SIGNAL_NAMES
+from inject_rl.signals._normalize import (
+    RewardScale,
+    RewardScaleState,
+    RunningMeanStd,
+    RunningMeanStdState,
+)
 from inject_rl.signals._sync import sync
 
 __all__ = [
@@ -9,5 +16,9 @@ __all__ = [
     "SIGNAL_NAMES",
     "EpisodeStats",
     "EpisodeStatsState",
+    "RewardScale",
+    "RewardScaleState",
+    "RunningMeanStd",
+    "RunningMeanStdState",
     "sync",
 ]
