@@ -52,21 +52,57 @@ from inject_rl.optim import update_alignment
 ENV = "phys2d/CartPole-v1"
 
 
-def optimizer_for(agent, beta: float | None):
-    """`cfg -> optimizer`: PPO's default optimizer at a constant rate, or with hypergradient."""
-    if beta is None:
-        return lambda c: agent.default_optimizer(dataclasses.replace(c, learning_rate=c.lr_init))
-    return lambda c: update_alignment(
-        agent.default_optimizer(
-            dataclasses.replace(c, learning_rate=S.hypergradient(c.lr_init, beta=beta))
+def _with(agent, make_lr, wrap=False):
+    """`cfg -> optimizer`: PPO's default optimizer with the learning rate `make_lr(cfg)`."""
+
+    def optimizer(c):
+        opt = agent.default_optimizer(dataclasses.replace(c, learning_rate=make_lr(c)))
+        return update_alignment(opt) if wrap else opt
+
+    return optimizer
+
+
+def variants(agent, betas: list[float]) -> dict:
+    """Name -> (`cfg -> optimizer`, whether its rate has bounds). The pre-registered ones are
+    `constant` and `hypergradient(beta=...)`; the others are follow-up controls, added after the
+    first table was seen: `kl_target` (PPO's default rule, for reference),
+    `hypergradient_wide` (absolute bounds [1e-7, 1e-1] instead of [init / 1000, 10 x init]: where
+    does the rule take the rate when its cap does not stop it?) and `hypergradient_x1000`
+    (default floor, cap 1000 x init as `plateau`'s default cap: a relative default that would
+    not stop it on this grid)."""
+    out = {"constant": (_with(agent, lambda c: c.lr_init), False)}
+    for b in betas:
+        out[f"hypergradient(beta={b})"] = (
+            _with(agent, lambda c, b=b: S.hypergradient(c.lr_init, beta=b), wrap=True),
+            True,
         )
-    )
+    out["kl_target"] = (agent.default_optimizer, True)  # kl_target(lr_init, target=0.03)
+    for b in betas:
+        out[f"hypergradient_wide(beta={b})"] = (
+            _with(
+                agent,
+                lambda c, b=b: S.hypergradient(c.lr_init, beta=b, min_value=1e-7, max_value=0.1),
+                wrap=True,
+            ),
+            True,
+        )
+    for b in betas:
+        out[f"hypergradient_x1000(beta={b})"] = (
+            _with(
+                agent,
+                lambda c, b=b: S.hypergradient(c.lr_init, beta=b, max_value=c.lr_init * 1000),
+                wrap=True,
+            ),
+            True,
+        )
+    return out
 
 
-def run_variant(agent, cfg, beta, cells, threshold, episodes):
+def run_variant(agent, cfg, variant, cells, threshold, episodes):
     """Trains every cell of one variant in one program; a figure dict per cell."""
+    optimizer, bounded = variant
     values = {"lr_init": [lr for lr, _ in cells], "seed": [s for _, s in cells]}
-    res = train_population(agent, cfg, values=values, optimizer=optimizer_for(agent, beta))
+    res = train_population(agent, cfg, values=values, optimizer=optimizer)
     state = loops.first_replica(res.state)  # [M, ...] leaves
     out = []
     for i, (lr, _) in enumerate(cells):
@@ -77,7 +113,7 @@ def run_variant(agent, cfg, beta, cells, threshold, episodes):
         rates = np.asarray(metrics["hp/learning_rate"], np.float64)
         cell["lr_rel"] = [float(rates[int(f * (len(rates) - 1))] / lr) for f in (0.1, 0.5, 1.0)]
         cell["lr_final"] = float(rates[-1])
-        if beta is not None:
+        if bounded:
             opt_state = jax.tree.map(lambda x, i=i: x[i], state.members.opt_state)
             at = sweep.time_at_bound(metrics, opt_state)
             cell["at_bound"] = at.get("learning_rate", float("nan"))
@@ -88,34 +124,63 @@ def run_variant(agent, cfg, beta, cells, threshold, episodes):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--rates", type=int, default=7, help="grid points, log-spaced 1e-5..1e-2")
     ap.add_argument("--steps", type=int, default=100_000, help="env steps per cell")
     ap.add_argument("--betas", default="0.01,0.03", help="hypergradient betas (comma-separated)")
     ap.add_argument("--episodes", type=int, default=20, help="greedy episodes per cell")
+    ap.add_argument(
+        "--variants",
+        help="comma-separated names (default: the pre-registered constant and hypergradient rows); "
+        "also kl_target, hypergradient_wide(beta=B)",
+    )
     args = ap.parse_args()
 
     agent = get("ppo")
     cfg = agent.config_for(ENV, total_steps=args.steps)
     rates = [float(x) for x in np.geomspace(1e-5, 1e-2, args.rates)]
-    cells = [(lr, s) for lr in rates for s in range(args.seeds)]
-    variants = {"constant": None}
-    variants |= {f"hypergradient(beta={b})": float(b) for b in args.betas.split(",")}
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cells = [(lr, s) for lr in rates for s in seeds]
+    betas = [float(b) for b in args.betas.split(",")]
+    every = variants(agent, betas)
+    names = ["constant"] + [f"hypergradient(beta={b})" for b in betas]
+    if args.variants:
+        names = _split(args.variants)
+    unknown = [n for n in names if n not in every]
+    if unknown:
+        ap.error(f"unknown variants {unknown}; known: {', '.join(every)}")
     threshold = sweep.solved_threshold(ENV)
     t0 = time.perf_counter()
     results = {}
-    for name, beta in variants.items():
+    for name in names:
         t = time.perf_counter()
-        results[name] = run_variant(agent, cfg, beta, cells, threshold, args.episodes)
+        results[name] = run_variant(agent, cfg, every[name], cells, threshold, args.episodes)
         print(f"  {name}: {len(cells)} cells in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     _report(args, cfg, rates, cells, results, threshold, time.perf_counter() - t0)
+
+
+def _split(text: str) -> list[str]:
+    """Splits `a,b(beta=0.1),c` at the commas outside parentheses."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [*out, cur]
 
 
 def _report(args, cfg, rates, cells, results, threshold, wall) -> None:
     print(
         f"\nppo on {ENV}, {cfg.total_steps:,} env steps per cell, initial rates "
         f"{rates[0]:.2g}..{rates[-1]:.2g} ({len(rates)} log-spaced) x {args.seeds} seeds. "
-        f"`python scripts/hypergradient_study.py --seeds {args.seeds} --rates {args.rates} "
-        f"--steps {args.steps} --betas {args.betas}`, {datetime.date.today().isoformat()}, "
+        f"`python scripts/hypergradient_study.py --seeds {args.seeds} "
+        f"--first-seed {args.first_seed} --rates {args.rates} "
+        f"--steps {args.steps} --betas {args.betas}"
+        + (f" --variants '{args.variants}'" if args.variants else "")
+        + f"`, {datetime.date.today().isoformat()}, "
         f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, "
         f"{wall / 60:.1f} min. Solved: greedy return >= {threshold} ({args.episodes} episodes).\n"
     )
