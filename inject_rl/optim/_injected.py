@@ -16,7 +16,8 @@ import optax
 from inject_rl.optim._ranges import check_hyperparams
 from inject_rl.signals import SIGNAL_NAMES
 
-_SIGNALS = frozenset(SIGNAL_NAMES)
+# The training signals, and `update_cos` (`update_alignment`'s, read by `hypergradient`).
+_SIGNALS = frozenset((*SIGNAL_NAMES, "update_cos"))
 
 
 def _drop_signals(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:

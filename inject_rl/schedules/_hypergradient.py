@@ -32,9 +32,12 @@ import jax.numpy as jnp
 from inject_rl.schedules import _common as c
 
 _NAME = "hypergradient"
-# Default bounds, relative to the initial value, as kl_target's: [init / 1000, 10 * init].
+# Default bounds, relative to the initial value: [init / 1000, 1000 * init], as plateau's. The
+# study above first used kl_target's 10 * init, which decided the outcome in the low-rate cells;
+# with 1000 * init (chosen after that first table, then checked on fresh seeds 5-9: 97% solved,
+# never at a bound) the rule, not its cap, picks the rate.
 MIN_FRACTION = 1e-3
-MAX_MULTIPLE = 10.0
+MAX_MULTIPLE = 1000.0
 # The signal `inject_rl.optim.update_alignment` passes (its UPDATE_COS; not imported, so that
 # schedules do not import the optim package).
 _ALIGNMENT_SIGNAL = "update_cos"
@@ -132,7 +135,7 @@ def hypergradient(
         aligned steps, the whole default range (10,000x) in about 920.
       signal: the `extra_args` key holding the cosine (in [-1, 1]).
       min_value: lower clip, >= 0; None (default): `init_value / 1000`, as `kl_target`.
-      max_value: upper clip, >= min_value; None (default): `10 * init_value`, as `kl_target`.
+      max_value: upper clip, >= min_value; None (default): `1000 * init_value`, as `plateau`.
       every: act once per `every` counted updates on their mean cosine.
 
     Returns:

@@ -15,14 +15,14 @@ from tests.schedules import test_contract as contract
 from tests.schedules import test_properties as properties
 from tests.schedules._cases import Case
 
-# Default bounds [1e-3 / 1000, 10 * 1e-3]; every=2 exercises the window in the contract tests.
+# Default bounds [1e-3 / 1000, 1000 * 1e-3]; every=2 exercises the window in the contract tests.
 CASE = Case(
     "hypergradient",
     lambda: S.hypergradient(1e-3, beta=0.1, every=2),
     "update_cos",
     -1.0,
     1.0,
-    (1e-6, 1e-2),
+    (1e-6, 1.0),
 )
 
 
@@ -74,22 +74,22 @@ def test_custom_signal_name():
 
 
 @pytest.mark.parametrize("init", [1e-5, 3e-4, 1e-3, 0.5], ids=["1e-5", "3e-4", "1e-3", "0.5"])
-def test_default_bounds_are_kl_targets(init):
+def test_default_bounds_are_plateaus(init):
     lr = S.hypergradient(init)
     assert (lr.min_value, lr.max_value) == (
-        S.kl_target(init).min_value,
-        S.kl_target(init).max_value,
+        S.plateau(init).min_value,
+        S.plateau(init).max_value,
     )
-    assert (lr.min_value, lr.max_value) == pytest.approx((init / 1000, init * 10))
+    assert (lr.min_value, lr.max_value) == pytest.approx((init / 1000, init * 1000))
     fast = S.hypergradient(init, beta=0.5)
-    assert trace(fast, [1.0] * 30)[-1] == pytest.approx(init * 10, rel=1e-6)
+    assert trace(fast, [1.0] * 200)[-1] == pytest.approx(init * 1000, rel=1e-6)
     assert trace(fast, [-1.0] * 30)[-1] == pytest.approx(init / 1000, rel=1e-6)
 
 
 def test_repr_and_spec_round_trip():
     lr = S.hypergradient(1e-3)
     assert repr(lr) == (
-        "hypergradient(0.001, beta=0.01, signal='update_cos', min_value=1e-06, max_value=0.01, "
+        "hypergradient(0.001, beta=0.01, signal='update_cos', min_value=1e-06, max_value=1.0, "
         "every=1)"
     )
     for spec in ["hypergradient(1e-3)", "hypergradient(3e-4, beta=0.05, every=10, max_value=1)"]:
@@ -215,7 +215,7 @@ def test_vmap_over_initial_values_and_beta():
     np.testing.assert_allclose(got, jnp.stack(want), rtol=1e-6)
     # Default bounds follow each member's initial value.
     states = jax.vmap(lambda x: S.hypergradient(x).init())(jnp.array(INITS, jnp.float32))
-    np.testing.assert_allclose(states.max_value, np.array(INITS, np.float32) * 10, rtol=1e-6)
+    np.testing.assert_allclose(states.max_value, np.array(INITS, np.float32) * 1000, rtol=1e-6)
     np.testing.assert_allclose(states.min_value, np.array(INITS, np.float32) / 1000, rtol=1e-6)
 
 

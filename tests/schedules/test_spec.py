@@ -12,6 +12,7 @@ from tests.schedules._cases import CASE_IDS, CASES
 
 # One spec per schedule and per optax step schedule, with the arguments a user would write.
 SPECS = {
+    "hypergradient": "hypergradient(3e-4, beta=0.05, every=2)",
     "bandit": "bandit([1e-4, 3e-4, 1e-3], window=6, hold=2)",
     "clip": "clip(kl_target(1e-3), 1e-4, 5e-3)",
     "constant": "constant(3e-4)",
@@ -44,6 +45,7 @@ def test_every_schedule_parses_and_round_trips(spec):
     assert repr(again) == text
     # Same behaviour, not only the same text: equal values after the same updates.
     args = {"kl": 0.05, "loss": 1.0, "episode_return": 3.0, "episode_count": 1.0}
+    args["update_cos"] = 0.5
     a, b = sched.init(), again.init()
     for _ in range(3):
         a, b = sched.update(a, **args), again.update(b, **args)

@@ -12,6 +12,7 @@ from inject_rl.optim import hyperparams, injected
 # Every schedule of the package, built with all its float constants derived from `x` (a float,
 # a 0-d array or a tracer), so that vmapping over `x` maps over every constant at once.
 BUILD = {
+    "hypergradient": lambda x: S.hypergradient(x, beta=x * 0 + 0.1, signal="kl", min_value=x / 9),
     "bandit": lambda x: S.bandit([x, 3 * x, 10 * x], hold=1, exploration=x * 0 + 1.0),
     "clip": lambda x: S.clip(S.plateau(x, patience=1), 0.6 * x, 2 * x),
     "constant": lambda x: S.constant(x),
