@@ -61,6 +61,8 @@ class PBT:
       fraction: the bottom fraction of members replaced each time (at least one member), by
         copies of members drawn from the top fraction.
       perturb: factors explore draws from, uniformly, one per hyperparameter and copied member.
+        The defaults (every 5 iterations, x0.5 or x2) are those of scripts/robustness.py's
+        measured PBT rows; Jaderberg et al. used x0.8 or x1.2.
       smoothing: weight of the old value in the exponential moving average of each member's
         training episode return that picks the best member at the end (`score`).
       groups: independent populations side by side (contiguous groups of `M / groups` members;
@@ -73,9 +75,9 @@ class PBT:
     """
 
     hyperparams: tuple[str, ...]
-    interval: int = 20
+    interval: int = 5
     fraction: float = 0.25
-    perturb: tuple[float, ...] = (0.8, 1.25)
+    perturb: tuple[float, ...] = (0.5, 2.0)
     smoothing: float = 0.9
     groups: int = 1
 

@@ -191,6 +191,61 @@ def _loggers(args, saved: dict[str, Any] | None) -> tuple[list[Any], dict[str, A
     return loggers, {"tensorboard": bool(tensorboard), "wandb": wandb}
 
 
+def _population_spec(args) -> dict[str, Any] | None:
+    """`--population N [--pbt a,b] [--pbt-interval K]` as `_build.build` takes it."""
+    if args.population is None:
+        if args.pbt is not None or args.pbt_interval is not None:
+            raise UsageError("--pbt and --pbt-interval need --population N")
+        return None
+    names = None
+    if args.pbt is not None:
+        names = [n.strip() for n in args.pbt.split(",")]
+        if not all(names):
+            raise UsageError(f"--pbt must be comma-separated names, got {args.pbt[:80]!r}")
+    return {"size": args.population, "pbt": names, "interval": args.pbt_interval}
+
+
+def sweep_command(args) -> int:
+    from inject_rl import runs
+    from inject_rl.agents._common import MAX_INT, MAX_SEED
+    from inject_rl.cli import _build as b
+    from inject_rl.cli import _sweep
+
+    for flag, value, low, high in (
+        ("--devices", args.devices, 1, MAX_DEVICES),
+        ("--steps", args.steps, 1, MAX_INT),
+        ("--seed", args.seed, 0, MAX_SEED),
+    ):
+        check_int_flag(flag, value, low, high)
+    _sweep.parse_grid(args.grid)  # one line before anything is imported or built
+    overrides = {}
+    if args.config is not None:
+        if not Path(args.config).is_file():
+            raise UsageError(f"--config: no such file {args.config!r}")
+        try:
+            overrides = runs.read_json(args.config)
+        except ValueError as e:
+            raise UsageError(f"--config: {e}") from None
+    agent_name = args.agent or next(iter(agents.BUILTIN))
+    _check_agent(agent_name)
+    _set_devices(args.devices)
+    from inject_rl import cache
+
+    cache.enable()
+    built = b.build(
+        agent_name=agent_name,
+        env_id=args.env,
+        steps=args.steps,
+        seed=args.seed,
+        devices=args.devices,
+        hp=b.parse_hp_args(args.hp),
+        opt=args.opt,
+        overrides=overrides,
+        source=f"--config {args.config}" if args.config else "config",
+    )
+    return _sweep.command(args, built)
+
+
 def _path(target: Any) -> Path:
     """The run directory of `_train.train`'s `out` (a `RunDir` knows it once claimed)."""
     return target if isinstance(target, Path) else target.path
@@ -210,8 +265,11 @@ def train_command(args) -> int:
         ("--checkpoint-every", args.checkpoint_every, 1, MAX_INT),
         ("--num-processes", args.num_processes, 1, MAX_INT),
         ("--process-id", args.process_id, 0, MAX_INT),
+        ("--population", args.population, 1, MAX_INT),
+        ("--pbt-interval", args.pbt_interval, 1, MAX_INT),
     ):
         check_int_flag(flag, value, low, high)
+    population = _population_spec(args)
     overrides = {}
     if args.config is not None:
         if not Path(args.config).is_file():
@@ -239,6 +297,14 @@ def train_command(args) -> int:
             args.checkpoint_every = saved.get("checkpoint_every")
         hp = hp or saved.get("hp", {})
         overrides = overrides if args.config is not None else saved.get("overrides", {})
+        if population is None and isinstance(saved.get("population"), dict):
+            was = saved["population"]
+            pbt = was.get("pbt") if isinstance(was.get("pbt"), dict) else {}
+            population = {
+                "size": was.get("size"),
+                "pbt": pbt.get("hyperparams"),
+                "interval": pbt.get("interval"),
+            }
     _check_agent(agent_name)
     distributed = _check_distributed(args, agent_name, env)
     # Before anything initialises jax's backends:
@@ -261,6 +327,7 @@ def train_command(args) -> int:
         opt=args.opt,
         overrides=overrides,
         source=f"--config {args.config}" if args.config else "config",
+        population=population,
     )
     built = b.build(steps=args.steps, **options)
     extends = None
@@ -302,7 +369,13 @@ def train_command(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `inject-rl` console script; returns the exit status."""
-    commands = {"train": train_command, "eval": eval_, "plot": plot, "list": list_}
+    commands = {
+        "train": train_command,
+        "sweep": sweep_command,
+        "eval": eval_,
+        "plot": plot,
+        "list": list_,
+    }
     try:
         args = parser().parse_args(argv)
         return commands[args.command](args)

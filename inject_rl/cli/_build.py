@@ -14,7 +14,7 @@ from typing import Any
 
 import optax
 
-from inject_rl import agents, envs, loops, schedules
+from inject_rl import agents, envs, loops, optim, schedules
 from inject_rl.agents._contract import SEBULBA, Agent
 from inject_rl.agents._train import loop_for
 
@@ -27,7 +27,7 @@ _OPT_NUMERIC = ("learning_rate", "momentum")
 # The global-norm clip: a number goes to the Config's `max_grad_norm`.
 MAX_NORM = "max_norm"
 # Keys of config.json that say which run it is (the others, e.g. checkpoint_every, do not).
-IDENTITY = ("agent", "devices", "opt", "hp", "config")
+IDENTITY = ("agent", "devices", "opt", "hp", "config", "population")
 FORMAT = 1
 
 
@@ -99,6 +99,8 @@ class Built:
     loop: str  # "anakin" or "sebulba"
     num_devices: int
     record: dict[str, Any]
+    make_optimizer: Any = None  # Config -> optimizer (what `optimizer` is for `cfg`)
+    population: Any = None  # (size, PBT or None) of a population run (`--population`)
 
 
 def allowed_hps(agent: Agent, opt: str | None) -> str:
@@ -123,6 +125,7 @@ def build(
     opt: str | None,
     overrides: dict[str, Any],
     source: str = "--config",
+    population: dict[str, Any] | None = None,
 ) -> Built:
     """Validates every input and builds the Config, the optimizer and the env (writes nothing)."""
     agent = agents.get(agent_name)
@@ -168,7 +171,18 @@ def build(
     env, loop = resolve_env(agent, env_id)
     agent.check_env(env)
     cfg = agent.config_for(env_id, **fields).validate()
-    optimizer = agent.default_optimizer(cfg, factory, **opt_hps)
+
+    # A hypergradient schedule reads `update_cos`, which `update_alignment` computes.
+    aligned = any(
+        _reads_update_cos(v)
+        for v in [*opt_hps.values(), *(getattr(cfg, n) for n in agent.injectable)]
+    )
+
+    def make_optimizer(c: Any) -> Any:
+        opt = agent.default_optimizer(c, factory, **opt_hps)
+        return optim.update_alignment(opt) if aligned else opt
+
+    optimizer = make_optimizer(cfg)
     num_devices = len((loops.learner_devices if loop == "sebulba" else loops.devices_for)(devices))
     record = {
         "format": FORMAT,
@@ -183,7 +197,54 @@ def build(
         "overrides": {k: v for k, v in agent.config_to_json(cfg).items() if k in overrides},
         "config": agent.config_to_json(cfg),
     }
-    return Built(agent, cfg, optimizer, env, loop, num_devices, record)
+    members = None
+    if population is not None:
+        members, record["population"] = _population(agent, cfg, loop, population)
+    return Built(agent, cfg, optimizer, env, loop, num_devices, record, make_optimizer, members)
+
+
+MAX_POPULATION = 4096  # members of one population (each a whole training state on device)
+
+
+def _population(agent: Agent, cfg: Any, loop: str, spec: dict[str, Any]) -> tuple[Any, dict]:
+    """`((size, PBT or None), config.json record)` of `--population N [--pbt NAMES]`.
+
+    Raises:
+      ValueError: a host-env run, a size out of range, bad PBT settings (one line).
+    """
+    from inject_rl.agents._population import PBT
+
+    size, names, interval = spec.get("size"), spec.get("pbt"), spec.get("interval")
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_POPULATION:
+        raise ValueError(f"--population must be an integer in [1, {MAX_POPULATION}], got {size!r}")
+    if loop != "anakin":
+        raise ValueError(
+            f"--population trains its members as one program on in-graph envs "
+            f"({', '.join(envs.jax_env_ids())}); {cfg.env_id} runs on host envs"
+        )
+    pbt = None
+    if names:
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"--pbt must name hyperparameters, got {names!r}")
+        pbt = PBT(tuple(names), interval=PBT.interval if interval is None else interval)
+        pbt.validate(size)
+    elif interval is not None:
+        raise ValueError("--pbt-interval needs --pbt")
+    record = {"size": size, "pbt": None}
+    if pbt is not None:
+        record["pbt"] = {"hyperparams": list(pbt.hyperparams), "interval": pbt.interval}
+    return (size, pbt), record
+
+
+def _reads_update_cos(value: Any) -> bool:
+    """Whether a schedule (or the schedule a combinator wraps) reads `update_cos`."""
+    for _ in range(8):  # specs nest at most 8 deep
+        if getattr(value, "signal", None) == "update_cos":
+            return True
+        value = getattr(value, "schedule", None)
+        if value is None:
+            return False
+    return False
 
 
 def _canonical(spec: str) -> str:
@@ -210,8 +271,8 @@ def resolve_env(agent: Agent, env_id: str) -> tuple[Any, str]:
     import gymnasium
 
     try:
-        spec = gymnasium.spec(env_id)
-    except gymnasium.error.Error:
+        spec = envs.spec(env_id)  # imports the module of a "module:Env-v0" id
+    except ValueError:
         envs.make(env_id)  # raises the error naming the JAX env ids and the host loop
         raise
     if SEBULBA not in agent.loops:

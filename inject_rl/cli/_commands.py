@@ -50,7 +50,12 @@ def plot(args) -> int:
     out = args.out or (str(Path(args.dirs[0]) / "plot.png") if len(args.dirs) == 1 else "plot.png")
     if not out.lower().endswith(".png"):
         raise UsageError(f"--out must name a .png file, got {out!r}")
-    print(f"wrote {runs.plot_runs(args.dirs, out)}")
+    if not 0 <= args.smooth < 1:
+        raise UsageError(f"--smooth must be in [0, 1), got {args.smooth}")
+    written = runs.plot_runs(
+        args.dirs, out, smooth_weight=args.smooth, spread=args.spread, metrics=args.metrics
+    )
+    print(f"wrote {written}")
     return 0
 
 

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Callable
 
 from inject_rl import agents
+from inject_rl.cli import _sweep
 
 
 class UsageError(Exception):
@@ -56,7 +57,7 @@ def parser() -> _Parser:
         epilog="Run `inject-rl COMMAND --help` for each command's options.",
     )
     sub = p.add_subparsers(
-        dest="command", required=True, parser_class=_Parser, metavar="{train,eval,plot,list}"
+        dest="command", required=True, parser_class=_Parser, metavar="{train,sweep,eval,plot,list}"
     )
 
     t = sub.add_parser(
@@ -135,6 +136,31 @@ def parser() -> _Parser:
         help="greedy episodes for summary.json's eval_return (default: 10)",
     )
     t.add_argument("--quiet", action="store_true", help="no progress output")
+    po = t.add_argument_group(
+        "populations (in-graph envs: the members train as one program; the best member's "
+        "params are the run's)"
+    )
+    po.add_argument(
+        "--population",
+        type=int,
+        metavar="N",
+        help="train N members (seeds seed, seed+1, ...) side by side; metrics.jsonl gets one\n"
+        "row per member and host call (key `member`)",
+    )
+    po.add_argument(
+        "--pbt",
+        metavar="NAMES",
+        help="population-based training of these injected hyperparameters (comma-separated,\n"
+        "e.g. learning_rate,ent_coef): every --pbt-interval iterations the bottom quarter\n"
+        "copies a top member (params, optimizer and schedule states) and scales the named\n"
+        "values by 0.5 or 2 (betas: 1 - value); lineage in metrics.jsonl (pbt/source)",
+    )
+    po.add_argument(
+        "--pbt-interval",
+        type=int,
+        metavar="K",
+        help="iterations between PBT's exploit steps (default: 5)",
+    )
     lg = t.add_argument_group("logging (metrics.jsonl is always written and is the reference)")
     lg.add_argument(
         "--tensorboard",
@@ -189,8 +215,9 @@ def parser() -> _Parser:
     pl = sub.add_parser(
         "plot",
         help="plot runs' return and hyperparameters",
-        description="PNG of episode return and every hp/* series against env "
-        "steps, one subplot each, the runs overlaid.",
+        description="PNG of episode return, the signals schedules read and the hp/* series "
+        "that move, against env steps; constants listed in a caption; one colour per run; runs "
+        "differing only by seed as mean and spread; population members as thin lines.",
     )
     pl.add_argument("dirs", nargs="+", metavar="DIR", help="run directories")
     pl.add_argument(
@@ -198,6 +225,29 @@ def parser() -> _Parser:
         metavar="FILE.png",
         help="output file (default: DIR/plot.png for one run, plot.png otherwise)",
     )
+    pl.add_argument(
+        "--smooth",
+        type=float,
+        default=0.6,
+        metavar="W",
+        help="EMA weight in [0, 1) for every series but hp/* (default: 0.6; 0: raw values)",
+    )
+    pl.add_argument(
+        "--spread",
+        choices=("range", "std"),
+        default="range",
+        help="shading over runs that differ only by seed: min to max, or mean +- one std",
+    )
+    pl.add_argument(
+        "--metric",
+        action="append",
+        default=[],
+        dest="metrics",
+        metavar="NAME",
+        help="also draw this metrics.jsonl key (repeatable)",
+    )
+
+    _sweep.add_parser(sub, _hp_help)
 
     sub.add_parser(
         "list",

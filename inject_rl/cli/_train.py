@@ -20,7 +20,12 @@ import jax
 import jax.numpy as jnp
 
 from inject_rl import cache, loops, runs
-from inject_rl.agents._train import Diverged
+from inject_rl.agents._population import (
+    member_values,
+    population_learner,
+    train_population,
+)
+from inject_rl.agents._train import Diverged, evaluate_params
 from inject_rl.agents._train import learner as agent_learner
 from inject_rl.cli import _extend
 from inject_rl.cli._build import IDENTITY, Built
@@ -62,8 +67,15 @@ class RunDir:
 def _state_template(built: Built) -> Any:
     """The abstract replicated training state of a freshly built run (nothing is computed)."""
     n = built.num_devices
-    _, learner = agent_learner(built.agent, built.cfg, built.optimizer, n, env=built.env)
-    one = jax.eval_shape(learner.init, jnp.zeros((), jnp.int32))
+    if built.population is not None:
+        size, pbt = built.population
+        values = member_values(built.agent, built.cfg, size, None)
+        init, _ = population_learner(
+            built.agent, built.cfg, values, built.make_optimizer, n, pbt=pbt, env=built.env
+        )
+    else:
+        init = agent_learner(built.agent, built.cfg, built.optimizer, n, env=built.env)[1].init
+    one = jax.eval_shape(init, jnp.zeros((), jnp.int32))
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), one)
 
 
@@ -292,7 +304,12 @@ def _run_training(
         kwargs["resume"] = (state, meta["next_call"])
     try:
         with stop:
-            result = built.agent.train(built.cfg, **kwargs)
+            if built.population is None:
+                result = built.agent.train(built.cfg, **kwargs)
+            else:
+                size, pbt = built.population
+                kwargs["optimizer"] = built.make_optimizer
+                result = train_population(built.agent, built.cfg, size=size, pbt=pbt, **kwargs)
     except Diverged as e:
         if not run.started:
             where = "nothing written"
@@ -322,8 +339,19 @@ def _run_training(
             "eval_episodes": 0,
         }
     runs.save_params(out / runs.PARAMS, result.params)
-    eval_return = built.agent.evaluate(result, episodes=eval_episodes)
-    last = run.rows[-1] if run.rows else {}
+    population = {}
+    if built.population is None:
+        eval_return = built.agent.evaluate(result, episodes=eval_episodes)
+        last = run.rows[-1] if run.rows else {}
+    else:  # the best member's params are the run's
+        best = result.best
+        cfg = result.member_config(best)
+        eval_return = evaluate_params(built.agent, cfg, result.params, eval_episodes, 0)
+        last = next((r for r in reversed(run.rows) if r.get("member") == best), {})
+        population = {
+            "best_member": best,
+            "best_values": {k: float(v[best]) for k, v in result.values.items()},
+        }
     summary = {
         "eval_return": eval_return,
         "eval_episodes": eval_episodes,
@@ -332,7 +360,8 @@ def _run_training(
         "wall_s": run.wall_s(),
         "compile_s": result.compile_s,
         "train_s": result.train_s,
-        "calls": len(run.rows),
+        "calls": len(run.rows) // (1 if built.population is None else built.population[0]),
+        **population,
     }
     runs.write_json(out / runs.SUMMARY, summary)
     return summary

@@ -37,7 +37,7 @@ from inject_rl.runs._lock import (
 )
 from inject_rl.runs._loggers import MissingExtra, TensorBoard, WandB
 from inject_rl.runs._metrics import MetricsWriter, read_metrics, summarize_call
-from inject_rl.runs._plot import plot_runs
+from inject_rl.runs._plot import plot_runs, runs_figure
 from inject_rl.runs._progress import Progress
 from inject_rl.runs._run import CHECKPOINT_SECONDS, Run
 from inject_rl.runs._stop import Stopped, StopSignals
@@ -73,6 +73,7 @@ __all__ = [
     "load_params",
     "numbered",
     "plot_runs",
+    "runs_figure",
     "preload",
     "read_json",
     "read_metrics",

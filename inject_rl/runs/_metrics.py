@@ -20,6 +20,8 @@ def summarize_call(metrics: Mapping[str, Any]) -> dict[str, float]:
     """One row from a host call's metrics (`name -> [iterations]` arrays).
 
     `step` and `hp/*` (hyperparameters) are the call's last values, `episode_count` its sum,
+    `pbt/source` (a population member's lineage) the member it copied last in the call (-1:
+    none) with `pbt/copies` the number of copies,
     episode statistics their mean weighted by `episode_count` (NaN when no episode finished),
     everything else the mean of its finite values (NaN when there are none).
 
@@ -38,6 +40,10 @@ def summarize_call(metrics: Mapping[str, Any]) -> dict[str, float]:
             continue
         if name == "step" or name.startswith("hp/"):
             row[name] = x[-1]
+        elif name == "pbt/source":  # lineage: the member copied last in the call, else -1
+            copies = x[x >= 0]
+            row[name] = copies[-1] if copies.size else -1.0
+            row["pbt/copies"] = float(copies.size)
         elif name == "episode_count":
             row[name] = x.sum()
         elif name in _EPISODE_MEANS and counts.size == x.size:
@@ -47,8 +53,12 @@ def summarize_call(metrics: Mapping[str, Any]) -> dict[str, float]:
             finite = x[np.isfinite(x)]
             row[name] = finite.mean() if finite.size else np.nan
     last = {k for k in row if k == "step" or k.startswith("hp/")}
+    if "pbt/source" in row:
+        row["pbt/source"] = int(row["pbt/source"])
     # Values read as float32 keep their shortest float32 text (0.9, not 0.8999999761581421).
-    row = {k: _f32(v) if k in last else float(v) for k, v in row.items()}
+    row = {
+        k: _f32(v) if k in last else v if isinstance(v, int) else float(v) for k, v in row.items()
+    }
     if "step" in row:
         row["step"] = int(row["step"])
     return row

@@ -114,15 +114,19 @@ class Run:
     def __call__(self, call: int, metrics: dict[str, Any], state: Any = None) -> None:
         if not self.started:
             self.start()
-        row = {"step": 0, "wall_s": self.wall_s(), **summarize_call(metrics)}
-        self.rows.append(row)
+        wall = self.wall_s()
+        rows = [{"step": 0, "wall_s": wall, **r} for r in member_rows(metrics)]
+        self.rows.extend(rows)
+        row = max(rows, key=_return)  # a population's progress line: its best member
         if self.progress is not None:
             self.progress.update(row)
         stopping = self.stop is not None and self.stop.received is not None
         if self.writes:
-            self.writer.write(row)
+            for r in rows:
+                self.writer.write(r)
+            logged = rows[0] if len(rows) == 1 else _prefixed(rows)
             for logger in self._open_loggers:
-                logger.write(row)
+                logger.write(logged)
             done = call + 1
             if self.every is None:
                 due = time.perf_counter() - self.last_save >= self.checkpoint_seconds
@@ -150,6 +154,33 @@ class Run:
                 f.close()
         self.writer = self.ckpt = None
         self._open_loggers = []
+
+
+def member_rows(metrics: dict[str, Any]) -> list[dict[str, Any]]:
+    """The metrics.jsonl rows of one host call: one row, or for a population (`[iterations,
+    M]` arrays) one row per member, each with its index as `member`."""
+    import numpy as np
+
+    size = np.shape(metrics.get("step", ()))
+    if len(size) < 2:
+        return [summarize_call(metrics)]
+    return [
+        {"member": i, **summarize_call({k: np.asarray(v)[:, i] for k, v in metrics.items()})}
+        for i in range(size[1])
+    ]
+
+
+def _return(row: dict[str, Any]) -> float:
+    value = row.get("episode_return")
+    return value if isinstance(value, float) and value == value else float("-inf")
+
+
+def _prefixed(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A population's rows as one logger row: `step`, `wall_s`, then `member<i>/<name>`."""
+    out = {"step": rows[0]["step"], "wall_s": rows[0]["wall_s"]}
+    for r in rows:
+        out.update({f"member{r['member']}/{k}": v for k, v in r.items() if k not in out})
+    return out
 
 
 def clear_outputs(out: str | os.PathLike) -> None:

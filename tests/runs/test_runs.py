@@ -131,7 +131,8 @@ def test_plot_overlays_runs_png(tmp_path):
     _fake_run(tmp_path / "b", [1e-3, 1e-3, 1e-3])
     out = runs.plot_runs([tmp_path / "a", tmp_path / "b"], tmp_path / "sub" / "p.png")
     width, height = png_size(out)
-    assert width == 800 and height == 3 * 260  # 8x2.6 inches per subplot at 100 dpi
+    # Two panels (return, learning_rate); b1 = 0.9 is constant: it goes to the caption.
+    assert width == 800 and 2 * 260 < height < 3 * 260
     with pytest.raises(ValueError, match="has no metrics.jsonl"):
         runs.plot_runs([tmp_path / "sub"], tmp_path / "q.png")
 
