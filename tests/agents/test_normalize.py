@@ -12,7 +12,7 @@ import pytest
 from gymnasium import spaces
 
 from inject_rl import loops, runs
-from inject_rl.agents import Policy, networks, ppo, sac
+from inject_rl.agents import Policy, impala, networks, ppo, sac
 from inject_rl.agents._actor_critic import ActorCritic
 from inject_rl.agents._squashed_gaussian import SquashedGaussianPolicy
 from inject_rl.agents._train import spaces as env_spaces
@@ -61,6 +61,9 @@ ANAKIN = dict(
     env_id="phys2d/Pendulum-v0", total_steps=512, num_envs=4, rollout_len=16, epochs=2,
     num_minibatches=2, iterations_per_call=4,
 )  # fmt: skip
+IMPALA_ANAKIN = dict(
+    env_id="phys2d/Pendulum-v0", total_steps=512, num_envs=4, rollout_len=16, iterations_per_call=4
+)
 SAC_ANAKIN = dict(
     env_id="phys2d/Pendulum-v0", total_steps=512, num_envs=4, train_every=4, gradient_steps=2,
     batch_size=32, learning_starts=64, hidden=(32,), iterations_per_call=8,
@@ -137,7 +140,11 @@ def test_host_run_keeps_the_statistics_of_what_it_saw_identical_on_two_devices()
     np.testing.assert_array_equal(res.params[networks.OBS_NORM]["mean"], stats.mean)
 
 
-@pytest.mark.parametrize("agent, config", [(ppo, ANAKIN), (sac, SAC_ANAKIN)], ids=["ppo", "sac"])
+@pytest.mark.parametrize(
+    "agent, config",
+    [(ppo, ANAKIN), (impala, IMPALA_ANAKIN), (sac, SAC_ANAKIN)],
+    ids=["ppo", "impala", "sac"],
+)
 def test_anakin_replicas_stay_bitwise_equal_on_two_devices(agent, config):
     res = agent.train(agent.Config(**config, **ON), num_devices=2)
     assert loops.replicas_equal(_shared(res.state))
