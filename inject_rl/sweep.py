@@ -77,11 +77,13 @@ class SweepResult:
 
     def points(self) -> list[dict[str, Any]]:
         """One row per grid point, over its seeds: solved fraction, mean and std of the greedy
-        return, median steps-to-solve of the solved seeds, diverged count, time at a bound."""
+        return, mean final training return, median steps-to-solve of the seeds that got there,
+        diverged count, time at a bound."""
         rows = []
         for values in _points(self.grid):
             cells = [c for c in self.cells if all(c[k] == v for k, v in values.items())]
             evals = [c["eval_return"] for c in cells if math.isfinite(c["eval_return"])]
+            finals = [c["final_return"] for c in cells if math.isfinite(c["final_return"])]
             steps = [c["steps_to_solve"] for c in cells if math.isfinite(c["steps_to_solve"])]
             rows.append(
                 {
@@ -89,6 +91,7 @@ class SweepResult:
                     "solved": sum(c["solved"] for c in cells) / len(cells),
                     "eval_mean": statistics.fmean(evals) if evals else math.nan,
                     "eval_std": statistics.pstdev(evals) if len(evals) > 1 else 0.0,
+                    "final_return": statistics.fmean(finals) if finals else math.nan,
                     "steps_to_solve": statistics.median(steps) if steps else math.nan,
                     "diverged": sum(c["diverged"] for c in cells),
                     "at_bound": _mean_at_bound([c["at_bound"] for c in cells]),
@@ -99,7 +102,8 @@ class SweepResult:
     def table(self) -> str:
         """The grid points as a Markdown table."""
         names = list(self.grid)
-        head = [*names, "solved", "greedy return", "steps to solve (median)", "diverged"]
+        head = [*names, "solved", "greedy return", "final training return"]
+        head += ["steps to solve (median)", "diverged"]
         head.append("time at bound")
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         n = len(self.seeds)
@@ -108,6 +112,7 @@ class SweepResult:
             cells += [
                 f"{row['solved']:.0%} of {n}" if self.solved_at is not None else "—",
                 f"{row['eval_mean']:.1f} ± {row['eval_std']:.1f}",
+                f"{row['final_return']:.1f}",
                 "—" if math.isnan(row["steps_to_solve"]) else f"{row['steps_to_solve']:,.0f}",
                 str(row["diverged"]),
                 row["at_bound"] or "—",

@@ -53,6 +53,7 @@ def test_points_table_csv_and_heatmap(result, tmp_path):
         cells = [c for c in result.cells if c["lr_init"] == p["lr_init"]]
         assert p["solved"] == sum(c["solved"] for c in cells) / 2
         assert p["eval_mean"] == pytest.approx(np.mean([c["eval_return"] for c in cells]))
+        assert p["final_return"] == pytest.approx(np.mean([c["final_return"] for c in cells]))
     table = result.table().splitlines()
     assert len(table) == 4 and table[0].startswith("| lr_init | solved")
     assert "of 2" in table[2] and "learning_rate" in table[2]
