@@ -40,7 +40,8 @@ from inject_rl.optim import hyperparams, scale_hyperparam
 
 # Training-state fields a member keeps when it copies another in PBT's exploit step: its own
 # envs, experience, randomness and step count. Everything else (params, target params, optimizer
-# and schedule states, best-so-far params) is copied.
+# and schedule states, best-so-far params, normalisation statistics) is copied, but the running
+# discounted return of reward scaling, which follows the member's own envs.
 KEEP = ("actor", "replay", "key", "step")
 
 # Hyperparameters in [0, 1) perturbed through their complement (1 - value), so that a factor
@@ -306,9 +307,15 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
     members = ps.members
     if not hasattr(members, "_fields"):
         raise TypeError("population-based training needs the agent's state to be a NamedTuple")
+    own = members
     members = members._replace(
         **{f: jax.tree.map(take, getattr(members, f)) for f in members._fields if f not in KEEP}
     )
+    scale = getattr(members, "reward_scale", None)
+    if scale is not None and hasattr(scale, "running_return"):  # the member's own envs'
+        members = members._replace(
+            reward_scale=scale._replace(running_return=own.reward_scale.running_return)
+        )
     values = {k_: take(v) for k_, v in ps.values.items()}
     factors = jnp.asarray(pbt.perturb, jnp.float32)
     keys = jax.random.split(k_perturb, len(pbt.hyperparams))

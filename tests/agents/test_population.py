@@ -135,6 +135,23 @@ def test_exploit_stays_within_groups():
     np.testing.assert_array_equal(out.members.params["w"][:, 0], [0, 0, 2, 3, 3, 5])
 
 
+def test_exploit_keeps_each_members_running_return_of_reward_scaling():
+    from inject_rl.signals._normalize import RewardScaleState
+
+    class _Scaled(NamedTuple):
+        params: Any
+        opt_state: Any
+        reward_scale: Any
+
+    ps = _population([5.0, -jnp.inf])
+    scale = RewardScaleState(jnp.array([[10.0, 11.0], [20.0, 21.0]]), jnp.array([1.0, 2.0]))
+    members = _Scaled(ps.members.params, ps.members.opt_state, scale)
+    out, source = _exploit(ps._replace(members=members), PBT(("learning_rate",)), 2)
+    np.testing.assert_array_equal(source, [-1, 0])
+    np.testing.assert_array_equal(out.members.reward_scale.stats, [1.0, 1.0])  # copied
+    np.testing.assert_array_equal(out.members.reward_scale.running_return, scale.running_return)
+
+
 def test_exploit_refuses_an_unknown_hyperparameter():
     with pytest.raises(ValueError, match="'b3' is neither an injected"):
         _exploit(_population([1.0, 2.0]), PBT(("b3",)), 2)
