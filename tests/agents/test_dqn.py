@@ -9,7 +9,8 @@ import optax
 import pytest
 
 from inject_rl.agents import dqn
-from inject_rl.loops import ReplayBuffer, replicas_equal
+from inject_rl.agents._replay import experience
+from inject_rl.loops import ReplayBuffer, Transition, replicas_equal
 from inject_rl.optim import injected
 
 # The signals every learner step passes to `opt.update` (and every iteration to epsilon).
@@ -71,6 +72,54 @@ def test_replay_is_a_scan_carry_and_rejects_oversized_batches():
         ReplayBuffer.add(buf, jnp.ones((9, 3)))
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer.init(jnp.zeros(()), capacity=0)
+
+
+def _rollout(reward, terminated, truncated):
+    """A `[T, B]` rollout whose `next_obs[t, b]` is `10 t + b` (obs: its negative)."""
+    t, b = reward.shape
+    next_obs = (10 * jnp.arange(t)[:, None] + jnp.arange(b)).astype(jnp.float32)[..., None]
+    return Transition(
+        -next_obs,
+        jnp.zeros((t, b), jnp.int32),
+        jnp.asarray(reward, jnp.float32),
+        jnp.asarray(terminated, bool),
+        jnp.asarray(truncated, bool),
+        next_obs,
+        {},
+    )
+
+
+# Env 0 terminates at t=1; env 1 is truncated at t=0 (a time limit: it bootstraps).
+NSTEP_ROLLOUT = dict(
+    reward=[[1, 1], [2, 1], [3, 1], [4, 1]],
+    terminated=[[0, 0], [1, 0], [0, 0], [0, 0]],
+    truncated=[[0, 1], [0, 0], [0, 0], [0, 0]],
+)
+
+
+@pytest.mark.parametrize(
+    "n_step, reward, discount, next_obs",
+    [
+        # gamma * (1 - terminated), the true next observation.
+        (1, [1, 1, 2, 1, 3, 1, 4, 1], [.5, .5, 0, .5, .5, .5, .5, .5],
+         [0, 1, 10, 11, 20, 21, 30, 31]),
+        # Hand-computed, gamma 0.5: env 0 at t=0 stops at the termination (2 = 1 + 0.5 * 2, no
+        # bootstrap), env 1 at t=0 at the truncation (bootstraps from obs 1); the last steps of
+        # the rollout get fewer rewards (env 1 at t=2: 1 + 0.5, bootstrapping from obs 31).
+        (3, [2, 1, 2, 1.75, 5, 1.5, 4, 1], [0, .5, 0, .125, .25, .25, .5, .5],
+         [10, 1, 10, 31, 30, 31, 30, 31]),
+    ],
+    ids=["one_step", "three_step"],
+)  # fmt: skip
+def test_n_step_transitions_stop_at_episode_and_rollout_ends(n_step, reward, discount, next_obs):
+    traj = _rollout(**{k: np.array(v) for k, v in NSTEP_ROLLOUT.items()})
+    for fn in (experience, jax.jit(experience, static_argnums=(1, 2))):
+        e = fn(traj, 0.5, n_step)
+        np.testing.assert_allclose(e.reward, reward)
+        np.testing.assert_allclose(e.discount, discount)
+        np.testing.assert_array_equal(e.next_obs[:, 0], next_obs)
+        np.testing.assert_array_equal(e.obs, traj.obs.reshape(8, 1))  # the first step's
+        assert jax.tree.map(jnp.shape, e) == jax.tree.map(jnp.shape, experience(traj, 0.5))
 
 
 # ----------------------------------------------------------------------------------- training
@@ -143,6 +192,19 @@ def test_user_schedules_receive_every_signal():
     assert int(res.opt_state.hyperparams_states["learning_rate"].count) == res.state.updates[0]
 
 
+def test_steps_anneal_ends_at_lr_final_on_the_last_update():
+    cfg = dqn.Config(**TINY, lr_anneal="steps", lr_init=1e-2, lr_final=1e-4)
+    res = dqn.train(cfg)
+    lr = res.metrics["hp/learning_rate"]
+    assert int(res.state.updates[0]) == cfg.num_updates == 15 * 4  # learning from iteration 2
+    # hp/learning_rate is the rate of the iteration's last update (the schedule's count before
+    # it): log-linear in the update count, reaching lr_final once all 60 updates are taken.
+    np.testing.assert_allclose(lr[0], 1e-2, rtol=1e-6)  # no update yet
+    np.testing.assert_allclose(lr[8], 1e-2 * 1e-2 ** (31 / 60), rtol=1e-5)  # updates 0..31
+    np.testing.assert_allclose(lr[-1], 1e-2 * 1e-2 ** (59 / 60), rtol=1e-5)
+    assert np.all(np.diff(lr) < 0)
+
+
 def test_continuous_actions_are_rejected():
     # The Agent declares its action spaces; train (and the CLI, and load_policy) check them.
     cfg = dqn.Config(env_id="phys2d/Pendulum-v0")
@@ -158,8 +220,11 @@ def test_continuous_actions_are_rejected():
         ({"learning_starts": -1}, "learning_starts"),
         ({"buffer_size": 16}, "buffer_size"),
         ({"gamma": 1.1}, "gamma"),
+        ({"n_step": 9}, "n_step must be at most train_every"),
+        ({"n_step": 0}, "n_step"),
+        ({"lr_anneal": "loss"}, "lr_anneal"),
     ],
-    ids=["epsilon", "learning_starts", "buffer", "gamma"],
+    ids=["epsilon", "learning_starts", "buffer", "gamma", "n_step_rollout", "n_step", "lr_anneal"],
 )
 def test_config_validation(change, match):
     with pytest.raises(ValueError, match=match):

@@ -1,0 +1,46 @@
+"""DQN's host CartPole-v1 preset (issue 13): LayerNorm, 3-step returns, a time-annealed
+learning rate, and a final policy that solves the task without best-params keeping."""
+
+import haiku as hk
+import jax
+import numpy as np
+import pytest
+
+from inject_rl.agents import dqn
+from tests.agents.test_dqn import TINY
+
+
+def test_preset_settings_reach_the_learner_and_the_policy():
+    cfg = dqn.config_for("CartPole-v1", **{**TINY, "eval_every": 0})
+    assert (cfg.n_step, cfg.layer_norm, cfg.lr_anneal) == (3, True, "steps")
+    res = dqn.train(cfg)
+    names = set(res.params)
+    assert {"q/ln0", "q/ln1"} <= names  # LayerNorm before each hidden activation
+    n = cfg.num_updates
+    assert int(res.state.updates[0]) == n
+    last = cfg.lr_init * (cfg.lr_final / cfg.lr_init) ** ((n - 1) / n)  # the last update's rate
+    np.testing.assert_allclose(res.metrics["hp/learning_rate"][-1], last, rtol=1e-5)
+    final = jax.tree.leaves(res.state.params)
+    assert all(
+        np.array_equal(a, b[0]) for a, b in zip(jax.tree.leaves(res.params), final, strict=True)
+    )  # the final params, not the best evaluated ones
+    assert res.policy().act(np.zeros((3, 4))).shape == (3,)
+    assert np.isfinite(dqn.evaluate(res, episodes=2))
+
+
+def test_layer_norm_leaves_image_torsos_alone():
+    torso = dqn.network(dqn.Config(layer_norm=True), (12, 12, 3))
+    net = hk.transform(lambda x: torso("q")(x))
+    names = set(net.init(jax.random.key(0), np.zeros((1, 12, 12, 3), np.float32)))
+    assert "q/c0" in names and not any("ln" in n for n in names)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
+def test_solves_host_cartpole_with_its_final_params(seed):
+    """About 45 s per seed on 2 CPU cores (scripts/dqn_host.py prints the same figure)."""
+    cfg = dqn.config_for("CartPole-v1", seed=seed)
+    res = dqn.train(cfg)
+    assert int(res.metrics["step"][-1]) == 100_000
+    assert cfg.eval_every == 0 and "eval_return" not in res.metrics  # no evaluation steps
+    assert dqn.evaluate(res, episodes=20, seed=1000 + seed) >= 475
