@@ -74,11 +74,11 @@ class Config(HostCalls):
     target_update_every: int = 100  # learner steps between target-network updates
     target_tau: float = 1.0  # target <- tau * online + (1 - tau) * target; 1: a hard copy
     max_grad_norm: float = 10.0  # global-norm gradient clip of the default optimizer
-    learning_rate: Injectable | None = None  # None: lr_init -> lr_final as lr_anneal says
-    lr_anneal: str = "return"  # default schedule: "return" (smoothed return) or "steps" (time)
+    learning_rate: Injectable | None = None  # None: lr_init -> lr_final (default_optimizer)
     lr_init: float = 2.3e-3  # learning rate of the default schedule at its start
-    lr_final: float = 2.3e-4  # ... and at its end (return lr_return_high, or the last update)
-    lr_return_high: float = 500.0  # lr_anneal "return": return at which it reaches lr_final
+    lr_final: float = 2.3e-4  # ... and at its end
+    lr_return_high: float = 500.0  # smoothed return at which the default schedule ends, or:
+    lr_anneal_steps: int = 0  # > 0: it ends after these env steps instead (then held); 0: off
     epsilon: Injectable | None = None  # None: linear over epsilon_fraction
     epsilon_start: float = 1.0  # default epsilon schedule: first value
     epsilon_end: float = 0.04  # default epsilon schedule: final value
@@ -100,10 +100,15 @@ class Config(HostCalls):
 
     @property
     def num_updates(self) -> int:
-        """Learner steps in the run: `gradient_steps` in every iteration whose env steps (this
-        iteration's included) reach `learning_starts`."""
+        """Learner steps in the run (`updates_within(total env steps)`)."""
+        return self.updates_within(self.num_iterations * self.steps_per_iteration)
+
+    def updates_within(self, env_steps: int) -> int:
+        """Learner steps taken by the iteration that reaches `env_steps`: `gradient_steps` in
+        every iteration whose env steps (its own included) reach `learning_starts`."""
         first = max(1, math.ceil(self.learning_starts / self.steps_per_iteration))
-        return max(0, self.num_iterations - first + 1) * self.gradient_steps
+        last = math.ceil(env_steps / self.steps_per_iteration)
+        return max(0, last - first + 1) * self.gradient_steps
 
     def validate(self) -> Config:
         check_config(
@@ -112,12 +117,10 @@ class Config(HostCalls):
             "batch_size buffer_size target_update_every eval_episodes iterations_per_call",
             positive="lr_init lr_final lr_return_high max_grad_norm epsilon_fraction target_tau",
             unit="gamma epsilon_start epsilon_end epsilon_fraction target_tau",
-            nonneg_ints="learning_starts eval_every staleness",
+            nonneg_ints="learning_starts eval_every staleness lr_anneal_steps",
         )
         _replay.check_buffer(self)
         check_injectable(self, learning_rate=(0.0, False), epsilon=(0.0, True))
-        if self.lr_anneal not in ("return", "steps"):
-            raise ValueError(f"dqn: lr_anneal must be 'return' or 'steps', got {self.lr_anneal=!r}")
         if self.n_step > self.train_every:
             raise ValueError(
                 f"dqn: n_step must be at most train_every ({self.train_every}: n-step returns are "
@@ -139,7 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "CartPole-v1": dict(
         n_step=3,
         layer_norm=True,
-        lr_anneal="steps",
+        lr_anneal_steps=100_000,
         lr_init=1e-3,
         lr_final=1e-5,
         eval_every=0,  # the host loop keeps its final params; no in-graph evaluation
@@ -170,18 +173,20 @@ def default_optimizer(
     """`factory` (Adam) whose learning rate falls log-linearly from `lr_init` to `lr_final`,
     clipped at `max_grad_norm`; `hyperparams` (e.g. `b1=plateau(...)`) go to `factory`.
 
-    `lr_anneal="return"`: as the smoothed episode return rises to `lr_return_high` (`progress`;
-    measured on phys2d CartPole against a constant 2.3e-3 and 1e-3 -> 1e-4: more greedy
-    evaluations reach 500). `lr_anneal="steps"`: over the run's `num_updates` learner steps
-    (then held at `lr_final`), so the run ends with small steps and its final params stay where
-    they are (issue 13); the program then depends on `total_steps`, as the default epsilon does.
+    By default as the smoothed episode return rises to `lr_return_high` (`progress`; measured
+    on phys2d CartPole against a constant 2.3e-3 and 1e-3 -> 1e-4: more greedy evaluations reach
+    500). With `lr_anneal_steps > 0`, over the learner steps of the first `lr_anneal_steps` env
+    steps instead, then held at `lr_final`: the run ends with small steps, so its final params
+    stay where they are (issue 13). A count of env steps rather than a fraction of
+    `total_steps`, so that `--resume --steps` may extend such a run.
     """
     lr = cfg.learning_rate
-    if lr is None and cfg.lr_anneal == "steps":
-        decay = optax.exponential_decay(
-            cfg.lr_init, max(1, cfg.num_updates), cfg.lr_final / cfg.lr_init, end_value=cfg.lr_final
+    if lr is None and cfg.lr_anneal_steps:
+        n = max(1, cfg.updates_within(cfg.lr_anneal_steps))
+        rate = cfg.lr_final / cfg.lr_init
+        lr = from_step_schedule(
+            optax.exponential_decay(cfg.lr_init, n, rate, end_value=cfg.lr_final)
         )
-        lr = from_step_schedule(decay)
     elif lr is None:
         log_anneal = dict(signal="episode_return", smoothing=0.9, interpolation="log")
         lr = progress(cfg.lr_init, cfg.lr_final, low=0.0, high=cfg.lr_return_high, **log_anneal)

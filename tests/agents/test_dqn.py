@@ -192,17 +192,18 @@ def test_user_schedules_receive_every_signal():
     assert int(res.opt_state.hyperparams_states["learning_rate"].count) == res.state.updates[0]
 
 
-def test_steps_anneal_ends_at_lr_final_on_the_last_update():
-    cfg = dqn.Config(**TINY, lr_anneal="steps", lr_init=1e-2, lr_final=1e-4)
+@pytest.mark.parametrize("anneal_steps", [512, 256], ids=["whole_run", "half_run"])
+def test_lr_anneal_steps_fall_log_linearly_then_hold(anneal_steps):
+    cfg = dqn.Config(**TINY, lr_anneal_steps=anneal_steps, lr_init=1e-2, lr_final=1e-4)
     res = dqn.train(cfg)
     lr = res.metrics["hp/learning_rate"]
     assert int(res.state.updates[0]) == cfg.num_updates == 15 * 4  # learning from iteration 2
+    n = cfg.updates_within(anneal_steps)
+    assert n == {512: 60, 256: 28}[anneal_steps]
     # hp/learning_rate is the rate of the iteration's last update (the schedule's count before
-    # it): log-linear in the update count, reaching lr_final once all 60 updates are taken.
-    np.testing.assert_allclose(lr[0], 1e-2, rtol=1e-6)  # no update yet
-    np.testing.assert_allclose(lr[8], 1e-2 * 1e-2 ** (31 / 60), rtol=1e-5)  # updates 0..31
-    np.testing.assert_allclose(lr[-1], 1e-2 * 1e-2 ** (59 / 60), rtol=1e-5)
-    assert np.all(np.diff(lr) < 0)
+    # it): log-linear in the update count, lr_final from update n on.
+    expected = [1e-2] + [1e-2 * 1e-2 ** (min(4 * i - 1, n) / n) for i in range(1, 16)]
+    np.testing.assert_allclose(lr, expected, rtol=1e-5)
 
 
 def test_continuous_actions_are_rejected():
@@ -222,9 +223,17 @@ def test_continuous_actions_are_rejected():
         ({"gamma": 1.1}, "gamma"),
         ({"n_step": 9}, "n_step must be at most train_every"),
         ({"n_step": 0}, "n_step"),
-        ({"lr_anneal": "loss"}, "lr_anneal"),
+        ({"lr_anneal_steps": -1}, "lr_anneal_steps"),
     ],
-    ids=["epsilon", "learning_starts", "buffer", "gamma", "n_step_rollout", "n_step", "lr_anneal"],
+    ids=[
+        "epsilon",
+        "learning_starts",
+        "buffer",
+        "gamma",
+        "n_step_rollout",
+        "n_step",
+        "lr_anneal_steps",
+    ],
 )
 def test_config_validation(change, match):
     with pytest.raises(ValueError, match=match):

@@ -12,14 +12,15 @@ from tests.agents.test_dqn import TINY
 
 def test_preset_settings_reach_the_learner_and_the_policy():
     cfg = dqn.config_for("CartPole-v1", **{**TINY, "eval_every": 0})
-    assert (cfg.n_step, cfg.layer_norm, cfg.lr_anneal) == (3, True, "steps")
+    assert (cfg.n_step, cfg.layer_norm, cfg.lr_anneal_steps) == (3, True, 100_000)
     res = dqn.train(cfg)
     names = set(res.params)
     assert {"q/ln0", "q/ln1"} <= names  # LayerNorm before each hidden activation
-    n = cfg.num_updates
-    assert int(res.state.updates[0]) == n
-    last = cfg.lr_init * (cfg.lr_final / cfg.lr_init) ** ((n - 1) / n)  # the last update's rate
+    assert int(res.state.updates[0]) == cfg.num_updates  # all within lr_anneal_steps: the
+    n = cfg.updates_within(cfg.lr_anneal_steps)  # tiny run ends early in the decay
+    last = cfg.lr_init * (cfg.lr_final / cfg.lr_init) ** ((cfg.num_updates - 1) / n)
     np.testing.assert_allclose(res.metrics["hp/learning_rate"][-1], last, rtol=1e-5)
+    assert dqn.config_for("CartPole-v1").validate().updates_within(100_000) == 49_600
     final = jax.tree.leaves(res.state.params)
     assert all(
         np.array_equal(a, b[0]) for a, b in zip(jax.tree.leaves(res.params), final, strict=True)
