@@ -217,7 +217,7 @@ def test_list(env, tmp_path):
 @pytest.mark.parametrize(
     "command, text",
     [
-        (["--help"], "{train,eval,plot,list}"),
+        (["--help"], "{train,sweep,eval,plot,list}"),
         (["train", "--help"], "--hp NAME=SPEC"),
         (["eval", "--help"], "--episodes"),
         (["plot", "--help"], "FILE.png"),
