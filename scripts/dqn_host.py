@@ -2,9 +2,9 @@
 
 Trains `dqn.config_for("CartPole-v1")` (the preset: 3-step returns, LayerNorm, learning rate
 1e-3 -> 1e-5 over the run) for 1e5 env steps on each seed and scores the params the run ends
-with: the mean greedy return of 20 episodes on fresh CartPole-v1 envs (seeded 1000 + seed, so
-no episode repeats a training reset). No best-params keeping: the host loop has no in-graph
-evaluation, so no evaluation env steps are spent beyond the `total_steps` training steps.
+with: the mean greedy return of 20 episodes on fresh CartPole-v1 envs (seeded 1000 + seed, not
+the training seed). No best-params keeping: the host loop has no in-graph evaluation, so no
+evaluation env steps are spent beyond the `total_steps` training steps.
 
 Prints one row per seed (final greedy return, the mean training return of the last 10% of
 the run, env steps, wall seconds with compile and evaluation, compile seconds) and the
