@@ -64,6 +64,7 @@ def test_points_table_csv_and_heatmap(result, tmp_path):
     assert (tmp_path / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_a_constant_rate_has_no_bound(tmp_path):
     cfg = PPO.config_for("phys2d/CartPole-v1", total_steps=1_000, learning_rate=1e-3)
     res = sweep.run(PPO, cfg, grid={"learning_rate": [1e-3, 1e30]}, eval_episodes=2)
@@ -72,6 +73,7 @@ def test_a_constant_rate_has_no_bound(tmp_path):
     assert res.points()[1]["diverged"] == 1
 
 
+@pytest.mark.slow
 def test_host_env_cells_run_in_turn():
     cfg = PPO.config_for("CartPole-v1", total_steps=1_024, num_envs=4)
     res = sweep.run(PPO, cfg, grid={"lr_init": [1e-3]}, seeds=[3], eval_episodes=2)

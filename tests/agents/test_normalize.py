@@ -108,6 +108,7 @@ def test_devices_merge_to_the_statistics_of_all_their_samples():
     assert out.count.tolist() == [10.0, 10.0]
 
 
+@pytest.mark.slow
 def test_host_run_keeps_the_statistics_of_what_it_saw_identical_on_two_devices():
     Recorder.instances.clear()
     cfg = ppo.Config(**HOST, **ON)
@@ -145,6 +146,7 @@ def test_host_run_keeps_the_statistics_of_what_it_saw_identical_on_two_devices()
     [(ppo, ANAKIN), (impala, IMPALA_ANAKIN), (sac, SAC_ANAKIN)],
     ids=["ppo", "impala", "sac"],
 )
+@pytest.mark.slow
 def test_anakin_replicas_stay_bitwise_equal_on_two_devices(agent, config):
     res = agent.train(agent.Config(**config, **ON), num_devices=2)
     assert loops.replicas_equal(_shared(res.state))
@@ -155,6 +157,7 @@ def test_anakin_replicas_stay_bitwise_equal_on_two_devices(agent, config):
     assert not np.array_equal(running[0], running[1])
 
 
+@pytest.mark.slow
 def test_normalisation_off_leaves_the_state_and_params_as_they_were():
     res = ppo.train(ppo.Config(**ANAKIN))
     assert res.state.obs_norm is None and res.state.reward_scale is None
@@ -204,6 +207,7 @@ def test_loaded_ppo_policy_normalises_like_the_learner(tmp_path):
     np.testing.assert_array_equal(loaded.act(obs), policy.act(obs))
 
 
+@pytest.mark.slow
 def test_loaded_sac_policy_normalises_like_the_learner(tmp_path):
     cfg = sac.Config(**SAC_ANAKIN, normalize_obs=True)
     res = sac.train(cfg)
@@ -284,6 +288,7 @@ def test_sac_critic_runs_its_torso_on_images_then_joins_the_action():
     assert acts.shape == (3, 1) and np.all(np.abs(acts) <= 1.0)
 
 
+@pytest.mark.slow
 def test_sac_critic_on_vectors_keeps_its_joint_torso():
     """Vector observations: the torso still takes `[obs, action]` (params as before)."""
     res = sac.train(sac.Config(**SAC_ANAKIN))

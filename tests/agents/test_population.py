@@ -222,7 +222,7 @@ def test_populations_need_an_in_graph_env():
 
 @pytest.fixture(scope="module")
 def sweep_result():
-    cfg = _cfg(steps=4_000, learning_rate=1e-3)
+    cfg = _cfg(steps=2_048, learning_rate=1e-3)
     return train_population(PPO, cfg, values={"learning_rate": [1e-4, 1e-3, 1e-2]})
 
 
@@ -236,8 +236,9 @@ def test_members_train_with_their_own_values_and_seeds(sweep_result):
     assert (r.metrics["pbt/source"] == -1).all()  # a sweep copies nothing
 
 
+@pytest.mark.slow
 def test_a_member_starts_as_the_single_run_with_its_values(sweep_result):
-    single = PPO.train(_cfg(steps=4_000, learning_rate=1e-2, seed=2))
+    single = PPO.train(_cfg(steps=2_048, learning_rate=1e-2, seed=2))
     # Same seed, same rate: the same run, up to float rounding (vmap changes XLA's fusions, so
     # the last bits drift and, over many iterations, the trajectories; the population itself is
     # deterministic: see the PBT test). Another seed starts elsewhere.
@@ -260,8 +261,8 @@ def test_the_best_member_is_the_runs_policy(sweep_result):
 
 
 def _pbt_run(num_devices=None):
-    cfg = _cfg(steps=6_000, learning_rate=1e-3)
-    pbt = PBT(("learning_rate", "ent_coef"), interval=3, perturb=(0.5, 2.0))
+    cfg = _cfg(steps=3_072, learning_rate=1e-3)
+    pbt = PBT(("learning_rate", "ent_coef"), interval=2, perturb=(0.5, 2.0))
     return train_population(PPO, cfg, size=4, pbt=pbt, num_devices=num_devices)
 
 
@@ -271,7 +272,7 @@ def test_pbt_is_deterministic_and_records_its_lineage():
         np.testing.assert_array_equal(a.metrics[k], b.metrics[k], err_msg=k)
     source = a.metrics["pbt/source"]
     events = np.flatnonzero((source >= 0).any(1))
-    assert events.size and ((events + 1) % 3 == 0).all()  # every 3rd iteration
+    assert events.size and ((events + 1) % 2 == 0).all()  # every 2nd iteration
     it, member = np.argwhere(source >= 0)[0]
     lr = a.metrics["hp/learning_rate"]
     # The copy's rate is its source's, halved or doubled, from the next iteration on (an
@@ -280,6 +281,7 @@ def test_pbt_is_deterministic_and_records_its_lineage():
     assert ratio == pytest.approx(0.5, rel=1e-5) or ratio == pytest.approx(2.0, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_pbt_replicas_of_a_member_are_bitwise_equal_on_two_devices():
     if jax.local_device_count() < 2:
         pytest.skip("needs 2 devices (conftest sets 4 fake CPU devices)")
@@ -291,12 +293,14 @@ def test_pbt_replicas_of_a_member_are_bitwise_equal_on_two_devices():
     assert (r.metrics["pbt/source"] >= 0).any()
 
 
+@pytest.mark.slow
 def test_every_member_diverging_raises_diverged():
     cfg = _cfg(steps=4_000, learning_rate=1e30)
     with pytest.raises(Diverged, match="every member of the population diverged"):
         train_population(PPO, cfg, size=2)
 
 
+@pytest.mark.slow
 def test_one_diverged_member_is_scored_out_not_fatal():
     cfg = _cfg(steps=4_000, learning_rate=1e-3)
     r = train_population(PPO, cfg, values={"learning_rate": [1e-3, 1e30]})

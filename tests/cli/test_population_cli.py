@@ -44,6 +44,7 @@ def test_the_best_members_params_are_the_runs_policy(population_run):
     assert policy.act(np.zeros(4, np.float32)) in (0, 1)
 
 
+@pytest.mark.slow
 def test_a_population_run_resumes_bitwise(population_run, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--env", "phys2d/CartPole-v1", "--steps", "3072", "--quiet"]
