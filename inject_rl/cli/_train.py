@@ -150,7 +150,7 @@ def program_key(built: Built) -> str:
     """The program-cache key of a run: what config.json says the run is (agent, env, loop,
     devices, optimizer, --hp specs, the resolved config) plus `inject_rl.cache.fingerprint`'s
     code, library and jax settings. Hyperparameter values are part of it: init bakes them in."""
-    keys = ("agent", "env", "loop", "devices", "opt", "hp", "config")
+    keys = ("agent", "env", "loop", "devices", "opt", "hp", "config", "population")
     what = {k: built.record.get(k) for k in keys}
     return cache.fingerprint("inject-rl train", json.dumps(what, sort_keys=True, default=repr))
 

@@ -39,6 +39,28 @@ def test_a_population_run_writes_one_row_per_member_and_call(population_run):
     }
 
 
+def test_a_population_run_has_its_own_program_key():
+    from inject_rl.cli import _build, _train
+
+    def built(population):
+        return _build.build(
+            agent_name="ppo",
+            env_id="phys2d/CartPole-v1",
+            steps=3072,
+            seed=None,
+            devices=None,
+            hp={},
+            opt=None,
+            overrides={},
+            population=population,
+        )
+
+    single = _train.program_key(built(None))
+    three = _train.program_key(built({"size": 3, "pbt": None, "interval": None}))
+    pbt = _train.program_key(built({"size": 3, "pbt": ["learning_rate"], "interval": None}))
+    assert len({single, three, pbt}) == 3
+
+
 def test_the_best_members_params_are_the_runs_policy(population_run):
     policy = load_policy(population_run)
     assert policy.act(np.zeros(4, np.float32)) in (0, 1)
