@@ -160,6 +160,7 @@ def check_greedy(policy, style: str, actions: str, *, tol: float = 0.0) -> None:
         np.testing.assert_allclose(one, best_action(actions, int(k)), atol=tol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("style", ["discrete", "dict", "tuple"])
 def test_ppo_learns_a_bandit_keyed_by_discrete_dict_and_tuple_observations(style):
     result = train("ppo", env_id(style), 2560)
@@ -167,12 +168,14 @@ def test_ppo_learns_a_bandit_keyed_by_discrete_dict_and_tuple_observations(style
     check_greedy(result.policy(), style, "discrete")
 
 
+@pytest.mark.slow
 def test_ppo_on_images_uses_the_conv_torso_and_learns():
     result = train("ppo", env_id("image"), 2560)
     assert result.params["actor/c0"]["w"].shape == (3, 3, N, 16)
     check_greedy(result.policy(), "image", "discrete")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("agent", ["ppo", "impala"])
 def test_multi_discrete_actions_factorise_and_learn(agent):
     result = train(agent, env_id("tuple", "multi_discrete"), 3200)
@@ -208,6 +211,7 @@ def test_multi_discrete_log_prob_and_entropy_sum_over_components():
     np.testing.assert_allclose(dist.entropy(), first.entropy() + second.entropy(), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_dqn_learns_a_bandit_keyed_by_a_discrete_observation():
     result = train("dqn", env_id("discrete"), 1600)
     check_greedy(result.policy(), "discrete", "discrete")
@@ -280,6 +284,7 @@ def user_module(tmp_path, monkeypatch):
     gymnasium.registry.pop("InjectRLUser/Bandit-v0", None)
 
 
+@pytest.mark.slow
 def test_a_module_env_id_trains_and_loads_as_in_gymnasium_make(user_module, tmp_path):
     env = f"{user_module}:InjectRLUser/Bandit-v0"
     result = train("ppo", env, 2560)

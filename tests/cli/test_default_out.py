@@ -37,6 +37,7 @@ def _runs(cwd):
     return sorted(p.name for p in (cwd / "runs").iterdir())
 
 
+@pytest.mark.slow
 def test_the_same_command_twice_takes_the_next_directory(env, args, tmp_path):
     first = ok(cli(args, env, tmp_path))
     second = ok(cli(args, env, tmp_path))

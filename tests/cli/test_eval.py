@@ -50,6 +50,7 @@ def host(env, tmp_path_factory):
     return _train(env, tmp_path_factory.mktemp("host"), "CartPole-v1")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("run", ["in_graph", "host"])
 def test_eval_prints_mean_std_min_max_of_the_evaluated_episodes(run, env, request):
     from inject_rl.agents import load_policy
@@ -93,6 +94,7 @@ def _episode_length(policy, env_id: str, seed: int) -> int:
     raise AssertionError("no episode end")
 
 
+@pytest.mark.slow
 def test_video_films_a_phys2d_run_on_its_host_env(in_graph, env, tmp_path):
     from inject_rl.agents import load_policy
 
@@ -122,6 +124,7 @@ def test_video_films_a_phys2d_run_on_its_host_env(in_graph, env, tmp_path):
     assert proc.stderr.strip() == "", proc.stderr  # no renderer or encoder chatter
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "module, words",
     [("moviepy", ["moviepy", "inject-rl[video]"]), ("pygame", ["cannot render", "[video]"])],

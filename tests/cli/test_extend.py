@@ -92,6 +92,7 @@ def extended(env, cwd):
     return cwd / "extended", cwd / "full", proc
 
 
+@pytest.mark.slow
 def test_extended_in_graph_run_is_bitwise_the_uninterrupted_run(extended):
     run, full, proc = extended
     assert "done: 256 env steps" in proc.stdout
@@ -111,6 +112,7 @@ def test_extended_in_graph_run_is_bitwise_the_uninterrupted_run(extended):
     assert summary["steps"] == 256 and summary["eval_return"] == full_summary["eval_return"]
 
 
+@pytest.mark.slow
 def test_fewer_steps_than_the_checkpoint_are_refused(extended, env, cwd):
     run, _, _ = extended
     before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
@@ -121,6 +123,7 @@ def test_fewer_steps_than_the_checkpoint_are_refused(extended, env, cwd):
     assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
 
 
+@pytest.mark.slow
 def test_extended_host_run_goes_on_from_its_state(env, cwd):
     """Host envs: the learner continues from the run's final state (its step counter, params,
     optimizer and schedule states, keys), its rows are kept; the envs restart from fresh resets,

@@ -110,6 +110,7 @@ def _rows(run: Path) -> list[dict]:
     return runs.read_metrics(run / runs.METRICS)
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_every_row(logged):
     (path,) = event_files(logged)
     values = scalars([path])
@@ -126,6 +127,7 @@ def test_tensorboard_holds_every_row(logged):
     assert not set(missing) & set(values.get("episode_return", {}))
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_holds_every_row(logged):
     record = json.loads((logged / runs.CONFIG).read_text())
     run_id = record["logging"]["wandb"]["id"]
@@ -139,6 +141,7 @@ def test_wandb_offline_run_holds_every_row(logged):
             assert h[name] == r[name], name  # JSON doubles: exact
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_loggers_and_the_wandb_run(logged, env, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(logged, run)
@@ -160,6 +163,7 @@ def test_resume_keeps_the_loggers_and_the_wandb_run(logged, env, tmp_path):
     assert scalars([old, new])["loss"] == {r["step"]: np.float32(r["loss"]) for r in rows}
 
 
+@pytest.mark.slow
 def test_without_the_flags_nothing_but_metrics(env, tmp_path):
     (tmp_path / "tiny.json").write_text(json.dumps(TINY))
     ok(
