@@ -149,7 +149,7 @@ def hypergradient(
     >>> print(f"{float(lr(state)):.3e}")
     1.050e-03
     >>> lr
-    hypergradient(0.001, beta=0.1, signal='update_cos', min_value=1e-06, max_value=0.01, every=1)
+    hypergradient(0.001, beta=0.1, signal='update_cos', min_value=1e-06, max_value=1.0, every=1)
     """
     return Hypergradient(
         init_value,
