@@ -192,6 +192,7 @@ def test_user_schedules_receive_every_signal():
     assert int(res.opt_state.hyperparams_states["learning_rate"].count) == res.state.updates[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("anneal_steps", [512, 256], ids=["whole_run", "half_run"])
 def test_lr_anneal_steps_fall_log_linearly_then_hold(anneal_steps):
     cfg = dqn.Config(**TINY, lr_anneal_steps=anneal_steps, lr_init=1e-2, lr_final=1e-4)

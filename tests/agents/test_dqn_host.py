@@ -10,6 +10,7 @@ from inject_rl.agents import dqn
 from tests.agents.test_dqn import TINY
 
 
+@pytest.mark.slow
 def test_preset_settings_reach_the_learner_and_the_policy():
     cfg = dqn.config_for("CartPole-v1", **{**TINY, "eval_every": 0})
     assert (cfg.n_step, cfg.layer_norm, cfg.lr_anneal_steps) == (3, True, 100_000)
@@ -29,6 +30,7 @@ def test_preset_settings_reach_the_learner_and_the_policy():
     assert np.isfinite(dqn.evaluate(res, episodes=2))
 
 
+@pytest.mark.slow
 def test_layer_norm_leaves_image_torsos_alone():
     torso = dqn.network(dqn.Config(layer_norm=True), (12, 12, 3))
     net = hk.transform(lambda x: torso("q")(x))

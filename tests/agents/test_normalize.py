@@ -164,6 +164,7 @@ def test_normalisation_off_leaves_the_state_and_params_as_they_were():
     assert networks.OBS_NORM not in res.params
 
 
+@pytest.mark.slow
 def test_checkpoint_and_resume_keep_the_statistics_bitwise(tmp_path):
     cfg = ppo.Config(**{**ANAKIN, "total_steps": 768}, **ON)  # 3 calls of 4 iterations
     ckpt = runs.Checkpointer(tmp_path / "ckpt")
@@ -268,6 +269,7 @@ if IMAGES not in gymnasium.registry:
     gymnasium.register(IMAGES, entry_point=ImageBandit, max_episode_steps=2)
 
 
+@pytest.mark.slow
 def test_sac_critic_runs_its_torso_on_images_then_joins_the_action():
     """Issue 13 item 3: the critic concatenated the raw frame with the action (a shape error at
     trace time); now the conv torso sees the frame, an MLP the features and the action. With

@@ -226,6 +226,7 @@ def sweep_result():
     return train_population(PPO, cfg, values={"learning_rate": [1e-4, 1e-3, 1e-2]})
 
 
+@pytest.mark.slow
 def test_members_train_with_their_own_values_and_seeds(sweep_result):
     r = sweep_result
     assert r.metrics["loss"].shape[1] == 3
@@ -248,6 +249,7 @@ def test_a_member_starts_as_the_single_run_with_its_values(sweep_result):
     assert abs(loss[0, 1] - single.metrics["loss"][0]) > 1e-3
 
 
+@pytest.mark.slow
 def test_the_best_member_is_the_runs_policy(sweep_result):
     r = sweep_result
     assert r.best == best_member(np.asarray(r.state.score)[0])
@@ -266,6 +268,7 @@ def _pbt_run(num_devices=None):
     return train_population(PPO, cfg, size=4, pbt=pbt, num_devices=num_devices)
 
 
+@pytest.mark.slow
 def test_pbt_is_deterministic_and_records_its_lineage():
     a, b = _pbt_run(), _pbt_run()
     for k in a.metrics:

@@ -217,6 +217,7 @@ def test_dqn_learns_a_bandit_keyed_by_a_discrete_observation():
     check_greedy(result.policy(), "discrete", "discrete")
 
 
+@pytest.mark.slow
 def test_sac_acts_on_dict_observations():
     result = train("sac", env_id("dict", "box"), 400)
     assert result.params["actor"]["actor/h0"]["w"].shape[0] == N + 2
