@@ -139,7 +139,7 @@ class PopulationResult(NamedTuple):
 
     def member_config(self, i: int) -> Any:
         """Member `i`'s Config (its values as they are at the end)."""
-        return _member_config(self.config, {k: v[i] for k, v in self.values.items()})
+        return member_config(self.config, {k: v[i] for k, v in self.values.items()})
 
     def member_params(self, i: int) -> Any:
         """Member `i`'s final params (as the agent keeps them, e.g. DQN's best evaluated)."""
@@ -153,7 +153,7 @@ class PopulationResult(NamedTuple):
         return Policy.of(self.agent, self.member_config(self.best), self.params, network=network)
 
 
-def _member_config(cfg: Any, values: Mapping[str, Any]) -> Any:
+def member_config(cfg: Any, values: Mapping[str, Any]) -> Any:
     out = {}
     for name, v in values.items():
         default = getattr(cfg, name)
@@ -212,7 +212,7 @@ def member_values(
     for i in range(size):
         member = {k: v[i] for k, v in out.items()}
         try:
-            _member_config(cfg, member).validate()
+            member_config(cfg, member).validate()
         except ValueError as e:
             raise ValueError(f"member {i} ({_show(member)}): {e}") from None
     return out

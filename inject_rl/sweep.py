@@ -274,11 +274,12 @@ def _index(tree: Any, i: int) -> Any:
 
 def _in_turn(agent, cfg, cells, optimizer, network, num_devices, callback):
     from inject_rl.agents import Diverged
+    from inject_rl.agents._population import member_config
 
     metrics, params, configs, opt_states = [], [], [], []
     compile_s = train_s = 0.0
     for cell in cells:
-        c = dataclasses.replace(cfg, **_typed(cfg, cell)).validate()
+        c = member_config(cfg, cell).validate()
         opt = None if optimizer is None else optimizer(c)
         try:
             res = agent.train(c, optimizer=opt, network=network, num_devices=num_devices)
@@ -296,14 +297,6 @@ def _in_turn(agent, cfg, cells, optimizer, network, num_devices, callback):
         if callback is not None:
             callback(len(metrics) - 1, metrics[-1], None)
     return metrics, params, configs, opt_states, compile_s, train_s
-
-
-def _typed(cfg: Any, cell: Mapping[str, float]) -> dict[str, Any]:
-    out = {}
-    for k, v in cell.items():
-        default = getattr(cfg, k)
-        out[k] = int(v) if isinstance(default, int) and not isinstance(default, bool) else v
-    return out
 
 
 def _evaluate(agent, configs, params, episodes, network) -> list[float]:
