@@ -124,6 +124,8 @@ def _check_common(cfg: Any, name: str) -> None:
                 f"{name}: hidden must be a non-empty list of at most {MAX_LAYERS} layer widths, "
                 f"integers in [1, {MAX_WIDTH}] (e.g. [64, 64]), got hidden={_show(v)}"
             )
+    if hasattr(cfg, "vectorization"):
+        check_vectorization(cfg, name)
     for f, limit, what in _SIZES:
         v = getattr(cfg, f, None)
         if _int(v) and v > limit:
@@ -131,6 +133,29 @@ def _check_common(cfg: Any, name: str) -> None:
                 f"{name}: {f} ({what}) must be at most {limit:,}, got {f}={_show(v)}"
                 + (f" ({_sizes(cfg)})" if f == "steps_per_iteration" else "")
             )
+
+
+def check_vectorization(cfg: Any, name: str) -> None:
+    """`cfg.vectorization`, the host loop's gymnasium vector env: "sync" or "async" (see
+    `inject_rl.envs.host_env`), and only "sync" where nothing else would run: an `envpool/*`
+    id (envpool's own threads) or an in-graph id (no host envs), where a silently ignored
+    "async" would mislead.
+
+    Raises:
+      ValueError: one line naming the value and the allowed ones.
+    """
+    from inject_rl import envs
+
+    v, env_id = cfg.vectorization, getattr(cfg, "env_id", None)
+    try:
+        envs.check_vectorization(env_id, v)
+    except ValueError as e:
+        raise ValueError(f"{name}: {e}") from None
+    if v != "sync" and envs.is_jax_env(env_id):
+        raise ValueError(
+            f"{name}: vectorization={v!r} applies to host envs; {env_id} is stepped in-graph "
+            "(anakin loop): leave vectorization='sync'"
+        )
 
 
 def _sizes(cfg: Any) -> str:

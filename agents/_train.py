@@ -35,7 +35,8 @@ def loop_for(agent: Agent, env_id: str) -> str:
 
 
 def spaces(env_id: str) -> Any:
-    """The env's spaces: a `JaxEnv` for an in-graph id, a closed `HostEnv` otherwise."""
+    """The env's spaces: a `JaxEnv` for an in-graph id, a closed host env otherwise (`HostEnv`,
+    or `EnvpoolEnv` for an `envpool/*` id)."""
     return envs.make(env_id) if envs.is_jax_env(env_id) else envs.host_spaces(env_id)
 
 
@@ -122,7 +123,8 @@ def train(
     resume: tuple[Any, int] | None = None,
     program_key: str | None = None,
 ) -> TrainResult:
-    """Trains `agent`: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise.
+    """Trains `agent`: on the anakin loop for a `phys2d/*` id, on the sebulba loop otherwise
+    (host envs on the backend of `cfg.vectorization`, or envpool for an `envpool/*` id).
 
     Args:
       agent: the agent.
@@ -183,6 +185,7 @@ def train(
             staleness=built.staleness,
             num_actor_threads=built.num_actor_threads,
             num_devices=num_devices,
+            vectorization=getattr(cfg, "vectorization", "sync"),
             callback=_checked(agent, callback),
             **start,
         )

@@ -89,6 +89,7 @@ class Config(HostCalls):
     eval_episodes: int = 64  # greedy episodes per evaluation and device (not training steps)
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
     staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
+    vectorization: str = "sync"  # host loop: gymnasium vector env, "sync" or "async" (subprocesses)
 
     @property
     def steps_per_iteration(self) -> int:

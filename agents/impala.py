@@ -64,6 +64,7 @@ class Config(HostCalls):
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of actor and critic
     staleness: int = 1  # host loop: rollout i uses the params of iteration i - staleness
     num_actor_threads: int = 1  # host loop: actor threads, each stepping num_envs / threads
+    vectorization: str = "sync"  # host loop: gymnasium vector env, "sync" or "async" (subprocesses)
     iterations_per_call: int = 10  # learner steps per host call (log interval)
     # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
     normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params

@@ -69,6 +69,7 @@ class Config(HostCalls):
     iterations_per_call: int = 10  # learner iterations per compiled host call (log interval)
     staleness: int = 0  # host loop: rollout i uses the params of iteration i - staleness
     num_actor_threads: int = 1  # host loop: actor threads, each stepping num_envs / threads envs
+    vectorization: str = "sync"  # host loop: gymnasium vector env, "sync" or "async" (subprocesses)
     # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
     normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params
     normalize_reward: bool = False  # divide rewards by the running std of the discounted return

@@ -78,6 +78,7 @@ class Config(HostCalls):
     target_entropy: float | None = None  # None: -action_dim
     hidden: tuple[int, ...] = (64, 64)  # MLP widths of the actor and each critic
     staleness: int = 1  # host loop: iteration i acts with the params of iteration i - staleness
+    vectorization: str = "sync"  # host loop: gymnasium vector env, "sync" or "async" (subprocesses)
     iterations_per_call: int = 50  # iterations per host call (log interval)
     # Running statistics, synced over devices, kept in the training state (issue 13 item 2):
     normalize_obs: bool = False  # standardise observations (clip +-10); saved with the params

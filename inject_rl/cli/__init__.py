@@ -305,6 +305,8 @@ def train_command(args) -> int:
                 "pbt": pbt.get("hyperparams"),
                 "interval": pbt.get("interval"),
             }
+    if args.vectorization is not None and isinstance(overrides, dict):  # a Config field
+        overrides = {**overrides, "vectorization": args.vectorization}
     _check_agent(agent_name)
     distributed = _check_distributed(args, agent_name, env)
     # Before anything initialises jax's backends:

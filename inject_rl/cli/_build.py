@@ -268,6 +268,9 @@ def resolve_env(agent: Agent, env_id: str) -> tuple[Any, str]:
     """`(env, loop)`: an in-graph `JaxEnv` on "anakin", or a host env's spaces on "sebulba"."""
     if envs.is_jax_env(env_id):
         return envs.make(env_id), loop_for(agent, env_id)
+    if envs.is_envpool_id(env_id):  # envpool's own registry (a missing package: one line)
+        _check_host_loop(agent, env_id)
+        return envs.host_spaces(env_id), SEBULBA
     import gymnasium
 
     try:
@@ -275,16 +278,20 @@ def resolve_env(agent: Agent, env_id: str) -> tuple[Any, str]:
     except ValueError:
         envs.make(env_id)  # raises the error naming the JAX env ids and the host loop
         raise
-    if SEBULBA not in agent.loops:
-        raise ValueError(
-            f"{agent.name} trains only on in-graph envs (anakin loop): "
-            f"{', '.join(envs.jax_env_ids())}; {spec.id} needs the host loop (sebulba), "
-            f"available with: {', '.join(host_loop_agents()) or 'no agent yet'}"
-        )
+    _check_host_loop(agent, spec.id)
     try:
         return envs.host_spaces(env_id), SEBULBA
     except gymnasium.error.Error as e:  # e.g. a missing optional dependency (box2d, mujoco)
         raise ValueError(f"cannot make {env_id}: {e}") from None
+
+
+def _check_host_loop(agent: Agent, env_id: str) -> None:
+    if SEBULBA not in agent.loops:
+        raise ValueError(
+            f"{agent.name} trains only on in-graph envs (anakin loop): "
+            f"{', '.join(envs.jax_env_ids())}; {env_id} needs the host loop (sebulba), "
+            f"available with: {', '.join(host_loop_agents()) or 'no agent yet'}"
+        )
 
 
 def same_run(a: dict[str, Any], b: dict[str, Any]) -> list[str]:

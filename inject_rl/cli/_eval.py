@@ -2,10 +2,11 @@
 
 The episodes are those of `Policy.evaluate` (the same env seeds and keys, so their mean is the
 mean it returns; `loops.evaluate_policy` and `loops.evaluate_host_policy` return only the mean):
-in-graph for a `phys2d/*` run, on host envs otherwise. Videos are recorded with gymnasium's
-`RecordVideo` (moviepy writes the mp4) on a host env rendering `rgb_array` frames: the run's own
-env, or for a `phys2d/*` run the host env of the same name (`host_env_id`), since the
-functional JAX envs are stepped in-graph where nothing can be drawn.
+in-graph for a `phys2d/*` run, on host envs otherwise (envpool's for an `envpool/*` run).
+Videos are recorded with gymnasium's `RecordVideo` (moviepy writes the mp4) on a host env
+rendering `rgb_array` frames: the run's own env, or for a `phys2d/*` (or `envpool/*`) run the
+gymnasium env of the same name (`host_env_id`), since the functional JAX envs are stepped
+in-graph and envpool's envs draw no gymnasium frames.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _jax_returns(env: Any, policy: Any, episodes: int, key: jax.Array) -> jax.Ar
 
 def _host_returns(env_id: str, policy: Any, episodes: int, seed: int) -> np.ndarray:
     """`loops.evaluate_host_policy`'s episodes (env `i` reset with `seed + i`), every return."""
-    with envs.HostEnv(env_id, episodes) as env:
+    with envs.host_env(env_id, episodes) as env:
         if env.max_episode_steps is None:
             raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
         obs = env.reset(seed=seed)
@@ -82,17 +83,31 @@ def _host_returns(env_id: str, policy: Any, episodes: int, seed: int) -> np.ndar
 def host_env_id(env_id: str) -> str:
     """The host gymnasium id that films a run on `env_id`: itself, or for an in-graph id the
     id of the same name without the namespace, the same version if registered, else the newest
-    (`phys2d/CartPole-v1` -> `CartPole-v1`, `phys2d/Pendulum-v0` -> `Pendulum-v1`).
+    (`phys2d/CartPole-v1` -> `CartPole-v1`, `phys2d/Pendulum-v0` -> `Pendulum-v1`); for an
+    envpool id the gymnasium id of its task (`envpool/CartPole-v1` -> `CartPole-v1`).
 
     Raises:
-      ValueError: an in-graph id with no host env of its name.
+      ValueError: an in-graph or envpool id with no gymnasium env of its name.
 
     >>> host_env_id("phys2d/CartPole-v1"), host_env_id("phys2d/Pendulum-v0")
     ('CartPole-v1', 'Pendulum-v1')
+    >>> host_env_id("envpool/CartPole-v1")
+    'CartPole-v1'
     """
+    from gymnasium.envs.registration import find_highest_version, parse_env_id, registry
+
+    if envs.is_envpool_id(env_id):
+        # envpool draws no gymnasium frames: film the gymnasium env of the task's name, whose
+        # spaces `record_videos` checks (envpool's Atari frames are preprocessed: none match).
+        name = env_id[len(envs.ENVPOOL_PREFIX) :]
+        if name not in registry:
+            raise ValueError(
+                f"--video: {env_id} runs on envpool, which films nothing here, and no "
+                f"gymnasium env {name} draws it"
+            )
+        return name
     if not envs.is_jax_env(env_id):
         return env_id
-    from gymnasium.envs.registration import find_highest_version, parse_env_id, registry
 
     _, name, version = parse_env_id(env_id)
     if f"{name}-v{version}" in registry:

@@ -149,7 +149,12 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append(f"         --hp: {a['hps']}")
     out.append("environments (loop):")
     out += [f"  {env_id:24s} anakin (in-graph, pmapped)" for env_id in data["jax_envs"]]
-    out.append("  any other gymnasium id needs the host loop (sebulba), when an agent supports it")
+    out.append("  any other gymnasium id needs the host loop (sebulba), when an agent supports it;")
+    out.append("  --vectorization sync|async picks its gymnasium vector env")
+    out.append(
+        "  envpool/<TaskId>         sebulba on envpool's C++ vector envs (envpool/Pong-v5: "
+        "84x84x4 frames; pip install 'inject-rl[envpool]')"
+    )
     out.append("schedules (--hp NAME='SPEC'):")
     out += [f"  {s}" for s in data["schedules"]]
     out.append("optax step schedules (inside warmup/clip/spike_guard/from_step_schedule):")

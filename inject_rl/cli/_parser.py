@@ -74,7 +74,8 @@ def parser() -> _Parser:
     )
     t.add_argument(
         "--env",
-        help="gymnasium id (default: the agent's; ppo: phys2d/CartPole-v1); see `inject-rl list`",
+        help="gymnasium id, or envpool/<TaskId> (default: the agent's; ppo: phys2d/CartPole-v1);\n"
+        "see `inject-rl list`",
     )
     t.add_argument(
         "--steps",
@@ -102,6 +103,15 @@ def parser() -> _Parser:
         metavar="FILE",
         help="JSON object of Config field overrides, e.g. "
         '{"num_envs": 16, "ent_coef": "plateau(0.01, factor=0.5)"}',
+    )
+    t.add_argument(
+        "--vectorization",
+        metavar="{sync,async}",
+        help="host envs (gymnasium ids): step each actor's envs in turn in one process (sync,\n"
+        "the default) or one subprocess per env (async: the same transitions; worth it for\n"
+        "slow envs on spare cores); the Config field `vectorization`. envpool/<TaskId> ids\n"
+        "(pip install 'inject-rl[envpool]') run on envpool's own threads and in-graph ids\n"
+        "have no host envs: both take only sync. With --resume, the run's own",
     )
     t.add_argument(
         "--resume",

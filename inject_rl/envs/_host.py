@@ -10,10 +10,15 @@ Why same-step: gymnasium 1.x's default `NEXT_STEP` mode returns the final observ
 ending step and the reset observation one call *later*, ignoring that call's action and
 reporting a fake zero-reward transition; an actor loop that does not special-case it learns
 from transitions that never happened (https://farama.org/Vector-Autoreset-Mode).
+
+`host_env` builds the host env of an id on a backend: `HostEnv` on gymnasium's "sync" or
+"async" vector env, or `inject_rl.envs.EnvpoolEnv` for an `envpool/<TaskId>` id; every backend
+returns the same `HostTimeStep` fields (`HostSpaces` gives them the same space properties).
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -38,7 +43,70 @@ class HostTimeStep(NamedTuple):
         return self.terminated | self.truncated
 
 
-class HostEnv:
+class HostSpaces:
+    """The space properties every host env shares (`HostEnv`, `EnvpoolEnv`), read from
+    `id`, `action_space`, `action_kind` and `obs_preprocessor`; they match `JaxEnv`'s, so
+    agents build their networks from any of them."""
+
+    id: str
+    action_space: Any
+    action_kind: str
+    obs_preprocessor: ObsPreprocessor
+
+    @property
+    def obs_shape(self) -> tuple[int, ...]:
+        """Shape of one observation as the networks get it (`obs_preprocessor.shape`)."""
+        return self.obs_preprocessor.shape
+
+    @property
+    def discrete(self) -> bool:
+        """True for a `Discrete` action space (False for `MultiDiscrete` and `Box`)."""
+        return self.action_kind == DISCRETE
+
+    @property
+    def num_actions(self) -> int:
+        """Number of discrete actions; AttributeError for any other action space."""
+        if not self.discrete:
+            raise AttributeError(f"{self.id} has no Discrete action space; use action_shape")
+        return int(self.action_space.n)
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one action: () for Discrete, the MultiDiscrete or Box shape otherwise."""
+        return () if self.discrete else tuple(self.action_space.shape)
+
+    @property
+    def action_low(self) -> np.ndarray:
+        """Lower Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("low")
+
+    @property
+    def action_high(self) -> np.ndarray:
+        """Upper Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("high")
+
+    def _box_bound(self, name: str) -> np.ndarray:
+        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
+            raise AttributeError(f"{self.id} has a {self.action_space} action space, no Box")
+        return np.asarray(getattr(self.action_space, name), np.float32)
+
+    def _checked_action(self, action: Any) -> np.ndarray:
+        """`action` as the env takes it: integers for Discrete/MultiDiscrete, floats clipped
+        to the Box bounds (as `JaxEnv.step` does).
+
+        Raises:
+          ValueError: not `[num_envs, *action_shape]`.
+        """
+        action = np.asarray(action)
+        expected = (self.num_envs, *self.action_shape)
+        if action.shape != expected:
+            raise ValueError(f"{self.id}: action shape must be {expected}, got {action.shape}")
+        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
+            return action.astype(np.int64)
+        return np.clip(action.astype(np.float32), self.action_low, self.action_high)
+
+
+class HostEnv(HostSpaces):
     """`num_envs` copies of a gymnasium env on the host, same-step autoreset, episode stats.
 
     Observations: any space of `inject_rl.envs.OBSERVATION_SPACES`, returned as the float32
@@ -78,7 +146,8 @@ class HostEnv:
             `gymnasium.make` does).
           num_envs: number of copies, >= 1.
           vectorization_mode: "sync" (one process, stepped in turn) or "async" (one
-            subprocess per env; worth it only for slow envs on spare cores).
+            subprocess per env, forked; the same transitions as "sync" for a seed, worth it
+            only for slow envs on spare cores).
           **kwargs: passed to each env's constructor, as `gymnasium.make` does.
 
         Raises:
@@ -95,13 +164,22 @@ class HostEnv:
                 f"gymnasium's generic vector envs), got {vectorization_mode=!r}"
             )
         spec = env_spec(env_id)  # imports the module of a "module:Env-v0" id
-        vec = gymnasium.make_vec(
-            env_id,
-            num_envs=num_envs,
-            vectorization_mode=vectorization_mode,
-            vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
-            **kwargs,
-        )
+        with warnings.catch_warnings():
+            # "async" forks its workers with gymnasium's default start method, after jax has
+            # started its threads; jax warns that fork may deadlock. The workers only step
+            # gymnasium envs (never jax), and "spawn"/"forkserver" would re-run the caller's
+            # main module in every worker (a script without `if __name__ == "__main__"` would
+            # fail), so the warning is silenced here, for these forks only.
+            warnings.filterwarnings(
+                "ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning
+            )
+            vec = gymnasium.make_vec(
+                env_id,
+                num_envs=num_envs,
+                vectorization_mode=vectorization_mode,
+                vector_kwargs={"autoreset_mode": gymnasium.vector.AutoresetMode.SAME_STEP},
+                **kwargs,
+            )
         self._env = RecordEpisodeStatistics(vec)
         self.id = spec.id
         self.num_envs = num_envs
@@ -125,45 +203,6 @@ class HostEnv:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    # ----------------------------------------------------------------------------- space info
-
-    @property
-    def obs_shape(self) -> tuple[int, ...]:
-        """Shape of one observation as the networks get it (`obs_preprocessor.shape`)."""
-        return self.obs_preprocessor.shape
-
-    @property
-    def discrete(self) -> bool:
-        """True for a `Discrete` action space (False for `MultiDiscrete` and `Box`)."""
-        return self.action_kind == DISCRETE
-
-    @property
-    def num_actions(self) -> int:
-        """Number of discrete actions; AttributeError for any other action space."""
-        if not self.discrete:
-            raise AttributeError(f"{self.id} has no Discrete action space; use action_shape")
-        return int(self.action_space.n)
-
-    @property
-    def action_shape(self) -> tuple[int, ...]:
-        """Shape of one action: () for Discrete, the MultiDiscrete or Box shape otherwise."""
-        return () if self.discrete else tuple(self.action_space.shape)
-
-    @property
-    def action_low(self) -> np.ndarray:
-        """Lower Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
-        return self._box_bound("low")
-
-    @property
-    def action_high(self) -> np.ndarray:
-        """Upper Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
-        return self._box_bound("high")
-
-    def _box_bound(self, name: str) -> np.ndarray:
-        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
-            raise AttributeError(f"{self.id} has a {self.action_space} action space, no Box")
-        return np.asarray(getattr(self.action_space, name), np.float32)
-
     # ------------------------------------------------------------------------------- dynamics
 
     def reset(self, seed: int | None = None) -> np.ndarray:
@@ -185,14 +224,7 @@ class HostEnv:
         Returns:
           A `HostTimeStep`.
         """
-        action = np.asarray(action)
-        expected = (self.num_envs, *self.action_shape)
-        if action.shape != expected:
-            raise ValueError(f"{self.id}: action shape must be {expected}, got {action.shape}")
-        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
-            action = action.astype(np.int64)
-        else:
-            action = np.clip(action.astype(np.float32), self.action_low, self.action_high)
+        action = self._checked_action(action)
         obs, reward, terminated, truncated, info = self._env.step(action)
         obs = self.obs_preprocessor(obs)
         terminated = np.asarray(terminated, bool)
@@ -227,12 +259,78 @@ class HostEnv:
             self._env.close()
 
 
-def host_spaces(env_id: str, **kwargs: Any) -> HostEnv:
-    """A closed one-env `HostEnv` of `env_id`: its space properties, for building networks.
+# The host vector backends of a gymnasium id (`host_env`'s `vectorization`); an `envpool/*` id
+# always runs on envpool's own C++ thread pool.
+VECTORIZATIONS = ("sync", "async")
+
+
+def host_env(env_id: str, num_envs: int, *, vectorization: str = "sync", **kwargs: Any) -> Any:
+    """`num_envs` host envs of `env_id` on the backend its id and `vectorization` name.
+
+    An `envpool/<TaskId>` id gives an `inject_rl.envs.EnvpoolEnv` (envpool's C++ vector env,
+    `pip install 'inject-rl[envpool]'`); any other id a `HostEnv` on gymnasium's "sync" (one
+    process, envs stepped in turn) or "async" (one subprocess per env) vector env. All return
+    the same `HostTimeStep`s with same-step autoreset, and the same transitions for a seed on
+    "sync" and "async".
+
+    Args:
+      env_id: a gymnasium id, "module:Env-v0", or "envpool/<TaskId>".
+      num_envs: number of copies, >= 1.
+      vectorization: "sync" or "async" for a gymnasium id; an envpool id takes only "sync"
+        (the default: its threads are envpool's own).
+      **kwargs: passed to each env's constructor (gymnasium) or to `envpool.make`.
+
+    Raises:
+      ValueError: a bad `vectorization` (one line naming it and the allowed values), an
+        unknown id, a missing envpool package, or unsupported spaces.
+
+    >>> with host_env("CartPole-v1", 2, vectorization="sync") as env:
+    ...     env.reset(seed=0).shape
+    (2, 4)
+    """
+    check_vectorization(env_id, vectorization)
+    if is_envpool_id(env_id):
+        from inject_rl.envs._envpool import EnvpoolEnv
+
+        return EnvpoolEnv(env_id, num_envs, **kwargs)
+    return HostEnv(env_id, num_envs, vectorization_mode=vectorization, **kwargs)
+
+
+def check_vectorization(env_id: str, vectorization: Any) -> None:
+    """Raises a one-line ValueError for a `vectorization` that `host_env(env_id, ...)` would not
+    run: other than "sync"/"async", or "async" for an `envpool/*` id (envpool steps its envs
+    on its own threads; an "async" that changed nothing would mislead)."""
+    if not isinstance(vectorization, str) or vectorization not in VECTORIZATIONS:
+        raise ValueError(
+            f"vectorization must be one of {', '.join(map(repr, VECTORIZATIONS))}, "
+            f"got vectorization={vectorization!r}"
+        )
+    if vectorization != "sync" and is_envpool_id(env_id):
+        raise ValueError(
+            f"vectorization={vectorization!r} applies to gymnasium ids; {env_id} steps its envs "
+            "on envpool's own threads: leave vectorization='sync'"
+        )
+
+
+def is_envpool_id(env_id: Any) -> bool:
+    """Whether `env_id` names an envpool task ("envpool/<TaskId>", e.g. "envpool/Pong-v5").
+
+    >>> is_envpool_id("envpool/CartPole-v1"), is_envpool_id("CartPole-v1")
+    (True, False)
+    """
+    return isinstance(env_id, str) and env_id.startswith(ENVPOOL_PREFIX)
+
+
+ENVPOOL_PREFIX = "envpool/"
+
+
+def host_spaces(env_id: str, **kwargs: Any) -> Any:
+    """A closed one-env host env of `env_id` (`host_env`): its space properties, for building
+    networks. For an envpool id nothing is stepped or even made (envpool's spec is read).
 
     >>> host_spaces("Pendulum-v1").action_shape
     (1,)
     """
-    env = HostEnv(env_id, 1, **kwargs)
+    env = host_env(env_id, 1, **kwargs)
     env.close()
     return env

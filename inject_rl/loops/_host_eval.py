@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from inject_rl.envs import HostEnv
+from inject_rl.envs import host_env
 
 
 def evaluate_host_policy(
@@ -21,9 +21,10 @@ def evaluate_host_policy(
     """Mean undiscounted return of the first episode of `episodes` parallel host envs.
 
     Args:
-      env_id: a gymnasium id, or "module:Env-v0" (must have a time limit).
+      env_id: a gymnasium id, "module:Env-v0" or "envpool/<TaskId>" (must have a time
+        limit); stepped on gymnasium's sync vector env, or envpool's (`inject_rl.envs.host_env`).
       policy: deterministic `obs [B, *obs] -> action [B, ...]` (e.g. a jitted greedy policy);
-        `obs` are the `HostEnv`'s float32 network inputs (its `ObsPreprocessor`'s, as in
+        `obs` are the host env's float32 network inputs (its `ObsPreprocessor`'s, as in
         training).
       episodes: number of envs, one episode each.
       seed: env `i` is reset with `seed + i`.
@@ -35,7 +36,7 @@ def evaluate_host_policy(
     Raises:
       ValueError: the env has no time limit.
     """
-    with HostEnv(env_id, episodes, **(env_kwargs or {})) as env:
+    with host_env(env_id, episodes, **(env_kwargs or {})) as env:
         if env.max_episode_steps is None:
             raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
         obs = env.reset(seed=seed)

@@ -1,7 +1,8 @@
 """Sebulba: host envs stepped on actor threads, a learner mapped over devices, overlapped.
 
 Podracer's sebulba layout (Hessel et al. 2021, "Podracer architectures for scalable RL"), as in
-cleanba: each actor thread steps its own `inject_rl.envs.HostEnv` with a jitted `act`, stacks
+cleanba: each actor thread steps its own host env (`inject_rl.envs.host_env`: gymnasium's sync or
+async vector env, or envpool's for an `envpool/*` id; all same-step) with a jitted `act`, stacks
 `rollout_len` steps into a `HostRollout` and puts it in its bounded `queue.Queue`; the main
 thread takes rollout `i` from every actor, splits it over the learner devices along the env axis
 and runs `learn` on every device (`shard_map` over a mesh of the learner devices, as the anakin
@@ -50,7 +51,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from inject_rl import cache
-from inject_rl.envs import HostEnv
+from inject_rl.envs import HostSpaces, check_vectorization, host_env
 from inject_rl.loops._anakin import DEVICE_AXIS, LoopResult
 from inject_rl.loops._replicas import local_replicas
 from inject_rl.loops._rollout import Transition
@@ -148,7 +149,7 @@ def _split_for_devices(pieces: list[HostRollout], num_local: int) -> HostRollout
     )
 
 
-def _example_rollout(env: HostEnv, act, params, num_envs: int, rollout_len: int) -> HostRollout:
+def _example_rollout(env: HostSpaces, act, params, num_envs: int, rollout_len: int) -> HostRollout:
     """Zeros shaped like one actor's rollout of `num_envs` envs (for the warm-up compile)."""
     obs = jax.ShapeDtypeStruct((num_envs, *env.obs_shape), jnp.float32)
     action, extras = jax.eval_shape(act, params, obs, jax.random.key(0))
@@ -186,6 +187,7 @@ def run_sebulba(
     num_devices: int | None = None,
     actor_device: jax.Device | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    vectorization: str = "sync",
     callback: Callable[[int, dict[str, np.ndarray], Any], None] | None = None,
     state: Any = None,
     start_call: int = 0,
@@ -198,7 +200,7 @@ def run_sebulba(
         `actor_device`; extras (e.g. behaviour `log_prob`) land in `rollout.traj.extras`.
       learn: one learner iteration on one device, given its share of the rollout
         (`[T, num_envs / num_devices]`) and the axis name to reduce over.
-      env_id: any gymnasium id with Box observations (see `inject_rl.envs.HostEnv`).
+      env_id: a gymnasium id, or "envpool/<TaskId>" (see `inject_rl.envs.host_env`).
       num_envs: envs in total (all processes), split evenly over processes and actor threads,
         then over each process's learner devices.
       rollout_len: steps per env per iteration.
@@ -212,7 +214,10 @@ def run_sebulba(
       num_actor_threads: actor threads per process, each with its own envs.
       num_devices: learner devices (None: 1; all global devices in a multi-process run).
       actor_device: where `act` runs (None: the first local learner device).
-      env_kwargs: passed to every env's constructor.
+      env_kwargs: passed to every env's constructor (or to `envpool.make`).
+      vectorization: each actor's gymnasium vector env, "sync" (its envs stepped in turn) or
+        "async" (a subprocess per env: the same transitions, worth it for slow envs on spare
+        cores); an envpool id takes only "sync" (`inject_rl.envs.host_env`).
       callback: `callback(call_index, metrics, state)` after every call; metrics are device
         0's (plus `learner_wait_s`, the seconds the learner waited for rollouts), `state` is
         replicated.
@@ -223,7 +228,7 @@ def run_sebulba(
       A `LoopResult`; `compile_s` includes one warm-up learner call on zeros.
 
     Raises:
-      ValueError: bad sizes or device counts.
+      ValueError: bad sizes, device counts or vectorization.
       Exception: whatever an actor thread raised, re-raised here.
     """
     for name, v, low in (
@@ -237,6 +242,7 @@ def run_sebulba(
     ):
         if isinstance(v, bool) or not isinstance(v, int) or v < low:
             raise ValueError(f"sebulba: {name} must be an integer >= {low}, got {name}={v!r}")
+    check_vectorization(env_id, vectorization)
     devices = learner_devices(num_devices)
     local = [d for d in devices if d.process_index == jax.process_index()]
     num_processes = jax.process_count()
@@ -257,11 +263,13 @@ def run_sebulba(
     hits = cache.hits()
     t0 = time.perf_counter()
     stop = threading.Event()
-    env_list: list[HostEnv] = []
+    env_list: list[Any] = []
     actors: list[Actor] = []
     try:
         for _ in range(num_actor_threads):
-            env_list.append(HostEnv(env_id, per_thread, **(env_kwargs or {})))
+            env_list.append(
+                host_env(env_id, per_thread, vectorization=vectorization, **(env_kwargs or {}))
+            )
         mesh = Mesh(devices, (DEVICE_AXIS,))
         if state is None:
             first_index = jax.process_index() * len(local)
