@@ -11,12 +11,21 @@ Reported per variant: solved cells (greedy return of the final policy >= the env
 PBT the population's best member), median steps-to-solve (first env step whose training return
 reached the threshold; PBT: any member of the population), and the time at a bound: for a
 bounded rule the fraction of updates at its min or max, for `bandit` the fraction on its extreme
-arms, for PBT the members' rates over time (quartiles of the best member's rate at 10%, 50% and
-100% of training, relative to the cell's initial rate). A variant at a bound for most updates is
-a constant in disguise and carries no claim.
+arms, for `progress` the fraction at either end of its range (`lr_init` or `lr_final`), for PBT the
+members' rates over time (the best member's rate at 10%, 50% and 100% of training, relative to
+the cell's initial rate). A variant at a bound for most updates is a constant in disguise and
+carries no claim.
+
+Rules per agent: PPO `kl_target` (its default), `plateau`, `bandit`; DQN and IMPALA `progress`
+(their default; `lr_final` keeps the preset's ratio to `lr_init`, so the rule's range moves with
+the grid as `kl_target`'s relative bounds do); every agent `hypergradient` (Baydin et al. 2018,
+`schedules.hypergradient` with its defaults: beta 0.01, bounds [init / 1000, 1000 x init], the
+optimizer wrapped in `optim.update_alignment`; SAC: one wrapper per part, so the actor's,
+critic's and alpha's rates each follow their own updates' alignment).
 
     python scripts/robustness.py --agent ppo --env phys2d/CartPole-v1 [--seeds 5] [--pbt-size 4]
-        [--variants constant,kl_target,plateau,bandit,pbt] [--steps 100000] [--out docs/figures]
+        [--variants constant,kl_target,plateau,bandit,hypergradient,pbt] [--steps 100000]
+        [--first-seed 0] [--out docs/figures]
 
 Prints a Markdown table (command, date and machine in its caption) and writes a heatmap PNG of
 the solved fraction per (variant, rate).
@@ -37,10 +46,11 @@ from typing import Any
 
 import jax
 import numpy as np
+import optax
 
-from inject_rl import loops, sweep
+from inject_rl import loops, optim, sweep
 from inject_rl import schedules as S
-from inject_rl.agents import PBT, get, train_population
+from inject_rl.agents import PBT, get, sac, train_population
 from inject_rl.agents._train import evaluate_params
 
 
@@ -49,69 +59,103 @@ class Setup:
     """How one agent's learning rate is set for each variant."""
 
     preset_lr: Callable[[Any], float]  # the preset's rate
-    fields: Callable[[float], dict[str, float]]  # per-member Config values for an initial rate
+    # (preset Config, initial rate) -> per-member Config values
+    fields: Callable[[Any, float], dict[str, float]]
     constant: Callable[[Any], Any]  # Config -> Config with constant rates (from the fields)
     rules: dict[str, Callable[[Any], Any]]  # rule name -> Config -> Config using that rule
     pbt: tuple[str, ...]  # hyperparameters PBT perturbs
     lr_metric: str  # the hp/* series that shows the rate
+    # Config -> optimizer for a Config whose rates read `update_cos` (hypergradient)
+    aligned: Callable[[Any], Any]
 
 
-def _ppo() -> Setup:
-    def rule(make):
-        return lambda c: dataclasses.replace(c, learning_rate=make(c))
+def _rule(make):
+    """`Config -> Config` whose `learning_rate` is `make(Config)`."""
+    return lambda c: dataclasses.replace(c, learning_rate=make(c))
 
+
+def _aligned(agent):
+    """The agent's default optimizer (for the Config's rates) in `optim.update_alignment`."""
+    return lambda c: optim.update_alignment(agent.default_optimizer(c))
+
+
+# Hypergradient descent with the schedule's defaults (beta 0.01, [init / 1000, 1000 x init]).
+_HYPERGRADIENT = _rule(lambda c: S.hypergradient(c.lr_init))
+
+
+def _ppo(agent) -> Setup:
     return Setup(
         preset_lr=lambda c: c.lr_init,
-        fields=lambda lr: {"lr_init": lr},
-        constant=rule(lambda c: c.lr_init),
+        fields=lambda _, lr: {"lr_init": lr},
+        constant=_rule(lambda c: c.lr_init),
         rules={
             "kl_target": lambda c: c,  # the default: kl_target(lr_init), bounds lr/1000..10 lr
-            "plateau": rule(lambda c: S.plateau(c.lr_init)),
-            "bandit": rule(
+            "plateau": _rule(lambda c: S.plateau(c.lr_init)),
+            "bandit": _rule(
                 lambda c: S.bandit(
                     [c.lr_init / 10, c.lr_init / 3, c.lr_init, c.lr_init * 3, c.lr_init * 10]
                 )
             ),
+            "hypergradient": _HYPERGRADIENT,
         },
         pbt=("learning_rate",),
         lr_metric="hp/learning_rate",
+        aligned=_aligned(agent),
     )
 
 
-def _replay_lr(default_rule: str) -> Setup:  # dqn and impala: lr_init feeds their default rule
-    def rule(make):
-        return lambda c: dataclasses.replace(c, learning_rate=make(c))
-
+def _replay_lr(agent) -> Setup:  # dqn and impala: lr_init -> lr_final by `progress` by default
     return Setup(
         preset_lr=lambda c: c.lr_init,
-        fields=lambda lr: {"lr_init": lr},
-        constant=rule(lambda c: c.lr_init),
-        rules={default_rule: lambda c: c},
+        # lr_final keeps the preset's ratio, so the default rule spans the same factor anywhere.
+        fields=lambda c, lr: {"lr_init": lr, "lr_final": lr * c.lr_final / c.lr_init},
+        constant=_rule(lambda c: c.lr_init),
+        rules={"progress": lambda c: c, "hypergradient": _HYPERGRADIENT},
         pbt=("learning_rate",),
         lr_metric="hp/learning_rate",
+        aligned=_aligned(agent),
     )
 
 
-def _sac() -> Setup:
-    def scaled(lr):  # the three rates keep the preset's ratios (critic = alpha = 10/3 actor)
-        return {"actor_lr": lr, "critic_lr": lr * 10 / 3, "alpha_lr": lr * 10 / 3}
+_SAC_PARTS = ("actor", "critic", "alpha")
+
+
+def _sac(agent) -> Setup:
+    def scaled(c, lr):  # the three rates keep the preset's ratios (critic = alpha = 10/3 actor)
+        return {f"{p}_lr": lr * getattr(c, f"{p}_lr") / c.actor_lr for p in _SAC_PARTS}
+
+    def hypergradient(c):
+        return dataclasses.replace(
+            c, **{f"{p}_lr": S.hypergradient(getattr(c, f"{p}_lr")) for p in _SAC_PARTS}
+        )
+
+    def aligned(c):  # sac.default_optimizer with each part wrapped: one cosine per part
+        parts = {
+            p: optim.update_alignment(
+                optim.injected(optax.adam, learning_rate=getattr(c, f"{p}_lr"))
+            )
+            for p in _SAC_PARTS
+        }
+        return optax.partition(parts, sac.param_labels)
 
     return Setup(
         preset_lr=lambda c: c.actor_lr,
         fields=scaled,
         constant=lambda c: c,
-        rules={},
+        rules={"hypergradient": hypergradient},
         pbt=("actor/learning_rate", "critic/learning_rate"),
         lr_metric="hp/actor/learning_rate",
+        aligned=aligned,
     )
 
 
-SETUPS = {
-    "ppo": _ppo,
-    "dqn": lambda: _replay_lr("progress"),
-    "impala": lambda: _replay_lr("progress"),
-    "sac": _sac,
-}
+SETUPS = {"ppo": _ppo, "dqn": _replay_lr, "impala": _replay_lr, "sac": _sac}
+
+
+def _reads_update_cos(cfg, agent) -> bool:
+    return any(
+        getattr(getattr(cfg, n), "signal", None) == optim.UPDATE_COS for n in agent.injectable
+    )
 
 
 def grid(preset: float, n: int) -> list[float]:
@@ -119,11 +163,11 @@ def grid(preset: float, n: int) -> list[float]:
     return [float(x) for x in np.geomspace(preset / 100, preset * 10, n)]
 
 
-def _values(setup: Setup, cells: list[tuple[float, int]], per_cell: int) -> dict[str, list]:
+def _values(setup: Setup, cfg, cells: list[tuple[float, int]], per_cell: int) -> dict[str, list]:
     out: dict[str, list] = {}
     for lr, seed in cells:
         for m in range(per_cell):
-            for k, v in {**setup.fields(lr), "seed": seed * 1000 + m}.items():
+            for k, v in {**setup.fields(cfg, lr), "seed": seed * 1000 + m}.items():
                 out.setdefault(k, []).append(v)
     return out
 
@@ -137,11 +181,12 @@ def run_variant(agent, cfg, setup: Setup, name: str, cells, threshold, pbt_size:
     )
 
     def optimizer(c):
-        return agent.default_optimizer(make_cfg(c))
+        c = make_cfg(c)
+        return setup.aligned(c) if _reads_update_cos(c, agent) else agent.default_optimizer(c)
 
     t = time.perf_counter()
     res = train_population(
-        agent, cfg, values=_values(setup, cells, per_cell), pbt=pbt, optimizer=optimizer
+        agent, cfg, values=_values(setup, cfg, cells, per_cell), pbt=pbt, optimizer=optimizer
     )
     state = loops.first_replica(res.state)  # [M, ...] leaves
     final = np.asarray(state.score).reshape(len(cells), per_cell)
@@ -162,15 +207,22 @@ def run_variant(agent, cfg, setup: Setup, name: str, cells, threshold, pbt_size:
         cell = sweep.score_cell(metrics, score, threshold)
         lr_series = metrics[setup.lr_metric] / lr
         cell["lr_rel"] = [float(lr_series[int(f * (len(lr_series) - 1))]) for f in (0.1, 0.5, 1.0)]
-        if name in ("kl_target", "plateau"):
-            opt_state = jax.tree.map(lambda x, b=best: x[b], state.members.opt_state)
-            at = sweep.time_at_bound(metrics, opt_state)
-            cell["at_bound"] = next(iter(at.values()), float("nan"))
+        if name == "progress":  # at either end of its range: lr_init or lr_final
+            ends = np.array([lr, setup.fields(cfg, lr)["lr_final"]])
+            cell["at_bound"] = float(
+                np.isclose(metrics[setup.lr_metric][:, None], ends, rtol=1e-5, atol=0).any(1).mean()
+            )
         elif name == "bandit":
             arms = np.array([lr / 10, lr * 10])
             cell["at_bound"] = float(
                 np.isclose(metrics[setup.lr_metric][:, None], arms).any(1).mean()
             )
+        else:  # every rule whose state holds bounds (kl_target, plateau, hypergradient)
+            opt_state = jax.tree.map(lambda x, b=best: x[b], state.members.opt_state)
+            series = {k: v[:, best] for k, v in res.metrics.items() if k.startswith("hp/")}
+            at = sweep.time_at_bound(series, opt_state)
+            if at:  # SAC: three bounded rates; the one that sat at a bound longest
+                cell["at_bound"] = max(at.values())
         out.append(cell)
     print(
         f"  {name}: {len(cells)} cells x {per_cell} member(s) in {time.perf_counter() - t:.0f} s",
@@ -180,28 +232,47 @@ def run_variant(agent, cfg, setup: Setup, name: str, cells, threshold, pbt_size:
     return out
 
 
-def main() -> None:
+def main(
+    argv: list[str] | None = None,
+    extra_rules: dict[str, Callable[[Any], Any]] | None = None,
+    defaults: dict[str, Any] | None = None,
+    figure_suffix: str = "",
+) -> None:
+    """Runs the study. `extra_rules` (name -> `Config -> Config`) add variants to the agent's
+    rules, `defaults` change argument defaults and `figure_suffix` the heatmap's name: what
+    scripts/hypergradient_study.py uses."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--agent", default="ppo", choices=sorted(SETUPS))
     ap.add_argument("--env", default="phys2d/CartPole-v1")
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first..first+seeds-1")
     ap.add_argument("--rates", type=int, default=7, help="grid points (log-spaced)")
     ap.add_argument("--pbt-size", type=int, default=4, help="members per PBT population")
     ap.add_argument("--variants", help="comma-separated (default: constant, every rule, pbt)")
     ap.add_argument("--steps", type=int, help="env steps per member (default: the preset's)")
     ap.add_argument("--episodes", type=int, default=20, help="greedy episodes per cell")
     ap.add_argument("--out", default="docs/figures")
-    args = ap.parse_args()
+    ap.set_defaults(**(defaults or {}))
+    args = ap.parse_args(argv)
+    args.figure_suffix = figure_suffix
 
     agent = get(args.agent)
-    setup = SETUPS[args.agent]()
+    setup = SETUPS[args.agent](agent)
+    setup.rules.update(extra_rules or {})
     overrides = {} if args.steps is None else {"total_steps": args.steps}
     cfg = agent.config_for(args.env, **overrides)
     rates = grid(setup.preset_lr(cfg), args.rates)
-    cells = [(lr, s) for lr in rates for s in range(args.seeds)]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cells = [(lr, s) for lr in rates for s in seeds]
     names = ["constant", *setup.rules, "pbt"]
     if args.variants:
         names = args.variants.split(",")
+    unknown = [n for n in names if n not in ("constant", "pbt", *setup.rules)]
+    if unknown:
+        ap.error(
+            f"unknown variants {unknown} for {args.agent}; known: constant, "
+            f"{', '.join(setup.rules)}, pbt"
+        )
     threshold = sweep.solved_threshold(args.env)
     t0 = time.perf_counter()
     results = {
@@ -215,10 +286,12 @@ def _report(args, cfg, rates, cells, results, threshold, wall) -> None:
     date = datetime.date.today().isoformat()
     print(
         f"\n{args.agent} on {args.env}, {cfg.total_steps:,} env steps per member, rates "
-        f"{rates[0]:.2g}..{rates[-1]:.2g} ({len(rates)} log-spaced) x {args.seeds} seeds; PBT: "
-        f"{args.pbt_size} members per cell. `python scripts/robustness.py --agent {args.agent} "
-        f"--env {args.env} --seeds {args.seeds}`, {date}, {platform.machine()} "
-        f"{os.cpu_count()} cores, {wall / 60:.1f} min. Solved: greedy return >= {threshold}.\n"
+        f"{rates[0]:.2g}..{rates[-1]:.2g} ({len(rates)} log-spaced) x {args.seeds} seeds "
+        f"({args.first_seed}..{args.first_seed + args.seeds - 1}); PBT: {args.pbt_size} members "
+        f"per cell. `python scripts/{os.path.basename(sys.argv[0])} {' '.join(sys.argv[1:])}`, "
+        f"{date}, "
+        f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, "
+        f"{wall / 60:.1f} min. Solved: greedy return >= {threshold} ({args.episodes} episodes).\n"
     )
     head = ["variant", "solved", "median steps to solve", "time at bound (median)"]
     head += ["rate / initial at 10%, 50%, 100% (median)"] + [f"{lr:.1e}" for lr in rates]
@@ -270,7 +343,9 @@ def _heatmap(args, rates, cells, results) -> None:
     ax.set_title(f"{args.agent} {args.env}: solved fraction ({args.seeds} seeds)")
     fig.tight_layout()
     os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"robustness_{args.agent}_{args.env.replace('/', '_')}.png")
+    path = os.path.join(
+        args.out, f"robustness_{args.agent}_{args.env.replace('/', '_')}{args.figure_suffix}.png"
+    )
     fig.savefig(path, dpi=100)
     print(f"\nheatmap: {path}", file=sys.stderr)
 
