@@ -296,6 +296,8 @@ def train_command(args) -> int:
         if args.checkpoint_every is None:
             args.checkpoint_every = saved.get("checkpoint_every")
         hp = hp or saved.get("hp", {})
+        if args.vectorization is None and isinstance(saved.get("config"), dict):
+            args.vectorization = saved["config"].get("vectorization")  # also under --config
         overrides = overrides if args.config is not None else saved.get("overrides", {})
         if population is None and isinstance(saved.get("population"), dict):
             was = saved["population"]

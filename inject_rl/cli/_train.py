@@ -44,11 +44,15 @@ def check_out_dir(
 ) -> dict[str, Any] | None:
     """Checks that `out` may hold this run (`runs.check_run_dir`); returns the saved record
     when resuming. A resumed run may have another total of env steps (`--resume --steps N`:
-    `_extend` decides whether it may)."""
+    `_extend` decides whether it may); its host backend (`vectorization`) is part of its
+    identity: switching it is refused, even sync <-> async, which give the same transitions."""
     if resume:
         saved = runs.read_json(out / runs.CONFIG)
         if isinstance(saved, dict) and isinstance(saved.get("config"), dict):
             config = {**record["config"], "total_steps": saved["config"].get("total_steps")}
+            # A run from before the `vectorization` field ran on gymnasium's "sync" envs.
+            if "vectorization" not in saved["config"] and config.get("vectorization") == "sync":
+                del config["vectorization"]
             record = {**record, "config": config}
     return runs.check_run_dir(
         out, record, resume=resume, overwrite=overwrite, identity=IDENTITY, locked=locked
