@@ -1,7 +1,8 @@
 """A gymnasium `FuncEnv` as pure, jittable `reset` / `step` with in-graph time limit and autoreset.
 
 Gymnasium's own `FunctionalJaxEnv` converts rewards and flags to Python values (host sync), so it
-cannot run inside `lax.scan`; `JaxEnv` calls the `FuncEnv` methods directly instead.
+cannot run inside `lax.scan`; `JaxEnv` calls the `FuncEnv` methods directly instead. Anything
+with those methods will do: brax envs come as `inject_rl.envs._brax.BraxFuncEnv`.
 """
 
 from __future__ import annotations
@@ -25,9 +26,10 @@ if TYPE_CHECKING:
 class JaxEnv:
     """One functional JAX environment with a time limit and autoreset, stepped in-graph.
 
-    Holds only static Python values; all episode state lives in `EnvState`. `reset` and `step`
-    are pure functions of their arguments, so they work under `jit`, `vmap`, `lax.scan` and
-    `pmap`. Build one with `inject_rl.envs.make`.
+    Holds only static Python values; all episode state lives in `EnvState` (for brax its
+    `func_state` is brax's whole `State`, physics included, selected leaf by leaf on
+    autoreset). `reset` and `step` are pure functions of their arguments, so they work under
+    `jit`, `vmap`, `lax.scan` and `pmap`. Build one with `inject_rl.envs.make`.
 
     Keys: `reset(key)` passes `key` to the FuncEnv's `initial` and `observation` (as gymnasium's
     `FunctionalJaxEnv.reset` does with its key). `step(state, action, key)` splits
@@ -36,9 +38,11 @@ class JaxEnv:
     and `reset_key` draws the next episode's initial state via `reset(reset_key)`.
 
     Attributes:
-        id: The gymnasium id, e.g. "phys2d/CartPole-v1".
-        func_env: The gymnasium `FuncEnv` instance whose methods are called.
-        params: The FuncEnv's params pytree, passed to every FuncEnv method.
+        id: The id it was made from, e.g. "phys2d/CartPole-v1" or "brax/halfcheetah".
+        func_env: The gymnasium `FuncEnv` instance whose methods are called (`initial`,
+            `observation`, `transition`, `reward`, `terminal`), or any object with them, such as
+            a brax env's `BraxFuncEnv`.
+        params: The FuncEnv's params pytree, passed to every FuncEnv method (None for brax).
         max_episode_steps: Steps after which an episode is truncated; None for no time limit.
         observation_space: The FuncEnv's gymnasium observation space (a `Box`).
         action_space: The FuncEnv's gymnasium action space (`Discrete` or float `Box`).
