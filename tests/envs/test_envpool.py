@@ -217,6 +217,31 @@ def test_host_eval_on_envpool_matches_the_cartpole_score_of_a_fixed_policy():
     assert 5 <= pool <= 20 and 5 <= gym <= 20
 
 
+def test_cli_trains_evaluates_and_loads_an_envpool_run(monkeypatch, tmp_path, capsys):
+    """`inject-rl train` on an envpool id, then `inject-rl eval` and `load_policy` on its run."""
+    import json
+
+    from inject_rl.agents import load_policy
+    from inject_rl.cli import main
+
+    monkeypatch.setenv("INJECT_RL_COMPILE_CACHE", "off")
+    monkeypatch.chdir(tmp_path)
+    tiny = {"num_envs": 2, "rollout_len": 8, "epochs": 1, "iterations_per_call": 2, "hidden": [8]}
+    (tmp_path / "tiny.json").write_text(json.dumps(tiny))
+    args = ["--agent", "ppo", "--env", "envpool/CartPole-v1", "--config", "tiny.json"]
+    assert main(["train", *args, "--steps", "64", "--out", "run", "--quiet"]) == 0
+    record = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert record["env"] == "envpool/CartPole-v1" and record["loop"] == "sebulba"
+    capsys.readouterr()
+    assert main(["eval", "run", "--episodes", "3", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "eval return" in out and "envpool/CartPole-v1" in out and "3 greedy episodes" in out
+    policy = load_policy(tmp_path / "run")
+    assert policy.act(np.zeros((5, 4), np.float32)).shape == (5,)
+    assert policy.evaluate(episodes=3, seed=1) == pytest.approx(float(out.split()[2]), abs=0.01)
+
+
+@pytest.mark.slow
 def test_ppo_trains_and_acts_on_envpool_cartpole():
     from inject_rl.agents import ppo
 
