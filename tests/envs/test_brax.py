@@ -11,6 +11,7 @@ a second, and a `fast` that terminates, registered here.
 from __future__ import annotations
 
 import functools
+import json
 import subprocess
 import sys
 
@@ -253,3 +254,109 @@ def test_brax_done_is_termination_not_truncation_even_at_the_limit(falling):
     # Env 1 never moves: truncated.
     assert not terminated[:, 1].any()
     np.testing.assert_array_equal(np.flatnonzero(truncated[:, 1]), [3, 7, 11])
+
+
+# ------------------------------------------------------------------ physics envs (slow)
+
+
+@pytest.mark.slow
+def test_physics_env_truncates_at_the_limit_and_terminates_when_the_pole_falls():
+    """inverted_pendulum: left alone the pole stays up past the 10-step limit (truncated, with
+    the real last observation); pushed at full force it falls (|angle| > 0.2: terminated)."""
+    env = _env(PENDULUM, 10)
+    _, tr = _rollout_fn(env, 2, 30)(jax.random.key(0), jnp.array([[0.0], [1.0]]))
+
+    terminated, truncated = np.asarray(tr.terminated), np.asarray(tr.truncated)
+    assert not (terminated & truncated).any()
+    np.testing.assert_array_equal(np.flatnonzero(truncated[:, 0]), [9, 19, 29])
+    assert not terminated[:, 0].any() and not truncated[:, 1].any()
+    assert terminated[:, 1].sum() >= 3
+    next_obs, obs = np.asarray(tr.next_obs), np.asarray(tr.obs)
+    assert (np.abs(next_obs[:, 1][terminated[:, 1]][:, 1]) > 0.2).all()
+    assert (np.abs(next_obs[:, 1][~terminated[:, 1]][:, 1]) <= 0.2).all()
+    # After a done step the actor acts on a fresh episode (brax's reset: |q|, |qd| <= 0.01),
+    # while next_obs keeps the observation to bootstrap from.
+    done = terminated | truncated
+    assert (np.abs(obs[1:][done[:-1]]) <= 0.01).all()
+    assert (np.abs(next_obs[:-1][done[:-1]] - obs[1:][done[:-1]]).max(axis=-1) > 0).all()
+
+
+def _ppo_cfg(env_id, **overrides):
+    from inject_rl.agents import ppo
+
+    base = dict(
+        total_steps=2048, num_envs=8, rollout_len=32, epochs=2, num_minibatches=2,
+        iterations_per_call=4, hidden=(32,), normalize_obs=True,
+    )  # fmt: skip
+    return ppo.config_for(env_id, **{**base, **overrides})
+
+
+@pytest.mark.slow
+def test_ppo_on_two_devices_trains_normalises_and_acts():
+    from inject_rl.agents import ppo
+
+    if jax.local_device_count() < 2:
+        pytest.skip("needs 2 devices (conftest sets 4 fake CPU devices)")
+    r = ppo.train(_ppo_cfg(PENDULUM), num_devices=2)
+    m = r.metrics
+    for name in ("loss", "value_loss", "kl", "entropy", "grad_norm"):
+        assert np.isfinite(m[name]).all(), name
+    assert (m["diverged"] == 0).all()
+    assert m["step"][-1] == 2048
+    # Random inverted-pendulum episodes last tens of steps: every iteration ends some.
+    assert (m["episode_count"] > 0).all()
+    assert np.isfinite(m["episode_return"]).all() and (m["episode_length"] >= 1).all()
+    np.testing.assert_allclose(m["episode_return"], m["episode_length"])  # reward 1 per step
+    # Replicas bitwise equal: params, optimizer and the observation statistics.
+    s = r.state
+    assert loops.replicas_equal((s.params, s.opt_state, s.obs_norm))
+    norm = loops.unreplicate(s.obs_norm)
+    assert float(norm.count) == 2048  # every observation acted on, on both devices
+    assert np.isfinite(norm.mean).all() and (np.asarray(norm.var) > 0).all()
+    # The policy acts on raw brax observations (normalised inside, with the saved statistics).
+    obs = np.asarray(make(PENDULUM).reset(jax.random.key(3))[1])
+    policy = r.policy()
+    action = policy.act(obs)
+    assert action.shape == (1,) and np.abs(action).max() <= 1.0
+    assert policy.act(np.stack([obs, obs])).shape == (2, 1)
+    assert np.isfinite(policy.evaluate(episodes=2))
+
+
+@pytest.mark.slow
+def test_sac_trains_on_a_physics_env():
+    from inject_rl.agents import sac
+
+    cfg = sac.config_for(
+        PENDULUM, total_steps=1024, num_envs=4, train_every=4, gradient_steps=2, batch_size=32,
+        learning_starts=128, hidden=(32,), iterations_per_call=32,
+    )  # fmt: skip
+    r = sac.train(cfg)
+    m = r.metrics
+    assert (m["diverged"] == 0).all()
+    assert np.isfinite(m["loss"][-8:]).all() and np.isfinite(m["value_loss"][-8:]).all()
+    assert m["episode_count"].sum() > 0
+    action = r.policy().act(np.asarray(make(PENDULUM).reset(jax.random.key(0))[1]))
+    assert action.shape == (1,) and np.abs(action).max() <= 1.0
+
+
+@pytest.mark.slow
+def test_cli_trains_ppo_on_brax_and_load_policy_acts(tmp_path):
+    from inject_rl.agents import load_policy
+    from tests._cli import cli, ok, subprocess_env
+
+    out = tmp_path / "run"
+    config = tmp_path / "config.json"
+    config.write_text('{"num_envs": 4, "rollout_len": 32, "iterations_per_call": 8}')
+    proc = cli(
+        ["train", "--agent", "ppo", "--env", FAST, "--steps", 4096, "--out", out,
+         "--config", config, "--quiet"],
+        subprocess_env(tmp_path / "cache"), tmp_path,
+    )  # fmt: skip
+    ok(proc)
+    rows = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines() if ln]
+    # 4 envs x 1024 steps: each env's first episode was cut by the 1000-step limit.
+    assert sum(row.get("episode_count", 0) for row in rows) == 4
+    assert {row["episode_length"] for row in rows if row.get("episode_count")} == {1000}
+    policy = load_policy(out)
+    action = policy.act(np.zeros(2, np.float32))
+    assert action.shape == (1,) and -1.0 <= float(action[0]) <= 1.0
