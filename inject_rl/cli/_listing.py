@@ -23,8 +23,9 @@ from inject_rl import agents, cache
 
 FORMAT = 1
 DIRECTORY = "listing"
-# Distributions whose code decides what the listing shows (optimizer signatures, env ids).
-_DISTRIBUTIONS = ("optax", "gymnasium")
+# Distributions whose code decides what the listing shows (optimizer signatures, env ids;
+# brax: its env names, or none when it is not installed).
+_DISTRIBUTIONS = ("optax", "gymnasium", "brax")
 _PACKAGES = ("inject_rl", "inject_rl.agents")
 
 
@@ -149,6 +150,11 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append(f"         --hp: {a['hps']}")
     out.append("environments (loop):")
     out += [f"  {env_id:24s} anakin (in-graph, pmapped)" for env_id in data["jax_envs"]]
+    if any(env_id.startswith("brax/") for env_id in data["jax_envs"]):
+        out.append(
+            "  brax/<name>@<backend>    a brax env on another physics backend (default "
+            "generalized; positional, spring, mjx)"
+        )
     out.append("  any other gymnasium id needs the host loop (sebulba), when an agent supports it;")
     out.append("  --vectorization sync|async picks its gymnasium vector env")
     out.append(
