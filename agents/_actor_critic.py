@@ -41,6 +41,23 @@ from inject_rl.signals import (
 _PAD_LOGIT = -1e9
 
 
+def _categorical_sample(logits: jax.Array, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """`(action int32 [...], log_prob [...])`: bitwise what `distrax.Categorical(logits)
+    .sample_and_log_prob(seed=key)` returns for finite logits, in fewer kernels per env step.
+
+    Acting runs once per env step, so its kernels count (issue 16 item 4: our rollout step had
+    10 more than a minimal PPO's). distrax also computes the softmax to check every probability
+    is finite and non-negative (a draw of -1 otherwise) and gathers the log-probability with a
+    one-hot product; here the draw is the same `jax.random.categorical` on the same normalised
+    logits and key (shape `(1, ...)`, as distrax draws one sample), the log-probability a
+    gather. Non-finite logits are left to the divergence checks of the loss and params.
+    """
+    log_probs = jax.nn.log_softmax(logits, axis=-1)  # distrax's normalised logits
+    draw = jax.random.categorical(key, log_probs, axis=-1, shape=(1, *logits.shape[:-1]))[0]
+    action = draw.astype(jnp.int32)
+    return action, jnp.take_along_axis(log_probs, action[..., None], axis=-1)[..., 0]
+
+
 class Output(NamedTuple):
     """Policy parameters and value for a batch of observations."""
 
@@ -136,6 +153,9 @@ class ActorCritic:
 
     def sample(self, params, obs, key):
         out = self.apply(params, obs)
+        if self.discrete:
+            action, log_prob = _categorical_sample(out.logits, key)
+            return action, {"log_prob": log_prob, "value": out.value}
         action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
         if self.multi_discrete:
             action = self._action(out, action)

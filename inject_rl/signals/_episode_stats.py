@@ -14,9 +14,10 @@ class EpisodeStatsState(NamedTuple):
 
     running_return: jax.Array  # shape=(num_envs,), dtype=float32
     running_length: jax.Array  # shape=(num_envs,), dtype=int32
-    return_sum: jax.Array  # shape=(), dtype=float32; over episodes finished in the window
-    length_sum: jax.Array  # shape=(), dtype=float32
-    count: jax.Array  # shape=(), dtype=int32; episodes finished in the window
+    # Over the episodes finished in the window: [return sum, length sum, count]. One array, so
+    # that a step adds to it in one kernel, not three (issue 16: acting runs every env step).
+    # The count is exact up to 2**24 episodes per window.
+    window: jax.Array  # shape=(3,), dtype=float32
 
 
 class EpisodeStats:
@@ -41,9 +42,7 @@ class EpisodeStats:
         return EpisodeStatsState(
             running_return=jnp.zeros((num_envs,), jnp.float32),
             running_length=jnp.zeros((num_envs,), jnp.int32),
-            return_sum=jnp.zeros((), jnp.float32),
-            length_sum=jnp.zeros((), jnp.float32),
-            count=jnp.zeros((), jnp.int32),
+            window=jnp.zeros((3,), jnp.float32),
         )
 
     @staticmethod
@@ -67,31 +66,28 @@ class EpisodeStats:
         dones = dones.astype(bool)
         ret = stats.running_return + rewards.astype(jnp.float32)
         length = stats.running_length + 1
+        ended = jnp.stack(  # [num_envs, 3]: what each env's ending episode adds to the window
+            [ret, length.astype(jnp.float32), jnp.ones_like(ret)], axis=-1
+        )
         return EpisodeStatsState(
             running_return=jnp.where(dones, 0.0, ret),
             running_length=jnp.where(dones, 0, length),
-            return_sum=stats.return_sum + jnp.sum(jnp.where(dones, ret, 0.0)),
-            length_sum=stats.length_sum + jnp.sum(jnp.where(dones, length, 0)).astype(jnp.float32),
-            count=stats.count + jnp.sum(dones, dtype=jnp.int32),
+            window=stats.window + jnp.sum(jnp.where(dones[:, None], ended, 0.0), axis=0),
         )
 
     @staticmethod
     def summary(stats: EpisodeStatsState) -> dict[str, jax.Array]:
         """The window's signals: `episode_return`, `episode_length` (NaN when no episode
         finished) and `episode_count` (float32, so `sync` can average it with the others)."""
-        n = stats.count.astype(jnp.float32)
+        return_sum, length_sum, n = stats.window
         safe = jnp.maximum(n, 1.0)
         return {
-            "episode_return": jnp.where(n > 0, stats.return_sum / safe, jnp.nan),
-            "episode_length": jnp.where(n > 0, stats.length_sum / safe, jnp.nan),
+            "episode_return": jnp.where(n > 0, return_sum / safe, jnp.nan),
+            "episode_length": jnp.where(n > 0, length_sum / safe, jnp.nan),
             "episode_count": n,
         }
 
     @staticmethod
     def new_window(stats: EpisodeStatsState) -> EpisodeStatsState:
         """Forgets finished episodes; running ones carry on."""
-        return stats._replace(
-            return_sum=jnp.zeros_like(stats.return_sum),
-            length_sum=jnp.zeros_like(stats.length_sum),
-            count=jnp.zeros_like(stats.count),
-        )
+        return stats._replace(window=jnp.zeros_like(stats.window))
