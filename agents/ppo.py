@@ -284,7 +284,10 @@ def make_update(
                 step=step,
                 axis_name=axis_name,
             )
-            return (params, opt_state, jnp.zeros((), bool)), stats
+            # One [n] array per step, not n scalars: a scan writes each output with a kernel of
+            # its own per step (issue 16 item 4); the names are the dict's, sorted.
+            names[:] = sorted(stats)
+            return (params, opt_state, jnp.zeros((), bool)), jnp.stack([stats[k] for k in names])
 
         def epoch(carry, key):
             if cfg.num_minibatches == 1:  # one minibatch: its order changes nothing
@@ -295,10 +298,11 @@ def make_update(
             )
             return jax.lax.scan(minibatch, carry, mbs)
 
+        names: list[str] = []  # set while tracing `minibatch`
         (params, opt_state, _), stats = jax.lax.scan(
             epoch, (params, opt_state, jnp.ones((), bool)), jax.random.split(key, cfg.epochs)
         )
-        metrics = {k: v.mean() for k, v in stats.items()}
+        metrics = {k: stats[..., i].mean() for i, k in enumerate(names)}
         metrics.update(episodes)  # `step` and `hp/*` are added for every agent by `train`
         return params, opt_state, metrics
 
