@@ -1,0 +1,96 @@
+"""Runs benchmark commands only on a quiet machine, and says how quiet it was (issue 16 item 6).
+
+The timing tables of docs/BENCHMARKS.md follow one protocol: the machine is quiet (no other job
+using the CPU), each benchmark alternates its variants and reports medians of >= 3 repetitions
+(the scripts do that), and the command and date are stated. This script enforces the first part
+and records it: before each command it samples the CPU for `--sample` seconds (from
+/proc/stat) and waits, up to `--wait` seconds, until the CPU was idle for at least `--idle` of
+that time; it prints the 1-minute load average and the idle fraction before and after each
+command, then the command's own output. A command that starts on a busy machine is not run: the
+script says so and exits 1 at the end.
+
+    python scripts/bench_quiet.py [--idle 0.9] [--wait 300] [--sample 3] \
+        -- "python scripts/bench_overhead.py" "python scripts/bench_ceiling.py --reps 5"
+
+Commands are split with `shlex` and run without a shell. The load average lags (a 1-minute
+exponential average), so the idle fraction is what decides; the load is printed for the reader.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+
+
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all CPUs since boot, from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return idle, sum(fields)
+
+
+def idle_fraction(seconds: float) -> float:
+    """Fraction of CPU time idle over the next `seconds` (all cores together)."""
+    idle0, total0 = cpu_times()
+    time.sleep(seconds)
+    idle1, total1 = cpu_times()
+    return (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_quiet(idle: float, wait: float, sample: float) -> tuple[bool, float]:
+    """Waits until a sample is at least `idle` idle; returns (quiet, last idle fraction)."""
+    deadline = time.monotonic() + wait
+    while True:
+        frac = idle_fraction(sample)
+        if frac >= idle or time.monotonic() >= deadline:
+            return frac >= idle, frac
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--idle", type=float, default=0.9, help="idle CPU fraction needed (0-1]")
+    ap.add_argument("--wait", type=float, default=300.0, help="seconds to wait for quiet")
+    ap.add_argument("--sample", type=float, default=3.0, help="seconds per CPU sample")
+    ap.add_argument("commands", nargs="+", help="benchmark commands, each one string")
+    args = ap.parse_args()
+    if not 0.0 < args.idle <= 1.0 or args.wait < 0 or args.sample <= 0:
+        ap.error(
+            f"need 0 < --idle <= 1, --wait >= 0, --sample > 0; got --idle {args.idle}, "
+            f"--wait {args.wait}, --sample {args.sample}"
+        )
+    print(
+        f"# {datetime.datetime.now().isoformat(timespec='seconds')} {platform.machine()}, "
+        f"{os.cpu_count()} cores, python {platform.python_version()}; quiet = CPU >= "
+        f"{args.idle:.0%} idle over {args.sample:g} s",
+        flush=True,
+    )
+    skipped = 0
+    for command in args.commands:
+        quiet, frac = wait_quiet(args.idle, args.wait, args.sample)
+        load = os.getloadavg()[0]
+        print(f"\n$ {command}\n# before: idle {frac:.0%}, load {load:.2f}", flush=True)
+        if not quiet:
+            print(f"# not run: the machine was busy for {args.wait:g} s", flush=True)
+            skipped += 1
+            continue
+        t0 = time.perf_counter()
+        rc = subprocess.run(shlex.split(command), check=False).returncode
+        took = time.perf_counter() - t0
+        print(
+            f"# after: exit {rc}, {took:.0f} s, load {os.getloadavg()[0]:.2f}, "
+            f"idle now {idle_fraction(args.sample):.0%}",
+            flush=True,
+        )
+        skipped += rc != 0
+    return 1 if skipped else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
