@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import json
 import os
 import platform
 import statistics
@@ -252,6 +253,7 @@ def main(
     ap.add_argument("--steps", type=int, help="env steps per member (default: the preset's)")
     ap.add_argument("--episodes", type=int, default=20, help="greedy episodes per cell")
     ap.add_argument("--out", default="docs/figures")
+    ap.add_argument("--cache", help="folder: each variant's cells saved there and read back")
     ap.set_defaults(**(defaults or {}))
     args = ap.parse_args(argv)
     args.figure_suffix = figure_suffix
@@ -274,15 +276,48 @@ def main(
             f"{', '.join(setup.rules)}, pbt"
         )
     threshold = sweep.solved_threshold(args.env)
-    t0 = time.perf_counter()
-    results = {
-        n: run_variant(agent, cfg, setup, n, cells, threshold, args.pbt_size, args.episodes)
-        for n in names
-    }
-    _report(args, cfg, rates, cells, results, threshold, time.perf_counter() - t0)
+    results, walls = {}, {}
+    for n in names:
+        results[n], walls[n] = _cached(
+            args,
+            cfg,
+            n,
+            lambda n=n: _timed(
+                run_variant, agent, cfg, setup, n, cells, threshold, args.pbt_size, args.episodes
+            ),
+        )
+    _report(args, cfg, rates, cells, results, threshold, walls)
 
 
-def _report(args, cfg, rates, cells, results, threshold, wall) -> None:
+def _timed(fn, *a):
+    t = time.perf_counter()
+    return fn(*a), time.perf_counter() - t
+
+
+def _cached(args, cfg, name, run):
+    """`run()` -> (cells, seconds), or both read back from `--cache` (the same grid's variant,
+    saved by an earlier call), so that variants can run as separate processes and one last
+    call prints the table of them all."""
+    if not args.cache:
+        return run()
+    key = (
+        f"{args.agent}_{args.env.replace('/', '_')}_{cfg.total_steps}_{args.rates}r_"
+        f"{args.first_seed}+{args.seeds}s_{args.pbt_size}p_{args.episodes}e_{name}.json"
+    )
+    path = os.path.join(args.cache, key)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        print(f"  {name}: read back from {path}", file=sys.stderr)
+        return saved["cells"], saved["seconds"]
+    cells, seconds = run()
+    os.makedirs(args.cache, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump({"cells": cells, "seconds": seconds}, f, default=lambda x: x.item())
+    return cells, seconds
+
+
+def _report(args, cfg, rates, cells, results, threshold, walls) -> None:
     date = datetime.date.today().isoformat()
     print(
         f"\n{args.agent} on {args.env}, {cfg.total_steps:,} env steps per member, rates "
@@ -291,7 +326,9 @@ def _report(args, cfg, rates, cells, results, threshold, wall) -> None:
         f"per cell. `python scripts/{os.path.basename(sys.argv[0])} {' '.join(sys.argv[1:])}`, "
         f"{date}, "
         f"{platform.machine()} {os.cpu_count()} cores, jax {jax.__version__}, "
-        f"{wall / 60:.1f} min. Solved: greedy return >= {threshold} ({args.episodes} episodes).\n"
+        f"{sum(walls.values()) / 60:.1f} min ("
+        + ", ".join(f"{n} {w / 60:.1f}" for n, w in walls.items())
+        + f"). Solved: greedy return >= {threshold} ({args.episodes} episodes).\n"
     )
     head = ["variant", "solved", "median steps to solve", "time at bound (median)"]
     head += ["rate / initial at 10%, 50%, 100% (median)"] + [f"{lr:.1e}" for lr in rates]
