@@ -286,3 +286,41 @@ def test_ppo_solves_envpool_cartpole():
 
 def test_envpool_is_not_a_gymnasium_host_env():
     assert not isinstance(host_spaces("envpool/CartPole-v1"), HostEnv)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name, env_id, overrides",
+    [
+        ("sac", "envpool/Pendulum-v1", dict(total_steps=600, learning_starts=200)),
+        ("impala", "envpool/CartPole-v1", dict(total_steps=1024, num_envs=4, rollout_len=16)),
+        ("ppo", "envpool/Pong-v5", dict(total_steps=64, num_envs=2, rollout_len=16, epochs=1)),
+    ],
+    ids=["sac-pendulum", "impala-cartpole", "ppo-pong-images"],
+)
+def test_every_agent_trains_on_envpool(name, env_id, overrides):
+    from inject_rl.agents import get
+
+    agent = get(name)
+    res = agent.train(agent.config(env_id=env_id, iterations_per_call=1, **overrides))
+    assert res.metrics["step"][-1] >= overrides["total_steps"]
+    assert not res.metrics["diverged"].any()
+    obs = np.zeros((1, *host_spaces(env_id).observation_space.shape), np.float32)
+    assert res.policy().act(obs).shape[0] == 1
+
+
+def test_video_of_an_envpool_run_films_the_gymnasium_env_or_says_why_not():
+    from inject_rl.cli._eval import host_env_id
+
+    assert host_env_id("envpool/HalfCheetah-v5") == "HalfCheetah-v5"
+    with pytest.raises(ValueError, match="no gymnasium env Pong-v5"):
+        host_env_id("envpool/Pong-v5")
+
+
+def test_list_names_the_envpool_ids():
+    from inject_rl.cli import _listing
+
+    data = {"agents": [], "jax_envs": [], "schedules": [], "step_schedules": [], "optimizers": []}
+    text = "\n".join(_listing.lines(data))
+    assert "envpool/<TaskId>" in text and "inject-rl[envpool]" in text
+    assert "--vectorization sync|async" in text
