@@ -34,7 +34,6 @@ from inject_rl.signals import (
     RewardScaleState,
     RunningMeanStd,
     RunningMeanStdState,
-    sync,
 )
 
 # Logit of the padding that lines MultiDiscrete components of different sizes up in one array.
@@ -185,7 +184,9 @@ def acting(cfg: Any, env: Any, torso: networks.TorsoFactory) -> Acting:
 ACTIONS = (envs.DISCRETE, envs.MULTI_DISCRETE, envs.CONTINUOUS, envs.UNBOUNDED)
 
 # update(params, opt_state, traj [T, B], last_obs [B, *obs], episodes, step, key, axis_name)
-#   -> (params, opt_state, metrics)
+#   -> (params, opt_state, metrics); `episodes` are this device's episode statistics, synced by
+#   `update` inside its gradient all-reduce (`learner_step(..., sync_episodes=True)`), and the
+#   metrics hold the synced values.
 Update = Callable[..., tuple[Any, Any, dict[str, jax.Array]]]
 
 
@@ -253,7 +254,7 @@ def anakin(
             env, lambda obs, k: policy.sample(view, obs, k), actor, k_roll, cfg.rollout_len
         )
         step = ts.step + cfg.steps_per_iteration
-        episodes = sync(EpisodeStats.summary(actor.stats), axis_name)
+        episodes = EpisodeStats.summary(actor.stats)  # this device's: `update` syncs them
         seen, last_obs, reward_scale = _normalized(cfg, ts, traj, actor.obs, axis_name)
         params, opt_state, metrics = update(
             ts.params, ts.opt_state, seen, last_obs, episodes, step, k_update, axis_name
@@ -278,7 +279,7 @@ def sebulba(
     def learn(ts: TrainState, rollout: loops.HostRollout, axis_name: str | None):
         key, k_update = jax.random.split(ts.key)
         step = ts.step + cfg.steps_per_iteration
-        episodes = sync(loops.host_episode_summary(rollout), axis_name)
+        episodes = loops.host_episode_summary(rollout)  # this device's: `update` syncs them
         seen, last_obs, reward_scale = _normalized(
             cfg, ts, rollout.traj, rollout.last_obs, axis_name
         )

@@ -16,7 +16,7 @@ import optax
 
 from inject_rl import loops
 from inject_rl.optim import first_minibatch_only, hyperparams
-from inject_rl.signals import SIGNAL_NAMES
+from inject_rl.signals import SIGNAL_NAMES, sync_and_pmean
 
 
 def learner_step(
@@ -29,6 +29,7 @@ def learner_step(
     first: jax.Array | bool,
     step: jax.Array,
     axis_name: str | None,
+    sync_episodes: bool = False,
 ) -> tuple[Any, Any, dict[str, jax.Array]]:
     """One gradient step of `loss_fn(params, *loss_args) -> (loss, aux)`.
 
@@ -44,12 +45,20 @@ def learner_step(
         many minibatches or epochs train on it (the rule for your own loop, too).
       step: env steps so far (the `step` signal).
       axis_name: the device axis to average over (None: one device, no collective).
+      sync_episodes: `episodes` are this device's, not yet synced: they are synced here, in the
+        gradients' all-reduce (`signals.sync_and_pmean`), so the step that syncs them still
+        costs one all-reduce; the metrics then carry the synced `episode_*` values.
 
     Returns:
-      `(params, opt_state, metrics)`: the metrics are `aux` (device-averaged) and `grad_norm`.
+      `(params, opt_state, metrics)`: the metrics are `aux` (device-averaged) and `grad_norm`,
+      and with `sync_episodes` the synced episode statistics.
     """
     grads, aux = jax.grad(loss_fn, has_aux=True)(params, *loss_args)
-    grads, aux = loops.pmean((grads, aux), axis_name)
+    if sync_episodes:
+        episodes, (grads, aux) = sync_and_pmean(episodes, (grads, aux), axis_name)
+        aux = {**aux, **episodes}
+    else:
+        grads, aux = loops.pmean((grads, aux), axis_name)
     grad_norm = optax.tree.norm(grads)
     signals = {k: v for k, v in aux.items() if k in SIGNAL_NAMES}
     signals.update(

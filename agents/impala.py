@@ -190,9 +190,9 @@ def make_update(
             first=True,
             step=step,
             axis_name=axis_name,
+            sync_episodes=True,  # in the gradients' all-reduce; `stats` holds the synced ones
         )
-        metrics = {**stats, **episodes}  # `step` and `hp/*`: added for every agent by `train`
-        return params, opt_state, metrics
+        return params, opt_state, stats  # `step` and `hp/*`: added for every agent by `train`
 
     return update
 

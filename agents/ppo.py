@@ -283,6 +283,7 @@ def make_update(
                 first=first,
                 step=step,
                 axis_name=axis_name,
+                sync_episodes=True,  # in every step's all-reduce: no collective of their own
             )
             # One [n] array per step, not n scalars: a scan writes each output with a kernel of
             # its own per step (issue 16 item 4); the names are the dict's, sorted.
@@ -302,8 +303,12 @@ def make_update(
         (params, opt_state, _), stats = jax.lax.scan(
             epoch, (params, opt_state, jnp.ones((), bool)), jax.random.split(key, cfg.epochs)
         )
-        metrics = {k: stats[..., i].mean() for i, k in enumerate(names)}
-        metrics.update(episodes)  # `step` and `hp/*` are added for every agent by `train`
+        # Every step synced the same episode statistics: report the first step's; the rest are
+        # means over the steps (`step` and `hp/*` are added for every agent by `train`).
+        metrics = {
+            k: stats[0, 0, i] if k in episodes else stats[..., i].mean()
+            for i, k in enumerate(names)
+        }
         return params, opt_state, metrics
 
     return update

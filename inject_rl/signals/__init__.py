@@ -9,7 +9,7 @@ from inject_rl.signals._normalize import (
     RunningMeanStd,
     RunningMeanStdState,
 )
-from inject_rl.signals._sync import sync
+from inject_rl.signals._sync import sync, sync_and_pmean
 
 __all__ = [
     "EPISODE_STAT_SIGNALS",
@@ -21,4 +21,5 @@ __all__ = [
     "RunningMeanStd",
     "RunningMeanStdState",
     "sync",
+    "sync_and_pmean",
 ]
