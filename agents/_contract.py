@@ -138,12 +138,19 @@ class Agent:
         return {f.name: f.default for f in dataclasses.fields(self.config)}
 
     def config_for(self, env_id: str, **overrides: Any) -> Any:
-        """The preset for `env_id` (the Config's defaults otherwise), with `overrides`."""
+        """The preset for `env_id` (the Config's defaults otherwise), with `overrides`.
+
+        `envpool/<TaskId>` without a preset of its own takes the preset of the gymnasium id
+        `<TaskId>` (envpool's tasks are the same envs, stepped in C++).
+        """
         fields = {f.name for f in dataclasses.fields(self.config)}
         unknown = sorted(set(overrides) - fields)
         if unknown:
             raise ValueError(f"unknown config field(s) {unknown}; allowed: {sorted(fields)}")
-        return self.config(**{**self.presets.get(env_id, {}), **overrides, "env_id": env_id})
+        preset = self.presets.get(env_id)
+        if preset is None and env_id.startswith("envpool/"):
+            preset = self.presets.get(env_id.removeprefix("envpool/"))
+        return self.config(**{**(preset or {}), **overrides, "env_id": env_id})
 
     def check_env(self, env: Spaces) -> None:
         """Raises ValueError naming the env's action space when this agent cannot act in it."""

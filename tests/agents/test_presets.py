@@ -3,6 +3,8 @@ turn the normalisation on, and PPO's reach the issue's figures on host envs, 3 s
 scored by 20 greedy episodes of the final policy (the slow suite; about a minute a seed on 2
 CPU cores)."""
 
+import dataclasses
+
 import pytest
 
 from inject_rl.agents import impala, ppo, sac
@@ -21,6 +23,17 @@ from inject_rl.agents import impala, ppo, sac
 def test_ppo_presets_choose_the_normalisation(env_id, normalize_obs, normalize_reward):
     cfg = ppo.config_for(env_id).validate()
     assert (cfg.normalize_obs, cfg.normalize_reward) == (normalize_obs, normalize_reward)
+
+
+def test_envpool_ids_take_the_gymnasium_ids_preset():
+    from inject_rl.agents import dqn
+
+    cfg = ppo.config_for("envpool/Pendulum-v1", seed=3)
+    want = ppo.config_for("Pendulum-v1", seed=3)
+    assert cfg.env_id == "envpool/Pendulum-v1"
+    assert cfg == dataclasses.replace(want, env_id="envpool/Pendulum-v1")
+    assert dqn.config_for("envpool/CartPole-v1").n_step == dqn.config_for("CartPole-v1").n_step
+    assert ppo.config_for("envpool/Pong-v5") == ppo.Config(env_id="envpool/Pong-v5")
 
 
 def test_normalisation_is_off_by_default():
