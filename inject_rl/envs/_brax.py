@@ -28,8 +28,12 @@ PREFIX = "brax/"
 EXTRA = "pip install inject-rl[brax]"
 # brax's physics pipelines (`brax.envs.base.PipelineEnv`). "mjx" needs MuJoCo's JAX port.
 BACKENDS = ("generalized", "positional", "spring", "mjx")
-# The backend of `brax/<name>`: brax's own default for its envs. On 2 CPU cores it compiled
-# a PPO step on halfcheetah faster than positional and spring (see scripts/brax_ppo.py).
+# The backend of `brax/<name>`: brax's own default for its envs, and the one that compiles
+# fastest on CPU. On 2 shared (busy) CPU cores, halfcheetah: a jitted rollout of 4 envs x 100
+# steps compiled in 30 s (generalized), 41 s (positional), 40 s (spring); PPO's whole training
+# step (scripts/brax_ppo.py --layout smoke) in 92 s, 105 s, 177 s. Once compiled, spring steps
+# fastest on CPU (PPO: 2,300 env-steps/s vs 1,040 generalized, 1,130 positional), so a long CPU
+# run may prefer `@spring`.
 DEFAULT_BACKEND = "generalized"
 # brax's `envs.create(episode_length=1000)` and its training scripts.
 EPISODE_LENGTH = 1000
