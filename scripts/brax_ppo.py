@@ -14,8 +14,11 @@ checking that everything runs. The env's physics backend is part of the id
 Prints one line per host call, then compile seconds (tracing, lowering and XLA compilation of
 the training step), env-steps/s over the compiled calls (compile excluded), the mean return of
 the episodes that ended in the last iteration that ended any, and with `--eval-episodes N` the
-greedy return of N episodes (one more program to compile). On a CPU a brax physics env takes
-tens of seconds to compile, and steps at a few thousand env-steps/s.
+greedy return of N episodes (one more program to compile).
+
+On 2 shared, busy CPU cores (`--layout smoke`, halfcheetah, 1 device) the training step compiled
+in 86-127 s and trained at about 1,000-1,200 env-steps/s on the default generalized backend;
+`brax/halfcheetah@spring` compiled in 177 s and trained at 2,300 env-steps/s.
 """
 
 from __future__ import annotations
