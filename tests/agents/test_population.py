@@ -13,14 +13,8 @@ import pytest
 
 from inject_rl import schedules
 from inject_rl.agents import Diverged, get
-from inject_rl.agents._population import (
-    PBT,
-    PopulationState,
-    _exploit,
-    best_member,
-    member_values,
-    train_population,
-)
+from inject_rl.agents._pbt import PBT, PopulationState, _exploit
+from inject_rl.agents._population import best_member, member_values, train_population
 from inject_rl.optim import hyperparams, injected, scale_hyperparam
 
 PPO = get("ppo")
