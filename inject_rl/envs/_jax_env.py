@@ -177,6 +177,72 @@ class JaxEnv:
             `(next_state, timestep)`.
         """
         step_key, reset_key = jax.random.split(key)
+        stepped, next_obs, reward, terminated, truncated = self._transition(state, action, step_key)
+        done = terminated | truncated
+
+        # Both branches are computed and selected, as a `lax.cond` under `vmap` would do anyway.
+        reset_state, reset_obs = self.reset(reset_key)
+        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, stepped)
+        obs = jnp.where(done, reset_obs, next_obs)
+        timestep = TimeStep(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=next_obs,
+        )
+        return next_state, timestep
+
+    def step_batch(
+        self, state: EnvState, action: jax.Array, keys: jax.Array
+    ) -> tuple[EnvState, TimeStep]:
+        """`jax.vmap(self.step)(state, action, keys)`, resetting only when some env is done.
+
+        `vmap(step)` computes every env's reset on every step and selects (a `lax.cond` under
+        `vmap` is a select). Here the transition is vmapped and the resets run under one
+        `lax.cond` on "any env done", so steps where no episode ends skip them: for brax, whose
+        reset runs the physics pipeline's init, that is about a fifth of halfcheetah's step
+        time on CPU (16 envs, an episode end every 60 steps). Same keys, same values, bitwise.
+        (Under an outer `vmap`, e.g. over population members, the cond turns into a select
+        again: correct, just no saving.)
+
+        Args:
+            state: `[B]`-batched states.
+            action: `[B, *action_shape]` actions.
+            keys: `[B]` PRNG keys, one per env, each used as `step` uses its key.
+
+        Returns:
+            `(next_state, timestep)`, batched over `[B]`.
+        """
+        split = jax.vmap(jax.random.split)(keys)
+        step_keys, reset_keys = split[:, 0], split[:, 1]
+        stepped, next_obs, reward, terminated, truncated = jax.vmap(self._transition)(
+            state, action, step_keys
+        )
+        done = terminated | truncated
+
+        def where_done(new, old):
+            return jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)
+
+        def with_resets(_):
+            reset_state, reset_obs = jax.vmap(self.reset)(reset_keys)
+            return jax.tree.map(where_done, reset_state, stepped), where_done(reset_obs, next_obs)
+
+        next_state, obs = jax.lax.cond(
+            jnp.any(done), with_resets, lambda _: (stepped, next_obs), None
+        )
+        timestep = TimeStep(
+            obs=obs,
+            reward=reward,
+            terminated=terminated,
+            truncated=truncated,
+            next_obs=next_obs,
+        )
+        return next_state, timestep
+
+    def _transition(self, state: EnvState, action: Any, step_key: jax.Array):
+        """One env's step before autoreset: `(stepped state, next_obs, reward, terminated,
+        truncated)`."""
         action = self._prepare_action(action)
         fe, params = self.func_env, self.params
 
@@ -191,21 +257,8 @@ class JaxEnv:
             truncated = jnp.zeros((), jnp.bool_)
         else:
             truncated = (step >= self.max_episode_steps) & ~terminated
-        done = terminated | truncated
-
-        # Both branches are computed and selected, as a `lax.cond` under `vmap` would do anyway.
-        reset_state, reset_obs = self.reset(reset_key)
         stepped = EnvState(func_state=next_func_state, step=step)
-        next_state = jax.tree.map(lambda r, s: jnp.where(done, r, s), reset_state, stepped)
-        obs = jnp.where(done, reset_obs, next_obs)
-        timestep = TimeStep(
-            obs=obs,
-            reward=reward,
-            terminated=terminated,
-            truncated=truncated,
-            next_obs=next_obs,
-        )
-        return next_state, timestep
+        return stepped, next_obs, reward, terminated, truncated
 
     def _prepare_action(self, action: Any) -> jax.Array:
         action = jnp.asarray(action)

@@ -226,6 +226,23 @@ def test_time_limit_truncates_with_next_obs_for_bootstrapping():
     np.testing.assert_allclose(summary["episode_return"], returns.mean(), rtol=1e-6)
 
 
+def test_step_batch_is_vmapped_step_on_brax_state():
+    """brax's State nests leaves of several ranks ([B], [B, 1, 3]...): the batched autoreset
+    selects each whole, as `vmap(step)` does."""
+    env = _env(FAST, 3)
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
+    actions = jnp.array([[1.0], [-1.0]])
+    vmapped, batched = jax.jit(jax.vmap(env.step)), jax.jit(env.step_batch)
+    a = b = state
+    for t in range(7):
+        keys = jax.random.split(jax.random.key(t), 2)
+        a, ts_a = vmapped(a, actions, keys)
+        b, ts_b = batched(b, actions, keys)
+        for x, y in zip(jax.tree.leaves((a, ts_a)), jax.tree.leaves((b, ts_b)), strict=True):
+            np.testing.assert_array_equal(x, y)
+        assert bool(ts_b.truncated.all()) == (t in (2, 5))
+
+
 class _FallingFast(brax_envs.fast.Fast):
     """brax's fast, terminating once the point passes x = 0.003: after 4 steps at full speed
     (x = 0.02**2 * n(n+1)/2 after n steps: 0.0024, then 0.004)."""

@@ -399,3 +399,55 @@ def test_error_messages_are_one_line():
         with pytest.raises(ValueError) as info:
             make(env_id)
         assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------ step_batch
+
+
+@functools.cache
+def _batch_vs_vmap_fn(env: JaxEnv, num_envs: int, num_steps: int):
+    """jit of two rollouts from the same keys and actions: one with `vmap(env.step)`, one with
+    `env.step_batch`; returns both `(final state, timesteps)`."""
+
+    @jax.jit
+    def run(key):
+        reset_key, key = jax.random.split(key)
+        state, _ = jax.vmap(env.reset)(jax.random.split(reset_key, num_envs))
+
+        def body(step_fn):
+            def f(state, key):
+                action_key, step_key = jax.random.split(key)
+                actions = jax.vmap(_random_action, in_axes=(None, 0))(
+                    env, jax.random.split(action_key, num_envs)
+                )
+                return step_fn(state, actions, jax.random.split(step_key, num_envs))
+
+            return f
+
+        keys = jax.random.split(key, num_steps)
+        return (
+            lax.scan(body(jax.vmap(env.step)), state, keys),
+            lax.scan(body(env.step_batch), state, keys),
+        )
+
+    return run
+
+
+@pytest.mark.parametrize(
+    ("env_id", "limit"), [(CARTPOLE, None), (CARTPOLE, 10), (PENDULUM, None)],
+    ids=["cartpole", "cartpole-limit-10", "pendulum"],
+)  # fmt: skip
+def test_step_batch_is_vmapped_step_bitwise(env_id, limit):
+    env = _env(env_id, limit)
+    vmapped, batched = _batch_vs_vmap_fn(env, 8, 450)(jax.random.key(11))
+    ts = vmapped[1]
+    assert np.asarray(ts.done).any() and not np.asarray(ts.done).all()  # both branches ran
+    for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves(batched), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_step_batch_checks_action_shapes():
+    env = _env(PENDULUM)
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(AssertionError):
+        env.step_batch(state, jnp.zeros((2,)), jax.random.split(jax.random.key(1), 2))
