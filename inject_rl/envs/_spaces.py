@@ -37,6 +37,32 @@ ACTION_KIND_NAMES = {
 }
 
 
+# Packages whose gymnasium ids exist only once a function of theirs is called (importing them is
+# not enough): namespace -> (module, function, the extra that installs the package).
+_REGISTRARS = {"MinAtar": ("minatar.gym", "register_envs", "minatar")}
+
+
+def _register_on_demand(env_id: str) -> None:
+    """Registers `env_id`'s namespace (e.g. `MinAtar/Breakout-v1`) when its package registers
+    on request only.
+
+    Raises:
+      ValueError: the package is not installed (one line, naming the extra).
+    """
+    import gymnasium
+
+    namespace = env_id.partition("/")[0] if "/" in env_id and ":" not in env_id else None
+    if namespace not in _REGISTRARS or env_id in gymnasium.registry:
+        return
+    module, function, extra = _REGISTRARS[namespace]
+    try:
+        getattr(importlib.import_module(module), function)()
+    except ImportError:
+        raise ValueError(
+            f"{env_id} needs the {namespace} package: pip install 'inject-rl[{extra}]'"
+        ) from None
+
+
 def spec(env_id: str) -> EnvSpec:
     """The gymnasium spec of `env_id`, which may name a module to import first
     (`"my_pkg.envs:Corridor-v0"`, as `gymnasium.make` accepts: the import registers the id).
@@ -51,6 +77,7 @@ def spec(env_id: str) -> EnvSpec:
 
     if not isinstance(env_id, str):
         raise ValueError(f"env id must be a string, got {env_id!r}")
+    _register_on_demand(env_id)
     name = env_id
     if ":" in env_id:
         module, _, name = env_id.partition(":")

@@ -272,3 +272,23 @@ def test_bad_module_env_ids_are_one_line_errors(env_id, match):
         with pytest.raises(ValueError, match=match) as info:
             fn(env_id)
         assert "\n" not in str(info.value)
+
+
+def test_minatar_ids_register_on_demand():
+    """MinAtar registers its gymnasium ids only when asked (importing it is not enough)."""
+    assert envs.host_spaces("MinAtar/Breakout-v1").obs_shape == (10, 10, 4)
+    with HostEnv("MinAtar/Breakout-v1", 2) as env:
+        obs = env.reset(seed=0)
+        ts = env.step(np.zeros(2, np.int32))
+    assert obs.shape == ts.next_obs.shape == (2, 10, 10, 4) and obs.dtype == np.float32
+    assert set(np.unique(obs)) <= {0.0, 1.0}  # MinAtar's boolean channels
+
+
+def test_a_missing_on_demand_package_names_its_extra(monkeypatch):
+    from inject_rl.envs import _spaces
+
+    monkeypatch.setitem(
+        _spaces._REGISTRARS, "NoSuchPkg", ("no_such_pkg_xyz.gym", "register", "nosuch")
+    )
+    with pytest.raises(ValueError, match=r"pip install 'inject-rl\[nosuch\]'$"):
+        envs.host_spaces("NoSuchPkg/Game-v0")
