@@ -96,6 +96,11 @@ def host_env_id(env_id: str) -> str:
     """
     from gymnasium.envs.registration import find_highest_version, parse_env_id, registry
 
+    if env_id.startswith("brax/"):
+        raise ValueError(
+            f"--video: {env_id} cannot be filmed (brax envs have no gymnasium renderer)"
+        )
+
     if envs.is_envpool_id(env_id):
         # envpool draws no gymnasium frames: film the gymnasium env of the task's name, whose
         # spaces `record_videos` checks (envpool's Atari frames are preprocessed: none match).

@@ -377,3 +377,10 @@ def test_cli_trains_ppo_on_brax_and_load_policy_acts(tmp_path):
     policy = load_policy(out)
     action = policy.act(np.zeros(2, np.float32))
     assert action.shape == (1,) and -1.0 <= float(action[0]) <= 1.0
+
+
+def test_video_of_a_brax_run_is_refused_in_one_line():
+    from inject_rl.cli._eval import host_env_id
+
+    with pytest.raises(ValueError, match=r"^--video: brax/halfcheetah@spring cannot be filmed"):
+        host_env_id("brax/halfcheetah@spring")
