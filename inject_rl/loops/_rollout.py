@@ -48,7 +48,7 @@ def init_actor(env: JaxEnv, num_envs: int, key: jax.Array) -> ActorState:
 def env_step(env: JaxEnv, actor: ActorState, action: jax.Array, key: jax.Array):
     """Steps every env once; returns the new actor state and the batched `TimeStep`."""
     keys = jax.random.split(key, actor.obs.shape[0])
-    env_state, ts = jax.vmap(env.step)(actor.env_state, action, keys)
+    env_state, ts = env.step_batch(actor.env_state, action, keys)
     stats = EpisodeStats.update(actor.stats, ts.reward, ts.done)
     return ActorState(env_state, ts.obs, stats), ts
 
