@@ -370,7 +370,7 @@ def _heatmap(args, rates, cells, results) -> None:
             for out in results.values()
         ]
     )
-    fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(rates), 1.0 + 0.5 * len(names)))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.2 + 0.9 * len(rates)), 1.0 + 0.5 * len(names)))
     ax.imshow(grid_, vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for (i, j), v in np.ndenumerate(grid_):
         ax.text(j, i, f"{v:.0%}", ha="center", va="center", color="w" if v < 0.5 else "k")
