@@ -64,11 +64,13 @@ def test_other_hyperparameter_values_do_not_recompile_the_step(cache_dir):
     assert out["lr"] == pytest.approx(4.5e-4)
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_cache_can_be_turned_off(tmp_path):
     assert _run("off", 1e-3, 0.02, 0.0)[0]["hit"] is False
     assert _run("off", 1e-3, 0.02, 0.0)[0]["hit"] is False
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_unwritable_cache_dir_warns_once_and_trains(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")

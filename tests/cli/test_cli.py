@@ -233,6 +233,7 @@ def test_help(command, text, capsys):
     assert exit_.value.code == 0 and text in capsys.readouterr().out
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_a_repeated_run_loads_its_programs_instead_of_tracing(env, files, tmp_path):
     args = ["train", "--config", files / "tiny.json", "--steps", 64, "--eval-episodes", 1]
     logged = {**env, "JAX_LOG_COMPILES": "1"}

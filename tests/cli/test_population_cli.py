@@ -22,6 +22,7 @@ def population_run(tmp_path_factory):
     return cwd / "run"
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_a_population_run_writes_one_row_per_member_and_call(population_run):
     rows = [json.loads(line) for line in (population_run / "metrics.jsonl").open()]
     calls = sorted({r["step"] for r in rows})
@@ -61,6 +62,7 @@ def test_a_population_run_has_its_own_program_key():
     assert len({single, three, pbt}) == 3
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_the_best_members_params_are_the_runs_policy(population_run):
     policy = load_policy(population_run)
     assert policy.act(np.zeros(4, np.float32)) in (0, 1)
@@ -113,6 +115,7 @@ def test_bad_population_and_sweep_input_is_one_line(args, message, tmp_path, mon
     assert not any(tmp_path.iterdir())  # nothing written
 
 
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_sweep_writes_its_table_csv_and_heatmap(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = ["sweep", "--env", "phys2d/CartPole-v1", "--grid", "lr_init=1e-3,3e-3"]

@@ -316,7 +316,15 @@ def test_ppo_schedules_on_every_injectable_field(ppo_run):
     _check_scheduled("ppo", list(SCHEDULED["ppo"]), ppo_run / PPO_RUN)
 
 
-@pytest.mark.parametrize("agent", ["dqn", "impala", "sac"])
+@pytest.mark.parametrize(
+    "agent",
+    # impala and sac train through the CLI a few seconds longer: slow suite (10-minute budget)
+    [
+        "dqn",
+        pytest.param("impala", marks=pytest.mark.slow),
+        pytest.param("sac", marks=pytest.mark.slow),
+    ],
+)
 def test_a_schedule_on_every_injectable_field(agent, tmp_path):
     # item 10: impala's ent_coef schedule failed on f45add6; every injectable field of the agent
     # has a schedule here, in one run.

@@ -103,6 +103,7 @@ def copy_of(finished, tmp_path) -> Path:
 
 
 # ------------------------------------------------------------------------------- item 1
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
 def test_two_writers_of_one_run_directory_one_is_refused(env, tiny, tmp_path):
     """Issue 12 item 1: both used to exit 0, one run silently replaced by the other."""
     procs = [
