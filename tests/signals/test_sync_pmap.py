@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from inject_rl import schedules as S
-from inject_rl.signals import sync
+from inject_rl.signals import sync, sync_and_pmean
 
 AXIS = "device"
 STEPS = 1000
@@ -78,3 +78,36 @@ def test_without_sync_replicas_diverge(num_devices):
     params, state = _train(num_devices, use_sync=False)
     assert not _replicas_equal(state.hyperparams_states)
     assert not _replicas_equal(params)
+
+
+@pytest.mark.parametrize("num_devices", [1, 3])
+def test_sync_and_pmean_is_sync_and_pmean_in_one_all_reduce(num_devices):
+    """The packed form gives bitwise what `sync` and `lax.pmean` give apart, NaN returns of
+    devices without an episode included, in one all-reduce where there are several devices."""
+    keys = jax.random.split(jax.random.key(1), num_devices)
+
+    def signals_and_tree(key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        count = jax.random.randint(k1, (), 0, 3).astype(jnp.float32)
+        signals = {
+            "episode_return": jnp.where(count > 0, jax.random.normal(k2, ()), jnp.nan),
+            "episode_count": count,
+            "step": jnp.int32(7),
+        }
+        tree = {"w": jax.random.normal(k3, (3, 5)), "loss": jax.random.normal(k1, ())}
+        return signals, tree
+
+    signals, tree = jax.vmap(signals_and_tree)(keys)
+    packed = jax.vmap(lambda s, t: sync_and_pmean(s, t, AXIS), axis_name=AXIS)
+    apart = jax.vmap(lambda s, t: (sync(s, AXIS), jax.lax.pmean(t, AXIS)), axis_name=AXIS)
+    got, want = packed(signals, tree), apart(signals, tree)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+        np.testing.assert_array_equal(g, w)
+    if num_devices > 1:  # one psum in the per-device program
+        one = jax.tree.map(lambda x: x[0], (signals, tree))
+        jaxpr = jax.make_jaxpr(
+            lambda s, t: sync_and_pmean(s, t, AXIS), axis_env=[(AXIS, num_devices)]
+        )(*one)
+        assert str(jaxpr).count("psum") == 1, str(jaxpr)
+    with pytest.raises(ValueError, match="floating point, got int32"):
+        jax.vmap(lambda s: sync_and_pmean(s, {"n": jnp.int32(1)}, AXIS), axis_name=AXIS)(signals)
