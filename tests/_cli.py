@@ -8,6 +8,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+# A tiny PPO layout for CLI runs (`--config` JSON): 2 envs x 8 steps x 2 iterations = 32 env steps
+# per host call, one epoch of one minibatch, one 8-unit layer.
+TINY = {
+    "num_envs": 2,
+    "rollout_len": 8,
+    "epochs": 1,
+    "num_minibatches": 1,
+    "iterations_per_call": 2,
+    "hidden": [8],
+}
 
 
 def subprocess_env(compile_cache: Path) -> dict[str, str]:

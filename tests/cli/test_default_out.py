@@ -8,16 +8,8 @@ import subprocess
 
 import pytest
 
-from tests._cli import cli, command, ok, subprocess_env
+from tests._cli import TINY, cli, command, ok, subprocess_env
 
-TINY = {
-    "num_envs": 2,
-    "rollout_len": 8,
-    "epochs": 1,
-    "num_minibatches": 1,
-    "iterations_per_call": 2,
-    "hidden": [8],
-}
 BASE = "ppo-phys2d-CartPole-v1-s0"
 
 

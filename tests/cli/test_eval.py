@@ -11,16 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from tests._cli import cli, ok, subprocess_env
+from tests._cli import TINY, cli, ok, subprocess_env
 
-TINY = {
-    "num_envs": 2,
-    "rollout_len": 8,
-    "epochs": 1,
-    "num_minibatches": 1,
-    "iterations_per_call": 2,
-    "hidden": [8],
-}
 LINE = re.compile(
     r"^eval return (\S+) mean, (\S+) std, (\S+) min, (\S+) max \((\d+) greedy episodes, (\S+), "
     r"seed (\d+)\)$",

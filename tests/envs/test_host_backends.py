@@ -13,6 +13,7 @@ import pytest
 
 from inject_rl import envs
 from inject_rl.agents import get, load_policy
+from tests._cli import TINY
 
 AGENTS = ("ppo", "dqn", "sac", "impala")
 
@@ -104,16 +105,6 @@ def test_the_sebulba_loop_refuses_a_bad_vectorization_before_making_envs(monkeyp
             None, None, None, env_id="CartPole-v1", num_envs=2, rollout_len=2, num_calls=1,
             iterations_per_call=1, seed=0, vectorization="threads",
         )  # fmt: skip
-
-
-TINY = {
-    "num_envs": 2,
-    "rollout_len": 8,
-    "epochs": 1,
-    "num_minibatches": 1,
-    "iterations_per_call": 2,
-    "hidden": [8],
-}
 
 
 @pytest.mark.slow

@@ -17,17 +17,9 @@ import numpy as np
 import pytest
 
 from inject_rl import runs
-from tests._cli import cli, command, ok, subprocess_env
+from tests._cli import TINY, cli, command, ok, subprocess_env
 
 # 2 envs x 8 steps x 2 iterations = 32 env steps per host call.
-TINY = {
-    "num_envs": 2,
-    "rollout_len": 8,
-    "epochs": 1,
-    "num_minibatches": 1,
-    "iterations_per_call": 2,
-    "hidden": [8],
-}
 
 
 @pytest.fixture(scope="module")
