@@ -2,15 +2,18 @@
 
 Prints the median time of a jitted Adam update on a small MLP's parameters for plain `optax.adam`
 and for `optax.inject_hyperparams(optax.adam)` with two stateful schedules (learning rate
-`kl_target`, b1 `plateau`) fed signals every step, in two settings: one jitted call per update
-(what a host loop pays) and 1,000 updates inside one `lax.scan` (what an on-device loop pays).
+`kl_target`, b1 `plateau`) fed signals every step, in three settings: one jitted call per update
+(what a host loop pays), 1,000 updates inside one `jax.lax.scan` (a user's own on-device loop),
+and the same inside `inject_rl.loops.packed_scan` (what our agents' on-device loops run: the
+carry's scalars in one vector, so the schedules' bookkeeping is one kernel, not one per scalar).
 Repetitions alternate between the variants so machine noise hits both alike. Also prints the
 kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
 per update that dominates on small networks.
 
     python scripts/bench_overhead.py [--reps 15] [--hidden 64]
 
-Ends with `overhead ratio: X.XXX` (scan setting, injected / plain; goal <= 1.03).
+Ends with `overhead ratio: X.XXX` (packed_scan setting, injected / plain; goal <= 1.03), after
+`lax.scan ratio: X.XXX` (the same in a plain `lax.scan`).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from inject_rl import schedules
+from inject_rl.loops import packed_scan
 
 SCAN_STEPS = 1000
 # Instructions of the scan's loop body that launch no kernel (tests/optim/test_kernels.py).
@@ -82,14 +86,17 @@ def build(opt, params):
 
     step = jax.jit(update)
 
-    @jax.jit
-    def scan(params, state, grads):
-        def body(carry, _):
-            return update(*carry, grads), None
+    def in_scan(scan):
+        @jax.jit
+        def run(params, state, grads):
+            def body(carry, _):
+                return update(*carry, grads), None
 
-        return jax.lax.scan(body, (params, state), None, length=SCAN_STEPS)[0]
+            return scan(body, (params, state), None, length=SCAN_STEPS)[0]
 
-    return step, scan
+        return run
+
+    return step, in_scan(jax.lax.scan), in_scan(packed_scan)
 
 
 def main() -> None:
@@ -110,42 +117,54 @@ def main() -> None:
 
     built, kernels = {}, {}
     for name, opt in variants().items():
-        step, scan = build(opt, params)
+        step, scan, packed = build(opt, params)
         state = opt.init(params)
         p, s = jax.tree.map(jnp.copy, params), state
         p, s = step(p, s, grads)  # compile
-        jax.block_until_ready(scan(params, state, grads))  # compile
-        built[name] = (step, scan, p, s, state)
-        hlo = scan.lower(params, state, grads).compile().as_text()
-        counted = kernels_per_update(hlo)
-        kernels[name] = "-" if counted is None else str(sum(counted.values()))
+        for fn in (scan, packed):
+            jax.block_until_ready(fn(params, state, grads))  # compile
+        built[name] = (step, scan, packed, p, s, state)
+        counted = [
+            kernels_per_update(fn.lower(params, state, grads).compile().as_text())
+            for fn in (scan, packed)
+        ]
+        kernels[name] = "/".join("-" if c is None else str(sum(c.values())) for c in counted)
 
     per_call = {k: [] for k in built}
     per_scan = {k: [] for k in built}
+    per_packed = {k: [] for k in built}
     calls = 200
     for _ in range(args.reps):
-        for name, (step, scan, p, s, state) in built.items():
+        for name, (step, scan, packed, p, s, state) in built.items():
             t = time.perf_counter()
             for _ in range(calls):
                 p, s = step(p, s, grads)
             jax.block_until_ready(p)
             per_call[name].append((time.perf_counter() - t) / calls)
-            built[name] = (step, scan, p, s, state)
-            t = time.perf_counter()
-            jax.block_until_ready(scan(params, state, grads))
-            per_scan[name].append((time.perf_counter() - t) / SCAN_STEPS)
+            built[name] = (step, scan, packed, p, s, state)
+            for fn, times in ((scan, per_scan), (packed, per_packed)):
+                t = time.perf_counter()
+                jax.block_until_ready(fn(params, state, grads))
+                times[name].append((time.perf_counter() - t) / SCAN_STEPS)
 
     plain, inj = list(built)
-    print(f"{'variant':42s} {'jit call (us)':>14s} {'in scan (us)':>13s} {'kernels':>8s}")
+    print(
+        f"{'variant':42s} {'jit call (us)':>14s} {'lax.scan (us)':>14s} "
+        f"{'packed_scan (us)':>17s} {'kernels scan/packed':>20s}"
+    )
     for name in built:
         print(
             f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
-            f"{statistics.median(per_scan[name]) * 1e6:13.2f} {kernels[name]:>8s}"
+            f"{statistics.median(per_scan[name]) * 1e6:14.2f} "
+            f"{statistics.median(per_packed[name]) * 1e6:17.2f} {kernels[name]:>20s}"
         )
-    call_ratio = statistics.median(per_call[inj]) / statistics.median(per_call[plain])
-    scan_ratio = statistics.median(per_scan[inj]) / statistics.median(per_scan[plain])
-    print(f"per-call ratio: {call_ratio:.3f}")
-    print(f"overhead ratio: {scan_ratio:.3f}")
+
+    def ratio(times):
+        return statistics.median(times[inj]) / statistics.median(times[plain])
+
+    print(f"per-call ratio: {ratio(per_call):.3f}")
+    print(f"lax.scan ratio: {ratio(per_scan):.3f}")
+    print(f"overhead ratio: {ratio(per_packed):.3f}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from inject_rl.loops._distributed import (
     launch_processes,
 )
 from inject_rl.loops._host_eval import evaluate_host_policy
+from inject_rl.loops._packed import packed_scan
 from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
 from inject_rl.loops._replicas import local_replicas
 from inject_rl.loops._rollout import (
@@ -65,6 +66,7 @@ __all__ = [
     "launch_processes",
     "learner_devices",
     "local_replicas",
+    "packed_scan",
     "pmean",
     "replicas_equal",
     "rollout",
