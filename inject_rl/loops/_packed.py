@@ -73,8 +73,13 @@ def _layout(carry: Any) -> _Layout:
     slots = []
     for leaf in leaves:
         shape, dtype = np.shape(leaf), jnp.result_type(leaf)
-        # Key arrays (extended dtypes) cannot be bitcast; they stay as they are.
-        if shape != () or jax.dtypes.issubdtype(dtype, jax.dtypes.extended):
+        # Key arrays (extended dtypes) and complex numbers cannot be bitcast to one integer;
+        # they stay as they are.
+        if (
+            shape != ()
+            or jax.dtypes.issubdtype(dtype, jax.dtypes.extended)
+            or jnp.issubdtype(dtype, jnp.complexfloating)
+        ):
             slots.append(None)
             continue
         group = _group(dtype)

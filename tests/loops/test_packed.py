@@ -77,6 +77,17 @@ def test_under_vmap_and_with_length():
     assert _bits(got) == _bits(want)
 
 
+def test_python_numbers_and_complex_scalars_in_the_carry():
+    def step(c, _):
+        return (c[0] + 1, c[1] * 0.5, c[2] * 1j, c[3]), None
+
+    init = (0, 1.0, jnp.complex64(1 + 0j), None)
+    want = jax.lax.scan(step, init, None, length=3)[0]
+    got = packed_scan(step, init, None, length=3)[0]
+    assert _bits(got) == _bits(want)
+    assert got[3] is None
+
+
 def test_a_carry_without_scalars_is_lax_scan():
     carry, ys = packed_scan(lambda c, x: (c + x, c), jnp.zeros(2), jnp.ones((3, 2)))
     np.testing.assert_array_equal(carry, [3.0, 3.0])
