@@ -232,6 +232,35 @@ def default_bound(owner: str, init_value: Any, scale: float) -> float | jax.Arra
     return float(f"{v * scale:.12g}")
 
 
+def check_bounded(
+    owner: str,
+    init_value: Any,
+    min_value: Any,
+    max_value: Any,
+    *,
+    min_fraction: float,
+    max_multiple: float,
+    lowest: float = -math.inf,
+) -> tuple[Any, Any, Any]:
+    """`(init_value, min_value, max_value)` of a bounded rule, validated.
+
+    A bound left None defaults relative to the initial value (`default_bound`: `init_value *
+    min_fraction`, `init_value * max_multiple`); then `lowest <= min_value <= max_value` and
+    `min_value <= init_value <= max_value` are checked (`check_range`).
+
+    Raises:
+      ValueError: naming the bad argument, its value and the allowed range.
+    """
+    if min_value is None:
+        min_value = default_bound(owner, init_value, min_fraction)
+    if max_value is None:
+        max_value = default_bound(owner, init_value, max_multiple)
+    min_value = check_range(owner, "min_value", min_value, lowest)
+    max_value = check_range(owner, "max_value", max_value, min_value)
+    init_value = check_range(owner, "init_value", init_value, min_value, max_value)
+    return init_value, min_value, max_value
+
+
 def check_int(owner: str, name: str, value: Any, low: int) -> int:
     """Validates an integer `>= low`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:

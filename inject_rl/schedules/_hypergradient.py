@@ -60,14 +60,14 @@ class Hypergradient:
     """
 
     def __init__(self, init_value, *, beta, signal, min_value, max_value, every):
-        if min_value is None:
-            min_value = c.default_bound(_NAME, init_value, MIN_FRACTION)
-        if max_value is None:
-            max_value = c.default_bound(_NAME, init_value, MAX_MULTIPLE)
-        self.min_value = c.check_range(_NAME, "min_value", min_value, 0.0)
-        self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
-        self.init_value = c.check_range(
-            _NAME, "init_value", init_value, self.min_value, self.max_value
+        self.init_value, self.min_value, self.max_value = c.check_bounded(
+            _NAME,
+            init_value,
+            min_value,
+            max_value,
+            min_fraction=MIN_FRACTION,
+            max_multiple=MAX_MULTIPLE,
+            lowest=0.0,
         )
         # beta < 1 keeps 1 + beta * cos > 0 for a cosine in [-1, 1].
         self.beta = c.check_range(_NAME, "beta", beta, 0.0, 1.0, low_open=True, high_open=True)

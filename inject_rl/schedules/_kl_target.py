@@ -37,14 +37,15 @@ class KLTarget:
     def __init__(
         self, init_value, *, target, signal, tolerance, factor, min_value, max_value, every
     ):
-        if min_value is None:  # rsl_rl/brax bounds at lr 1e-3: [1e-6, 1e-2]
-            min_value = c.default_bound(_NAME, init_value, MIN_FRACTION)
-        if max_value is None:
-            max_value = c.default_bound(_NAME, init_value, MAX_MULTIPLE)
-        self.min_value = c.check_range(_NAME, "min_value", min_value, 0.0)
-        self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
-        self.init_value = c.check_range(
-            _NAME, "init_value", init_value, self.min_value, self.max_value
+        # rsl_rl/brax bounds at lr 1e-3: [1e-6, 1e-2]
+        self.init_value, self.min_value, self.max_value = c.check_bounded(
+            _NAME,
+            init_value,
+            min_value,
+            max_value,
+            min_fraction=MIN_FRACTION,
+            max_multiple=MAX_MULTIPLE,
+            lowest=0.0,
         )
         self.target = c.check_range(_NAME, "target", target, 0.0, low_open=True)
         self.tolerance = c.check_range(_NAME, "tolerance", tolerance, 1.0, low_open=True)

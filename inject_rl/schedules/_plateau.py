@@ -58,14 +58,13 @@ class Plateau:
         self.patience = c.check_int(_NAME, "patience", patience, 1)
         self.cooldown = c.check_int(_NAME, "cooldown", cooldown, 0)
         self.threshold = c.check_range(_NAME, "threshold", threshold, 0.0)
-        if min_value is None:
-            min_value = c.default_bound(_NAME, init_value, MIN_FRACTION)
-        if max_value is None:
-            max_value = c.default_bound(_NAME, init_value, MAX_MULTIPLE)
-        self.min_value = c.check_range(_NAME, "min_value", min_value)
-        self.max_value = c.check_range(_NAME, "max_value", max_value, self.min_value)
-        self.init_value = c.check_range(
-            _NAME, "init_value", init_value, self.min_value, self.max_value
+        self.init_value, self.min_value, self.max_value = c.check_bounded(
+            _NAME,
+            init_value,
+            min_value,
+            max_value,
+            min_fraction=MIN_FRACTION,
+            max_multiple=MAX_MULTIPLE,
         )
         self.every = c.check_int(_NAME, "every", every, 1)
 
