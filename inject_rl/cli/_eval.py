@@ -1,7 +1,7 @@
 """`inject-rl eval`: the return of every greedy episode, and videos of episodes.
 
 The episodes are those of `Policy.evaluate` (the same env seeds and keys, so their mean is the
-mean it returns; `loops.evaluate_policy` and `loops.evaluate_host_policy` return only the mean):
+mean it returns; `loops.evaluate_policy_returns` and `loops.evaluate_host_policy_returns`):
 in-graph for a `phys2d/*` run, on host envs otherwise (envpool's for an `envpool/*` run).
 Videos are recorded with gymnasium's `RecordVideo` (moviepy writes the mp4) on a host env
 rendering `rgb_array` frames: the run's own env, or for a `phys2d/*` (or `envpool/*`) run the
@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from inject_rl import envs, loops
@@ -38,46 +37,14 @@ def episode_returns(policy: Any, episodes: int, seed: int) -> np.ndarray:
     torso = (policy.network or agent.network)(cfg, env.obs_shape)
     greedy = agent.policy(cfg, env, torso).greedy
     if envs.is_jax_env(cfg.env_id):
-        fn = jax.jit(lambda p, k: _jax_returns(env, lambda obs: greedy(p, obs), episodes, k))
+        fn = jax.jit(
+            lambda p, k: loops.evaluate_policy_returns(env, lambda obs: greedy(p, obs), episodes, k)
+        )
         return np.asarray(fn(policy.params, jax.random.key(seed)), np.float64)
     act = jax.jit(greedy)
-    return _host_returns(cfg.env_id, lambda obs: act(policy.params, obs), episodes, seed)
-
-
-def _jax_returns(env: Any, policy: Any, episodes: int, key: jax.Array) -> jax.Array:
-    """`loops.evaluate_policy`'s episodes (same keys), every return rather than their mean."""
-    if env.max_episode_steps is None:
-        raise ValueError(f"{env.id}: evaluation needs a time limit, got max_episode_steps=None")
-    k_reset, k_run = jax.random.split(key)
-    actor = loops.init_actor(env, episodes, k_reset)
-
-    def step(carry, key):
-        actor, ret, alive = carry
-        new_actor, ts = loops.env_step(env, actor, policy(actor.obs), key)
-        ret = ret + jnp.where(alive, ts.reward, 0.0)
-        return (new_actor, ret, alive & ~ts.done), None
-
-    init = (actor, jnp.zeros(episodes, jnp.float32), jnp.ones(episodes, bool))
-    (_, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
-    return ret
-
-
-def _host_returns(env_id: str, policy: Any, episodes: int, seed: int) -> np.ndarray:
-    """`loops.evaluate_host_policy`'s episodes (env `i` reset with `seed + i`), every return."""
-    with envs.host_env(env_id, episodes) as env:
-        if env.max_episode_steps is None:
-            raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
-        obs = env.reset(seed=seed)
-        ret = np.zeros(episodes, np.float64)
-        alive = np.ones(episodes, bool)
-        for _ in range(env.max_episode_steps):
-            ts = env.step(np.asarray(policy(obs)))
-            ret += np.where(alive, ts.reward, 0.0)
-            alive &= ~ts.done
-            if not alive.any():
-                break
-            obs = ts.obs
-    return ret
+    return loops.evaluate_host_policy_returns(
+        cfg.env_id, lambda obs: act(policy.params, obs), episodes, seed
+    )
 
 
 def host_env_id(env_id: str) -> str:

@@ -22,7 +22,7 @@ from inject_rl.loops._distributed import (
     init_distributed_from_env,
     launch_processes,
 )
-from inject_rl.loops._host_eval import evaluate_host_policy
+from inject_rl.loops._host_eval import evaluate_host_policy, evaluate_host_policy_returns
 from inject_rl.loops._packed import packed_scan
 from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
 from inject_rl.loops._replicas import local_replicas
@@ -32,6 +32,7 @@ from inject_rl.loops._rollout import (
     Transition,
     env_step,
     evaluate_policy,
+    evaluate_policy_returns,
     init_actor,
     rollout,
 )
@@ -56,7 +57,9 @@ __all__ = [
     "devices_for",
     "env_step",
     "evaluate_host_policy",
+    "evaluate_host_policy_returns",
     "evaluate_policy",
+    "evaluate_policy_returns",
     "first_replica",
     "free_port",
     "host_episode_summary",

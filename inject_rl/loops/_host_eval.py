@@ -36,6 +36,22 @@ def evaluate_host_policy(
     Raises:
       ValueError: the env has no time limit.
     """
+    return float(evaluate_host_policy_returns(env_id, policy, episodes, seed, env_kwargs).mean())
+
+
+def evaluate_host_policy_returns(
+    env_id: str,
+    policy: Callable[[np.ndarray], Any],
+    episodes: int,
+    seed: int,
+    env_kwargs: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """The undiscounted return of the first episode of each of `episodes` parallel host envs,
+    float64 `[episodes]` (arguments as `evaluate_host_policy`'s).
+
+    Raises:
+      ValueError: the env has no time limit.
+    """
     with host_env(env_id, episodes, **(env_kwargs or {})) as env:
         if env.max_episode_steps is None:
             raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
@@ -49,4 +65,4 @@ def evaluate_host_policy(
             if not alive.any():
                 break
             obs = ts.obs
-    return float(ret.mean())
+    return ret

@@ -84,7 +84,23 @@ def evaluate_policy(
       key: PRNG key for resets and env randomness.
 
     Returns:
-      float32 scalar.
+      float32 scalar: the mean of `evaluate_policy_returns`.
+    """
+    return evaluate_policy_returns(env, policy, episodes, key).mean()
+
+
+def evaluate_policy_returns(
+    env: JaxEnv, policy: Callable[[jax.Array], jax.Array], episodes: int, key: jax.Array
+) -> jax.Array:
+    """The undiscounted return of the first episode of each of `episodes` parallel envs.
+
+    Args: as `evaluate_policy`'s.
+
+    Returns:
+      float32 `[episodes]`.
+
+    Raises:
+      ValueError: the env has no time limit.
     """
     if env.max_episode_steps is None:
         raise ValueError(f"{env.id}: evaluation needs a time limit, got max_episode_steps=None")
@@ -99,4 +115,4 @@ def evaluate_policy(
 
     init = (actor, jnp.zeros(episodes, jnp.float32), jnp.ones(episodes, bool))
     (_, ret, _), _ = jax.lax.scan(step, init, jax.random.split(k_run, env.max_episode_steps))
-    return ret.mean()
+    return ret
