@@ -16,12 +16,14 @@ members' rates over time (the best member's rate at 10%, 50% and 100% of trainin
 the cell's initial rate). A variant at a bound for most updates is a constant in disguise and
 carries no claim.
 
-Rules per agent: PPO `kl_target` (its default), `plateau`, `bandit`; DQN and IMPALA `progress`
-(their default; `lr_final` keeps the preset's ratio to `lr_init`, so the rule's range moves with
-the grid as `kl_target`'s relative bounds do); every agent `hypergradient` (Baydin et al. 2018,
-`schedules.hypergradient` with its defaults: beta 0.01, bounds [init / 1000, 1000 x init], the
-optimizer wrapped in `optim.update_alignment`; SAC: one wrapper per part, so the actor's,
-critic's and alpha's rates each follow their own updates' alignment).
+Rules per agent: PPO `kl_target` (its default); DQN and IMPALA `progress` (their default;
+`lr_final` keeps the preset's ratio to `lr_init`, so the rule's range moves with the grid as
+`kl_target`'s relative bounds do); every agent `plateau` (`schedules.plateau` from the cell's
+rate, its defaults) and `bandit` (five arms: the cell's rate x 1/10, 1/3, 1, 3, 10), for SAC one
+schedule per part (actor, critic, alpha, each from its own rate); every agent `hypergradient`
+(Baydin et al. 2018, `schedules.hypergradient` with its defaults: beta 0.01, bounds [init / 1000,
+1000 x init], the optimizer wrapped in `optim.update_alignment`; SAC: one wrapper per part, so
+the actor's, critic's and alpha's rates each follow their own updates' alignment).
 
     python scripts/robustness.py --agent ppo --env phys2d/CartPole-v1 [--seeds 5] [--pbt-size 4]
         [--variants constant,kl_target,plateau,bandit,hypergradient,pbt] [--steps 100000]
@@ -81,7 +83,19 @@ def _aligned(agent):
 
 
 # Hypergradient descent with the schedule's defaults (beta 0.01, [init / 1000, 1000 x init]).
-_HYPERGRADIENT = _rule(lambda c: S.hypergradient(c.lr_init))
+def _hypergradient(lr):
+    return S.hypergradient(lr)
+
+
+def _plateau(lr):  # the schedule's defaults (x0.5 after 10 updates without a new best)
+    return S.plateau(lr)
+
+
+def _bandit(lr):  # five arms around the cell's rate
+    return S.bandit([lr / 10, lr / 3, lr, lr * 3, lr * 10])
+
+
+_HYPERGRADIENT = _rule(lambda c: _hypergradient(c.lr_init))
 
 
 def _ppo(agent) -> Setup:
@@ -91,12 +105,8 @@ def _ppo(agent) -> Setup:
         constant=_rule(lambda c: c.lr_init),
         rules={
             "kl_target": lambda c: c,  # the default: kl_target(lr_init), bounds lr/1000..10 lr
-            "plateau": _rule(lambda c: S.plateau(c.lr_init)),
-            "bandit": _rule(
-                lambda c: S.bandit(
-                    [c.lr_init / 10, c.lr_init / 3, c.lr_init, c.lr_init * 3, c.lr_init * 10]
-                )
-            ),
+            "plateau": _rule(lambda c: _plateau(c.lr_init)),
+            "bandit": _rule(lambda c: _bandit(c.lr_init)),
             "hypergradient": _HYPERGRADIENT,
         },
         pbt=("learning_rate",),
@@ -111,7 +121,12 @@ def _replay_lr(agent) -> Setup:  # dqn and impala: lr_init -> lr_final by `progr
         # lr_final keeps the preset's ratio, so the default rule spans the same factor anywhere.
         fields=lambda c, lr: {"lr_init": lr, "lr_final": lr * c.lr_final / c.lr_init},
         constant=_rule(lambda c: c.lr_init),
-        rules={"progress": lambda c: c, "hypergradient": _HYPERGRADIENT},
+        rules={
+            "progress": lambda c: c,
+            "plateau": _rule(lambda c: _plateau(c.lr_init)),
+            "bandit": _rule(lambda c: _bandit(c.lr_init)),
+            "hypergradient": _HYPERGRADIENT,
+        },
         pbt=("learning_rate",),
         lr_metric="hp/learning_rate",
         aligned=_aligned(agent),
@@ -125,9 +140,9 @@ def _sac(agent) -> Setup:
     def scaled(c, lr):  # the three rates keep the preset's ratios (critic = alpha = 10/3 actor)
         return {f"{p}_lr": lr * getattr(c, f"{p}_lr") / c.actor_lr for p in _SAC_PARTS}
 
-    def hypergradient(c):
-        return dataclasses.replace(
-            c, **{f"{p}_lr": S.hypergradient(getattr(c, f"{p}_lr")) for p in _SAC_PARTS}
+    def per_part(make):  # one schedule per part, each from that part's rate
+        return lambda c: dataclasses.replace(
+            c, **{f"{p}_lr": make(getattr(c, f"{p}_lr")) for p in _SAC_PARTS}
         )
 
     def aligned(c):  # sac.default_optimizer with each part wrapped: one cosine per part
@@ -143,7 +158,11 @@ def _sac(agent) -> Setup:
         preset_lr=lambda c: c.actor_lr,
         fields=scaled,
         constant=lambda c: c,
-        rules={"hypergradient": hypergradient},
+        rules={
+            "plateau": per_part(_plateau),
+            "bandit": per_part(_bandit),
+            "hypergradient": per_part(_hypergradient),
+        },
         pbt=("actor/learning_rate", "critic/learning_rate"),
         lr_metric="hp/actor/learning_rate",
         aligned=aligned,
