@@ -23,7 +23,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inject_rl.envs._spaces import DISCRETE, MULTI_DISCRETE, ObsPreprocessor, action_kind
+from inject_rl.envs._spaces import (
+    DISCRETE,
+    MULTI_DISCRETE,
+    ActionSpaceInfo,
+    ObsPreprocessor,
+    action_kind,
+)
 from inject_rl.envs._spaces import spec as env_spec
 
 
@@ -43,7 +49,7 @@ class HostTimeStep(NamedTuple):
         return self.terminated | self.truncated
 
 
-class HostSpaces:
+class HostSpaces(ActionSpaceInfo):
     """The space properties every host env shares (`HostEnv`, `EnvpoolEnv`), read from
     `id`, `action_space`, `action_kind` and `obs_preprocessor`; they match `JaxEnv`'s, so
     agents build their networks from any of them."""
@@ -57,38 +63,6 @@ class HostSpaces:
     def obs_shape(self) -> tuple[int, ...]:
         """Shape of one observation as the networks get it (`obs_preprocessor.shape`)."""
         return self.obs_preprocessor.shape
-
-    @property
-    def discrete(self) -> bool:
-        """True for a `Discrete` action space (False for `MultiDiscrete` and `Box`)."""
-        return self.action_kind == DISCRETE
-
-    @property
-    def num_actions(self) -> int:
-        """Number of discrete actions; AttributeError for any other action space."""
-        if not self.discrete:
-            raise AttributeError(f"{self.id} has no Discrete action space; use action_shape")
-        return int(self.action_space.n)
-
-    @property
-    def action_shape(self) -> tuple[int, ...]:
-        """Shape of one action: () for Discrete, the MultiDiscrete or Box shape otherwise."""
-        return () if self.discrete else tuple(self.action_space.shape)
-
-    @property
-    def action_low(self) -> np.ndarray:
-        """Lower Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
-        return self._box_bound("low")
-
-    @property
-    def action_high(self) -> np.ndarray:
-        """Upper Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
-        return self._box_bound("high")
-
-    def _box_bound(self, name: str) -> np.ndarray:
-        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
-            raise AttributeError(f"{self.id} has a {self.action_space} action space, no Box")
-        return np.asarray(getattr(self.action_space, name), np.float32)
 
     def _checked_action(self, action: Any) -> np.ndarray:
         """`action` as the env takes it: integers for Discrete/MultiDiscrete, floats clipped

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from inject_rl.envs._spaces import ActionSpaceInfo, action_kind
 from inject_rl.envs._types import EnvState, TimeStep
 
 if TYPE_CHECKING:
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclasses.dataclass(frozen=True, eq=False, repr=False)
-class JaxEnv:
+class JaxEnv(ActionSpaceInfo):
     """One functional JAX environment with a time limit and autoreset, stepped in-graph.
 
     Holds only static Python values; all episode state lives in `EnvState` (for brax its
@@ -100,45 +101,7 @@ class JaxEnv:
     @property
     def action_kind(self) -> str:
         """ "discrete", "continuous" or "unbounded" (`inject_rl.envs.action_kind`)."""
-        from inject_rl.envs._spaces import action_kind
-
         return action_kind(self.action_space)
-
-    @property
-    def discrete(self) -> bool:
-        """True for a `Discrete` action space, False for a continuous `Box`."""
-        from gymnasium import spaces
-
-        return isinstance(self.action_space, spaces.Discrete)
-
-    @property
-    def num_actions(self) -> int:
-        """Number of discrete actions; AttributeError for a continuous action space."""
-        if not self.discrete:
-            raise AttributeError(
-                f"{self.id} has a continuous action space; use action_low/action_high/action_shape"
-            )
-        return int(self.action_space.n)
-
-    @property
-    def action_shape(self) -> tuple[int, ...]:
-        """Shape of one action: () for Discrete, the Box shape otherwise."""
-        return () if self.discrete else tuple(self.action_space.shape)
-
-    @property
-    def action_low(self) -> np.ndarray:
-        """Lower Box bound, float32 of `action_shape`; AttributeError for a Discrete space."""
-        return self._box_bound("low")
-
-    @property
-    def action_high(self) -> np.ndarray:
-        """Upper Box bound, float32 of `action_shape`; AttributeError for a Discrete space."""
-        return self._box_bound("high")
-
-    def _box_bound(self, name: str) -> np.ndarray:
-        if self.discrete:
-            raise AttributeError(f"{self.id} has a Discrete action space; use num_actions")
-        return np.asarray(getattr(self.action_space, name), dtype=np.float32)
 
     # ------------------------------------------------------------------------------- dynamics
 

@@ -116,6 +116,49 @@ def action_kind(space: Space) -> str:
     raise ValueError(f"action space {space!r} is not supported; allowed: {ACTION_SPACES}")
 
 
+class ActionSpaceInfo:
+    """The action-space properties every env has (`JaxEnv`, `HostEnv`, `EnvpoolEnv`), read
+    from its `id`, `action_space` and `action_kind`: agents build their heads from them."""
+
+    id: str
+    action_space: Any
+    action_kind: str
+
+    @property
+    def discrete(self) -> bool:
+        """True for a `Discrete` action space (False for `MultiDiscrete` and `Box`)."""
+        return self.action_kind == DISCRETE
+
+    @property
+    def num_actions(self) -> int:
+        """Number of discrete actions; AttributeError for any other action space."""
+        if not self.discrete:
+            raise AttributeError(
+                f"{self.id} has a {self.action_kind} action space, not Discrete; use action_shape"
+            )
+        return int(self.action_space.n)
+
+    @property
+    def action_shape(self) -> tuple[int, ...]:
+        """Shape of one action: () for Discrete, the MultiDiscrete or Box shape otherwise."""
+        return () if self.discrete else tuple(self.action_space.shape)
+
+    @property
+    def action_low(self) -> np.ndarray:
+        """Lower Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("low")
+
+    @property
+    def action_high(self) -> np.ndarray:
+        """Upper Box bound, float32; AttributeError for a Discrete or MultiDiscrete space."""
+        return self._box_bound("high")
+
+    def _box_bound(self, name: str) -> np.ndarray:
+        if self.action_kind in (DISCRETE, MULTI_DISCRETE):
+            raise AttributeError(f"{self.id} has a {self.action_space} action space, no Box")
+        return np.asarray(getattr(self.action_space, name), np.float32)
+
+
 def is_image(space: Space) -> bool:
     """Whether a Box observation is an image `[H, W, C]` for a conv torso (rank 3, H and W at
     least 3 so that a 3x3 convolution fits); other Boxes are flattened."""
