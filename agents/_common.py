@@ -106,7 +106,8 @@ def check_config(
 
 
 def _check_common(cfg: Any, name: str) -> None:
-    """The checks of `check_config` on fields found by name (`seed`, `hidden`, sizes)."""
+    """The checks of `check_config` on fields found by name (`seed`, `hidden`, the host
+    loop's `vectorization`, the normalisation flags, `log_std_init`, sizes)."""
     if hasattr(cfg, "seed"):
         v = cfg.seed
         if not _int(v) or not 0 <= v <= MAX_SEED:
@@ -126,6 +127,15 @@ def _check_common(cfg: Any, name: str) -> None:
             )
     if hasattr(cfg, "vectorization"):
         check_vectorization(cfg, name)
+    for flag in ("normalize_obs", "normalize_reward"):
+        if hasattr(cfg, flag) and not isinstance(getattr(cfg, flag), bool):
+            raise ValueError(
+                f"{name}: {flag} must be true or false, got {flag}={getattr(cfg, flag)!r}"
+            )
+    if hasattr(cfg, "log_std_init"):
+        v = cfg.log_std_init
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not -20.0 <= v <= 20.0:
+            raise ValueError(f"{name}: log_std_init must be a number in [-20, 20], got {v!r}")
     for f, limit, what in _SIZES:
         v = getattr(cfg, f, None)
         if _int(v) and v > limit:

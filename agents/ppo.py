@@ -16,7 +16,6 @@ through the one learner step of `inject_rl.agents._learner`.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -101,14 +100,6 @@ class Config(HostCalls):
                 f"ppo: num_envs * rollout_len ({self.steps_per_iteration}) must be divisible by "
                 f"num_minibatches, got num_minibatches={self.num_minibatches}"
             )
-        for flag in ("normalize_obs", "normalize_reward"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(
-                    f"ppo: {flag} must be true or false, got {flag}={getattr(self, flag)!r}"
-                )
-        v = self.log_std_init
-        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not -20.0 <= v <= 20.0:
-            raise ValueError(f"ppo: log_std_init must be a number in [-20, 20], got {v!r}")
         return self
 
 

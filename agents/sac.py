@@ -104,11 +104,6 @@ class Config(HostCalls):
             raise ValueError(
                 f"sac: target_entropy must be None or finite, got {self.target_entropy=!r}"
             )
-        for flag in ("normalize_obs", "normalize_reward"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(
-                    f"sac: {flag} must be true or false, got {flag}={getattr(self, flag)!r}"
-                )
         _replay.check_buffer(self)
         return self
 
