@@ -137,7 +137,7 @@ def train(
       num_devices: devices to run on (None: 1; all global devices in a multi-process run on the
         host loop).
       callback: `callback(call_index, metrics, state)` after every host call; `state` is the
-        replicated training state (copy what you keep: on anakin it is donated to the next call).
+        replicated training state (copy what you keep: it is donated to the next call).
       resume: `(state, next_call)` to continue a run from a checkpoint (anakin: bitwise as if
         uninterrupted; host loop: the learner continues bitwise, the envs restart).
       program_key: on the anakin loop (any device count), names this run's compiled programs

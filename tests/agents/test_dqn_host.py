@@ -47,3 +47,19 @@ def test_solves_host_cartpole_with_its_final_params(seed):
     assert int(res.metrics["step"][-1]) == 100_000
     assert cfg.eval_every == 0 and "eval_return" not in res.metrics  # no evaluation steps
     assert dqn.evaluate(res, episodes=20, seed=1000 + seed) >= 475
+
+
+def test_the_host_learner_updates_its_replay_in_place():
+    """The host loop donates the learner state: the replay buffer is written in place, not
+    copied whole on every call (a 1e5-transition replay of 10x10x4 frames made DQN 8x slower
+    than a 1e4 one before). The callback's state of one call is consumed by the next."""
+    kept = []
+
+    def keep(i, metrics, state):
+        kept.append(jax.tree.leaves(state.replay.data)[0])
+
+    cfg = dqn.Config(**{**TINY, "env_id": "CartPole-v1", "eval_every": 0})
+    res = dqn.train(cfg, callback=keep)
+    assert len(kept) == cfg.num_calls > 1
+    assert all(x.is_deleted() for x in kept[:-1]) and not kept[-1].is_deleted()
+    assert int(res.state.replay.size[0]) == cfg.buffer_size  # it kept filling

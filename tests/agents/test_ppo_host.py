@@ -1,5 +1,7 @@
 """PPO on the sebulba loop (host envs): contract, determinism, resume, learning."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -51,8 +53,8 @@ def test_resume_continues_the_learner():
     saved = {}
 
     def keep(i, metrics, state):
-        if i == 1:
-            saved["state"] = state
+        if i == 1:  # a copy: the state is donated to the next call
+            saved["state"] = jax.tree.map(jnp.copy, state)
 
     full = ppo.train(cfg, callback=keep)
     res = ppo.train(cfg, resume=(saved["state"], 2))
