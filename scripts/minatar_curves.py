@@ -21,10 +21,10 @@ starting layouts (the caption says which), mirrored in SB3:
   learning starts at 5,000 env steps, target copied every 1,000 env steps, epsilon 1 -> 0.1 over
   the first 1e5 env steps (the fraction `min(1, 1e5 / steps)` of the run), Adam 2.5e-4 constant,
   gradient clip 10, gamma 0.99, 1-step returns. Ours is double DQN (rlax), SB3's DQN is not.
-  Measured while writing this (2 loaded cores, 6,400 steps): our DQN trained 6.4x slower with
-  this 1e5 replay of 10x10x4 frames than with 1e4 (42.8 s vs 6.7 s), about 120 env steps/s
-  against SB3's 1,300: the replay's cost grows with its size, a cost of ours to fix, not of
-  the figure.
+  While writing this (2 loaded cores, 6,400 steps) our DQN trained 6.4x slower with this 1e5
+  replay than with 1e4 (every host-loop call copied the whole buffer), and our PPO learner was
+  bound by XLA's slow CPU convolution inside loops; both are fixed in the library (the learner
+  state is donated; `agents.networks.Conv2D` computes convolutions as patches on CPU).
 
 Reported, per run: the mean training return of the episodes that ended in each of `--points`
 equal parts of the budget (ours: the per-iteration means weighted by their episode counts; SB3:

@@ -96,6 +96,11 @@ def _on_mesh(fn: Callable, mesh: Mesh, donate: tuple[int, ...] = ()) -> Callable
     return jax.jit(mapped, in_shardings=split, out_shardings=split, donate_argnums=donate)
 
 
+def _copy(tree: Any) -> Any:
+    """A copy of every array in new buffers, as a transfer (no per-shape compile)."""
+    return jax.device_put(tree, jax.tree.map(lambda x: x.sharding, tree), may_alias=False)
+
+
 def _host_copy(tree: Any) -> Any:
     """Every numpy leaf copied (`first_replica` may return views of device buffers)."""
     return jax.tree.map(lambda x: np.array(x) if isinstance(x, np.ndarray) else x, tree)
@@ -283,7 +288,7 @@ def run_sebulba(
             index = np.arange(first_index, first_index + len(local), dtype=np.int32)
             state = _on_mesh(init, mesh)(_global(index, mesh))
         else:  # a copy: the learner donates its state, and the caller's may serve again
-            state = jax.tree.map(jnp.copy, _global(state, mesh))
+            state = _copy(_global(state, mesh))
         # The state is donated: a replay buffer in it is updated in place. Without that every
         # call wrote a new copy of the whole buffer (a 1e5-transition replay of 10x10x4 frames
         # made DQN 8x slower than a 1e4 one; issue 13).
@@ -302,7 +307,7 @@ def run_sebulba(
         )
         warm = _split_for_devices([example] * num_actor_threads, len(local))
         # Compiles; a copy is donated and the output discarded.
-        jax.block_until_ready(learner(jax.tree.map(jnp.copy, state), _global(warm, mesh)))
+        jax.block_until_ready(learner(_copy(state), _global(warm, mesh)))
         compile_s = time.perf_counter() - t0
         step_cache_hit = cache.hits() > hits
 
