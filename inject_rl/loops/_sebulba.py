@@ -96,9 +96,11 @@ def _on_mesh(fn: Callable, mesh: Mesh, donate: tuple[int, ...] = ()) -> Callable
     return jax.jit(mapped, in_shardings=split, out_shardings=split, donate_argnums=donate)
 
 
+@jax.jit
 def _copy(tree: Any) -> Any:
-    """A copy of every array in new buffers, as a transfer (no per-shape compile)."""
-    return jax.device_put(tree, jax.tree.map(lambda x: x.sharding, tree), may_alias=False)
+    """A copy of every array in new buffers, its sharding kept: one program for the whole tree
+    (not one compile per leaf shape), which every process runs on its shards."""
+    return jax.tree.map(jnp.copy, tree)
 
 
 def _host_copy(tree: Any) -> Any:
