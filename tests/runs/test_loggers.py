@@ -14,16 +14,7 @@ import numpy as np
 import pytest
 
 from inject_rl import runs
-from tests._cli import cli, ok, subprocess_env
-
-TINY = {
-    "num_envs": 2,
-    "rollout_len": 8,
-    "epochs": 1,
-    "num_minibatches": 1,
-    "iterations_per_call": 2,
-    "hidden": [8],
-}
+from tests._cli import TINY, cli, ok, subprocess_env
 
 
 def events(path: Path) -> list:
