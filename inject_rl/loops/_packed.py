@@ -114,9 +114,7 @@ def _fused_stack(values: list[jax.Array]) -> jax.Array:
     return out
 
 
-def _pack(
-    layout: _Layout, carry: Any, stack: Callable[[list[jax.Array]], jax.Array] = jnp.stack
-) -> tuple[dict[str, jax.Array], list[Any]]:
+def _pack(layout: _Layout, carry: Any) -> tuple[dict[str, jax.Array], list[Any]]:
     leaves = layout.treedef.flatten_up_to(carry)
     grouped: dict[str, list[Any]] = {group: [None] * n for group, n in layout.groups}
     kept = []
@@ -133,7 +131,7 @@ def _pack(
                 "carry with the shapes and dtypes it got"
             )
         grouped[group][i] = _to_group(jnp.asarray(leaf), group)
-    return {group: stack(values) for group, values in grouped.items()}, kept
+    return {group: _fused_stack(values) for group, values in grouped.items()}, kept
 
 
 def _unpack(layout: _Layout, packed: tuple[dict[str, jax.Array], list[Any]]) -> Any:
@@ -188,7 +186,7 @@ def packed_scan(
 
     def body(packed, x):
         carry, y = f(_unpack(layout, packed), x)
-        return _pack(layout, carry, _fused_stack), y
+        return _pack(layout, carry), y
 
     packed, ys = jax.lax.scan(body, _pack(layout, init), xs, length=length, **kwargs)
     return _unpack(layout, packed), ys
