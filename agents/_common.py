@@ -75,8 +75,9 @@ def check_config(
     Each group names fields, as a sequence or one space-separated string. Whatever the groups,
     fields the Config has are held to the limits above: integers up to `MAX_INT`, `seed` in
     [0, MAX_SEED], `hidden` a non-empty sequence of at most MAX_LAYERS widths in [1, MAX_WIDTH],
-    and the sizes `steps_per_iteration`, `batch_size`, `buffer_size`, `iterations_per_call` and
-    `eval_episodes` up to their maxima.
+    `vectorization` one the host loop runs, `normalize_obs` and `normalize_reward` booleans,
+    `log_std_init` in [-20, 20], and the sizes `steps_per_iteration`, `batch_size`,
+    `buffer_size`, `iterations_per_call` and `eval_episodes` up to their maxima.
     """
     name = type(cfg).__module__.rsplit(".", 1)[-1]
     positive_ints, nonneg_ints, positive, unit, nonneg = (
