@@ -10,8 +10,8 @@ below) on top of `ppo.config_for(env)`: 327,680 env steps per iteration, meant f
 `--layout smoke` is a CPU-sized one (16 envs x 20 steps, 4 minibatches, 2 epochs) for
 checking that everything runs. `--layout pendulum` is brax's own PPO layout for
 inverted_pendulum (`PENDULUM_LAYOUT`: 2048 envs, 2M env steps), which learns on a CPU in
-minutes: `python scripts/brax_ppo.py --env brax/inverted_pendulum --layout pendulum`. The env's physics backend is part of the id
-(`brax/halfcheetah@spring`; see `inject_rl.envs.make`).
+minutes: `python scripts/brax_ppo.py --env brax/inverted_pendulum --layout pendulum`. The
+env's physics backend is part of the id (`brax/halfcheetah@spring`; see `inject_rl.envs.make`).
 
 Prints one line per host call, then compile seconds (tracing, lowering and XLA compilation of
 the training step), env-steps/s over the compiled calls (compile excluded), the mean return of
