@@ -1,7 +1,8 @@
 """PPO on a brax env in the anakin loop: compile time, env-steps/s and the final return.
 
     python scripts/brax_ppo.py [--env brax/halfcheetah] [--steps 50000000] [--devices 1]
-        [--layout brax|smoke] [--num-envs N] [--rollout-len T] [--seed S] [--eval-episodes N]
+        [--layout brax|smoke|pendulum] [--num-envs N] [--rollout-len T] [--seed S]
+        [--eval-episodes N]
 
 `--layout brax` (the default) is brax's own PPO layout for halfcheetah (its training notebook:
 2048 envs, unroll 20 x 8 per env and iteration, 32 minibatches of 512 x 20 steps, 8 epochs,
