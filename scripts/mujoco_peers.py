@@ -42,8 +42,12 @@ ours. Same seeds on both sides; nothing estimated: a side not run prints no numb
     python scripts/mujoco_peers.py --algo sac [--env HalfCheetah-v5] [--steps 100000]
     python scripts/mujoco_peers.py --algo ppo [--env Hopper-v5,HalfCheetah-v5] [--steps 1000000]
         [--seeds 0 1 2] [--episodes 10] [--only ours|sb3] [--envpool] [--torch-threads N]
+        [--ours-layout untuned|zoo|zoo-constant]
 
 `--envpool` runs our side on `envpool/<env>` (C++ envs) instead of gymnasium's.
+`--ours-layout zoo` (PPO) gives our side rl-zoo's hyperparameters for the env restated as our
+Config (`zoo_as_ours`) with our kl_target rate starting at the zoo's rate; `zoo-constant` holds
+the zoo's rate constant (the same algorithm as SB3's up to the networks' tanh).
 `--torch-threads` sets SB3's torch threads (default torch's: one per core); on a loaded machine
 1 can be far faster (`_peers.torch_threads`). Run the full figure on a quiet machine.
 Needs the `mujoco` extra, and the `peers` extra for SB3 (pip install -e ".[peers]").
@@ -119,7 +123,9 @@ RL_ZOO_PPO: dict[str, dict[str, Any]] = {  # hyperparams/ppo.yml, commit 208b6fd
 }
 
 
-def our_config(algo: str, env_id: str, steps: int, seed: int) -> tuple[Any, str]:
+def our_config(
+    algo: str, env_id: str, steps: int, seed: int, zoo: str | None = None
+) -> tuple[Any, str]:
     """(Config, how it was chosen) for our side."""
     from inject_rl.agents import ppo, sac
 
@@ -137,18 +143,53 @@ def our_config(algo: str, env_id: str, steps: int, seed: int) -> tuple[Any, str]
         layout["buffer_size"] = min(layout["buffer_size"], -(-steps // per_call) * per_call)
         cfg = sac.Config(env_id=env_id, total_steps=steps, seed=seed, **layout)
         return cfg, f"no {base} preset in sac.PRESETS: SB3's SAC defaults as our Config"
-    layout = dict(PPO_MUJOCO)
+    layout = dict(PPO_MUJOCO) if zoo is None else zoo_as_ours(base, constant=zoo == "constant")
     per_iteration = layout["num_envs"] * layout["rollout_len"]
     layout["iterations_per_call"] = iterations_per_call(steps, per_iteration, 8)
     cfg = ppo.Config(env_id=env_id, total_steps=steps, seed=seed, **layout)
+    if zoo is not None:
+        rule = "a constant rate" if zoo == "constant" else "kl_target from that rate"
+        return cfg, f"rl-zoo's {base} hyperparameters as our Config, {rule}"
     return cfg, f"no {base} preset in ppo.PRESETS: the untuned PPO_MUJOCO layout"
 
 
-def run_ours(algo: str, env_id: str, steps: int, seed: int, episodes: int) -> dict[str, Any]:
+def zoo_as_ours(env_id: str, constant: bool) -> dict[str, Any]:
+    """`RL_ZOO_PPO[env]` restated as our PPO Config (`--ours-layout zoo|zoo-constant`): one env
+    of `n_steps`, minibatches of `batch_size`, 256x256 networks (ours tanh, the zoo's ReLU),
+    `log_std_init=-2`, observation and reward normalisation; our value loss is half the
+    squared error, so `vf_coef` doubles. The learning rate is the zoo's, held constant or as
+    the start of our default kl_target rule (target 0.01)."""
+    zoo = RL_ZOO_PPO[env_id.split("-")[0]]
+    return dict(
+        num_envs=1,
+        rollout_len=zoo["n_steps"],
+        epochs=zoo["n_epochs"],
+        num_minibatches=zoo["n_steps"] // zoo["batch_size"],
+        gamma=zoo["gamma"],
+        gae_lambda=zoo["gae_lambda"],
+        clip_eps=zoo["clip_range"],
+        ent_coef=zoo["ent_coef"],
+        vf_coef=2 * zoo["vf_coef"],
+        max_grad_norm=zoo["max_grad_norm"],
+        hidden=(256, 256),
+        log_std_init=-2.0,
+        normalize_obs=True,
+        normalize_reward=True,
+        **(
+            dict(learning_rate=zoo["learning_rate"])
+            if constant
+            else dict(lr_init=zoo["learning_rate"], kl_target=0.01)
+        ),
+    )
+
+
+def run_ours(
+    algo: str, env_id: str, steps: int, seed: int, episodes: int, zoo: str | None = None
+) -> dict[str, Any]:
     from inject_rl.agents import ppo, sac
 
     agent = sac if algo == "sac" else ppo
-    cfg, how = our_config(algo, env_id, steps, seed)
+    cfg, how = our_config(algo, env_id, steps, seed, zoo)
     t = time.perf_counter()
     res = agent.train(cfg)
     wall = time.perf_counter() - t
@@ -235,6 +276,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("ours", "sb3"), help="run one side only")
     parser.add_argument("--envpool", action="store_true", help="our side on envpool/<env>")
     parser.add_argument(
+        "--ours-layout",
+        choices=("untuned", "zoo", "zoo-constant"),
+        default="untuned",
+        help="PPO: our side in PPO_MUJOCO or in rl-zoo's hyperparameters (zoo_as_ours)",
+    )
+    parser.add_argument(
         "--torch-threads", type=int, help="SB3's torch threads (default: torch's, one per core)"
     )
     args = parser.parse_args()
@@ -263,7 +310,10 @@ def main() -> None:
             for side in sides:
                 if side == "ours":
                     ours_env = ("envpool/" if args.envpool else "") + env_id
-                    r = run_ours(args.algo, ours_env, steps, seed, args.episodes)
+                    zoo = {"untuned": None, "zoo": "kl_target", "zoo-constant": "constant"}[
+                        args.ours_layout
+                    ]
+                    r = run_ours(args.algo, ours_env, steps, seed, args.episodes, zoo)
                     label = f"inject-rl {args.algo.upper()} ({ours_env})"
                 else:
                     r = run_sb3(args.algo, env_id, steps, seed, args.episodes)
