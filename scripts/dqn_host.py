@@ -15,7 +15,8 @@ number of seeds at or above 475.
 CartPole-v1 hyperparameters (hyperparams/dqn.yml: 256x256 MLP, lr 2.3e-3, batch 64, buffer 1e5,
 learning starts 1,000, gamma 0.99, target update every 10 steps, 128 gradient steps every 256 env
 steps, epsilon 1 -> 0.04 over the first 16% of the run; one env), tuned there for 5e4 steps.
-SB3's DQN keeps no best params either. Needs the `peers` extra.
+SB3's DQN keeps no best params either; its training column is the mean of its last 100
+episodes (SB3's episode buffer) rather than of the last 10% of the run. Needs the `peers` extra.
 
     python scripts/dqn_host.py [--seeds 0 1 2] [--steps 100000] [--env CartPole-v1] [--sb3]
         [--torch-threads N]
