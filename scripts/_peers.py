@@ -179,3 +179,22 @@ def episode_log():
             return True
 
     return EpisodeLog()
+
+
+def sb3_greedy_return(model: Any, env_id: str, seed: int, episodes: int) -> float:
+    """Mean deterministic return of an SB3 `model` over `episodes` episodes of a fresh
+    `env_id` env seeded `1000 + seed` (not the training seed). A model trained under
+    VecNormalize is evaluated on its frozen observation statistics, rewards unnormalised."""
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
+    train_norm = model.get_vec_normalize_env()
+    if train_norm is not None:
+        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
+        eval_env.obs_rms = train_norm.obs_rms.copy()
+    eval_env.seed(1000 + seed)
+    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    return float(mean)

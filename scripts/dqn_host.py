@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import numpy as np
-from _peers import caption, sb3_ready, torch_threads
+from _peers import caption, sb3_greedy_return, sb3_ready, torch_threads
 
 from inject_rl.agents import dqn
 
@@ -72,9 +72,7 @@ def run_sb3(env_id: str, seed: int, steps: int, episodes: int) -> dict[str, Any]
     """SB3's DQN with rl-zoo's CartPole-v1 settings; its final policy scored as ours."""
     import gymnasium as gym
     from stable_baselines3 import DQN
-    from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv
 
     t = time.perf_counter()
     model = DQN(
@@ -89,11 +87,8 @@ def run_sb3(env_id: str, seed: int, steps: int, episodes: int) -> dict[str, Any]
     model.learn(total_timesteps=steps)
     wall = time.perf_counter() - t
     rewards = [e["r"] for e in model.ep_info_buffer]  # the last 100 episodes
-    eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
-    eval_env.seed(1000 + seed)
-    final, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
     return dict(
-        final=float(final),
+        final=sb3_greedy_return(model, env_id, seed, episodes),
         train_tail=float(np.mean(rewards)) if rewards else float("nan"),
         steps=int(model.num_timesteps),
         wall_s=wall,

@@ -60,7 +60,7 @@ import statistics
 import time
 from typing import Any
 
-from _peers import caption, iterations_per_call, sb3_ready, torch_threads
+from _peers import caption, iterations_per_call, sb3_greedy_return, sb3_ready, torch_threads
 
 DEFAULTS = {"sac": ("HalfCheetah-v5", 100_000), "ppo": ("Hopper-v5,HalfCheetah-v5", 1_000_000)}
 
@@ -124,7 +124,7 @@ RL_ZOO_PPO: dict[str, dict[str, Any]] = {  # hyperparams/ppo.yml, commit 208b6fd
 
 
 def our_config(
-    algo: str, env_id: str, steps: int, seed: int, zoo: str | None = None
+    algo: str, env_id: str, steps: int, seed: int, layout_name: str = "untuned"
 ) -> tuple[Any, str]:
     """(Config, how it was chosen) for our side."""
     from inject_rl.agents import ppo, sac
@@ -143,12 +143,13 @@ def our_config(
         layout["buffer_size"] = min(layout["buffer_size"], -(-steps // per_call) * per_call)
         cfg = sac.Config(env_id=env_id, total_steps=steps, seed=seed, **layout)
         return cfg, f"no {base} preset in sac.PRESETS: SB3's SAC defaults as our Config"
-    layout = dict(PPO_MUJOCO) if zoo is None else zoo_as_ours(base, constant=zoo == "constant")
+    zoo = layout_name != "untuned"
+    layout = zoo_as_ours(base, constant=layout_name == "zoo-constant") if zoo else dict(PPO_MUJOCO)
     per_iteration = layout["num_envs"] * layout["rollout_len"]
     layout["iterations_per_call"] = iterations_per_call(steps, per_iteration, 8)
     cfg = ppo.Config(env_id=env_id, total_steps=steps, seed=seed, **layout)
-    if zoo is not None:
-        rule = "a constant rate" if zoo == "constant" else "kl_target from that rate"
+    if zoo:
+        rule = "a constant rate" if layout_name == "zoo-constant" else "kl_target from that rate"
         return cfg, f"rl-zoo's {base} hyperparameters as our Config, {rule}"
     return cfg, f"no {base} preset in ppo.PRESETS: the untuned PPO_MUJOCO layout"
 
@@ -184,12 +185,12 @@ def zoo_as_ours(env_id: str, constant: bool) -> dict[str, Any]:
 
 
 def run_ours(
-    algo: str, env_id: str, steps: int, seed: int, episodes: int, zoo: str | None = None
+    algo: str, env_id: str, steps: int, seed: int, episodes: int, layout_name: str = "untuned"
 ) -> dict[str, Any]:
     from inject_rl.agents import ppo, sac
 
     agent = sac if algo == "sac" else ppo
-    cfg, how = our_config(algo, env_id, steps, seed, zoo)
+    cfg, how = our_config(algo, env_id, steps, seed, layout_name)
     t = time.perf_counter()
     res = agent.train(cfg)
     wall = time.perf_counter() - t
@@ -239,23 +240,14 @@ def _sb3_model(algo: str, env_id: str, seed: int):
 
 
 def run_sb3(algo: str, env_id: str, steps: int, seed: int, episodes: int) -> dict[str, Any]:
-    import gymnasium as gym
-    from stable_baselines3.common.evaluation import evaluate_policy  # imports before the timer
-    from stable_baselines3.common.monitor import Monitor
-    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+    import stable_baselines3  # noqa: F401  (imports before the timer)
 
     t = time.perf_counter()
     model = _sb3_model(algo, env_id, seed)
     t_learn = time.perf_counter()
     model.learn(total_timesteps=steps)
     end = time.perf_counter()
-    eval_env = DummyVecEnv([lambda: Monitor(gym.make(env_id))])
-    train_norm = model.get_vec_normalize_env()
-    if train_norm is not None:  # evaluate on the frozen observation statistics
-        eval_env = VecNormalize(eval_env, training=False, norm_reward=False)
-        eval_env.obs_rms = train_norm.obs_rms.copy()
-    eval_env.seed(1000 + seed)
-    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=episodes, deterministic=True)
+    mean = sb3_greedy_return(model, env_id, seed, episodes)
     return dict(
         steps=int(model.num_timesteps),
         wall=end - t,
@@ -310,10 +302,7 @@ def main() -> None:
             for side in sides:
                 if side == "ours":
                     ours_env = ("envpool/" if args.envpool else "") + env_id
-                    zoo = {"untuned": None, "zoo": "kl_target", "zoo-constant": "constant"}[
-                        args.ours_layout
-                    ]
-                    r = run_ours(args.algo, ours_env, steps, seed, args.episodes, zoo)
+                    r = run_ours(args.algo, ours_env, steps, seed, args.episodes, args.ours_layout)
                     label = f"inject-rl {args.algo.upper()} ({ours_env})"
                 else:
                     r = run_sb3(args.algo, env_id, steps, seed, args.episodes)
