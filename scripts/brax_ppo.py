@@ -14,9 +14,10 @@ inverted_pendulum (`PENDULUM_LAYOUT`: 2048 envs, 2M env steps), which learns on 
 minutes: `python scripts/brax_ppo.py --env brax/inverted_pendulum --layout pendulum`. The
 env's physics backend is part of the id (`brax/halfcheetah@spring`; see `inject_rl.envs.make`).
 
-Prints one line per host call, then compile seconds (tracing, lowering and XLA compilation of
-the training step), env-steps/s over the compiled calls (compile excluded), the mean return of
-the episodes that ended in the last iteration that ended any, and with `--eval-episodes N` the
+Prints one line per host call (its last step, return and seconds since training began), then
+compile seconds (tracing, lowering and XLA compilation of the training step), env-steps/s over
+the compiled calls (compile excluded), the mean return of the episodes that ended in the last
+iteration that ended any, and with `--eval-episodes N` the
 greedy return of N episodes (one more program to compile).
 
 On 2 shared, busy CPU cores (`--layout smoke`, halfcheetah, 1 device) the training step compiled
@@ -131,12 +132,16 @@ def main() -> None:
         flush=True,
     )
 
+    # Seconds since training began at each call's end: a run stopped early (a time limit) still
+    # shows its throughput from the differences between calls (the first call includes compile).
+    started = time.perf_counter()
+
     def report(call, metrics, state=None):
         ret = metrics["episode_return"]
         last = ret[np.isfinite(ret)]
         shown = f"{last[-1]:.1f}" if last.size else "-"
         print(f"  call {call + 1}/{cfg.num_calls}: step {int(metrics['step'][-1]):,}, "
-              f"return {shown}", flush=True)  # fmt: skip
+              f"return {shown}, {time.perf_counter() - started:.1f} s", flush=True)  # fmt: skip
 
     r = ppo.train(cfg, num_devices=args.devices, callback=report)
     returns = r.metrics["episode_return"]

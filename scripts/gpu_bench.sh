@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# One benchmark run on a lent GPU machine (issue 16, items 4 and 5): the throughput ceiling
+# One benchmark run on a lent GPU machine (issue 16, items 3-5): the throughput ceiling
 # (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
-# 2048 envs, and the anakin loop on one device at 2048 envs (scripts/bench_anakin.py).
+# 2048 envs, the anakin loop on one device at 2048 envs (scripts/bench_anakin.py), the schedules'
+# per-update overhead (scripts/bench_overhead.py), then PPO on brax's halfcheetah in brax's own
+# layout, 50M env steps (scripts/brax_ppo.py; one line per 2.6M steps, so a run stopped at its
+# time limit still shows its throughput and return curve).
 #
-#   OUT=/some/dir bash scripts/gpu_bench.sh          # on the GPU machine, from the repo root
+#   OUT=/some/dir bash scripts/gpu_bench.sh [STAGE ...]   # on the GPU machine, from the repo root
 #   . .venv/bin/activate && OUT=/tmp/gpu_out bash scripts/gpu_bench.sh --dry   # CPU check
 #
 # The GPU machine has no network and lacks some of our dependencies: they come as wheels from
@@ -12,17 +15,26 @@
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
+# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead brax; naming some
+# splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
-# by DEADLINE (default 400 s) after the start, so the script ends within 7 minutes.
+# by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
 set -uo pipefail
 
 DRY=0
-if [[ "${1:-}" == "--dry" ]]; then
-  DRY=1
-elif [[ $# -gt 0 ]]; then
-  echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry]" >&2
-  exit 2
-fi
+STAGES=()
+for arg in "$@"; do
+  case $arg in
+    --dry) DRY=1 ;;
+    ceiling | ceiling2048 | anakin | overhead | brax) STAGES+=("$arg") ;;
+    *)
+      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|brax ...]" >&2
+      exit 2
+      ;;
+  esac
+done
+((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead brax)
+wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 : "${OUT:?set OUT to the folder for the log}"
 cd "$(dirname "$0")/.." || exit 1
 mkdir -p "$OUT"
@@ -35,7 +47,7 @@ log() { echo "$@" | tee -a "$LOG"; }
 
 # Runs "$@" under `timeout LIMIT`, output tee'd to the log; a failure is logged, not fatal.
 # LIMIT is cut to what is left of DEADLINE seconds since the start (the whole run's budget).
-DEADLINE=${DEADLINE:-400}
+DEADLINE=${DEADLINE:-540}
 step() {
   local limit=$1 left=$((DEADLINE - (SECONDS - START)))
   shift
@@ -86,26 +98,36 @@ import importlib.metadata as md, sys
 import jax
 print(sys.version.split()[0], "; ".join(
     f"{d} {md.version(d)}" for d in ("jax", "jaxlib", "optax", "chex", "flax", "dm-haiku", "rlax",
-                                     "distrax", "tfp-nightly", "gymnasium", "numpy")))
+                                     "distrax", "tfp-nightly", "gymnasium", "numpy", "brax",
+                                     "mujoco", "mujoco-mjx")))
 print("backend", jax.default_backend(), "devices", jax.devices())
 import haiku, rlax, distrax, gymnasium  # noqa: fail here, clearly, on a missing dependency
+import brax.envs  # noqa: the brax run below needs it
 from inject_rl.agents import ppo
 print("inject_rl.agents.ppo from", ppo.__file__)
 '
 
+# Each stage: the GPU command, or with --dry a tiny one of the same script.
 if [[ $DRY -eq 1 ]]; then
-  step 200 python3 scripts/bench_ceiling.py --steps 3000 --reps 1
-  step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
-  step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
+  wants ceiling && step 200 python3 scripts/bench_ceiling.py --steps 3000 --reps 1
+  wants ceiling2048 && step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
+  wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
+  wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
+  wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
+    --steps 640 --iterations-per-call 1 --eval-episodes 1
 else
   # (a) the default layout, 1e5 steps: latency-bound on a GPU.
-  step 100 python3 scripts/bench_ceiling.py --reps 3
+  wants ceiling && step 100 python3 scripts/bench_ceiling.py --reps 3
   # (b) 2048 envs x 128 steps = 262,144 steps per iteration; 2e7 steps = 77 iterations.
-  step 140 python3 scripts/bench_ceiling.py --envs 2048 --steps 20000000 --reps 3
+  wants ceiling2048 && step 140 python3 scripts/bench_ceiling.py --envs 2048 --steps 20000000 --reps 3
   # (c) our default PPO layout (32-step rollouts, 10 epochs of one minibatch), 2048 envs.
-  step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
+  wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
+  # (d) the schedules' fixed per-update cost (kernels and microseconds), injected vs plain Adam.
+  wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
+  # (e) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
+  # the greedy return of 4 episodes; gets what is left of the budget.
+  wants brax && step 400 python3 scripts/brax_ppo.py --env brax/halfcheetah --eval-episodes 4
 fi
-
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|final mean episode return|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|final mean episode return|overhead ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
