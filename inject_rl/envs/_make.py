@@ -186,4 +186,5 @@ def _make_brax(env_id: str, max_episode_steps: Any, params: Any, kwargs: dict) -
         max_episode_steps=limit,
         observation_space=func_env.observation_space,
         action_space=func_env.action_space,
+        costly_reset=True,  # brax's reset runs the pipeline's init
     )

@@ -226,6 +226,11 @@ def test_time_limit_truncates_with_next_obs_for_bootstrapping():
     np.testing.assert_allclose(summary["episode_return"], returns.mean(), rtol=1e-6)
 
 
+def test_brax_resets_are_costly():
+    """brax's reset runs the pipeline's init: `step_batch` skips it under a cond on any backend."""
+    assert envs.make(FAST).costly_reset
+
+
 def test_step_batch_is_vmapped_step_on_brax_state():
     """brax's State nests leaves of several ranks ([B], [B, 1, 3]...): the batched autoreset
     selects each whole, as `vmap(step)` does."""

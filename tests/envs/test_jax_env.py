@@ -446,6 +446,33 @@ def test_step_batch_is_vmapped_step_bitwise(env_id, limit):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("costly", [False, True], ids=["cheap-reset", "costly-reset"])
+def test_step_batch_off_the_cpu_uses_a_cond_only_for_costly_resets(monkeypatch, costly):
+    """On a GPU a `lax.cond` waits for its predicate on the host each step: `step_batch` is
+    `vmap(step)` there (no cond) unless the env's reset is costly (brax); bitwise either way."""
+    env = dataclasses.replace(_env(CARTPOLE, 10), costly_reset=costly)
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    lowered = jax.jit(env.step_batch).lower(
+        state, jnp.zeros((4,), jnp.int32), jax.random.split(jax.random.key(1), 4)
+    )
+    assert (" conditional(" in lowered.compile().as_text()) == costly
+    vmapped, batched = _batch_vs_vmap_fn(env, 8, 60)(jax.random.key(11))
+    assert np.asarray(vmapped[1].done).any()
+    for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves(batched), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_step_batch_on_the_cpu_skips_resets_under_a_cond():
+    env = _env(CARTPOLE)
+    assert not env.costly_reset and jax.default_backend() == "cpu"
+    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
+    lowered = jax.jit(env.step_batch).lower(
+        state, jnp.zeros((4,), jnp.int32), jax.random.split(jax.random.key(1), 4)
+    )
+    assert " conditional(" in lowered.compile().as_text()
+
+
 def test_step_batch_checks_action_shapes():
     env = _env(PENDULUM)
     state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 2))
