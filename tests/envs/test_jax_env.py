@@ -452,11 +452,7 @@ def test_step_batch_off_the_cpu_uses_a_cond_only_for_costly_resets(monkeypatch, 
     `vmap(step)` there (no cond) unless the env's reset is costly (brax); bitwise either way."""
     env = dataclasses.replace(_env(CARTPOLE, 10), costly_reset=costly)
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
-    lowered = jax.jit(env.step_batch).lower(
-        state, jnp.zeros((4,), jnp.int32), jax.random.split(jax.random.key(1), 4)
-    )
-    assert (" conditional(" in lowered.compile().as_text()) == costly
+    assert _step_batch_has_a_cond(env) == costly
     vmapped, batched = _batch_vs_vmap_fn(env, 8, 60)(jax.random.key(11))
     assert np.asarray(vmapped[1].done).any()
     for a, b in zip(jax.tree.leaves(vmapped), jax.tree.leaves(batched), strict=True):
@@ -466,11 +462,16 @@ def test_step_batch_off_the_cpu_uses_a_cond_only_for_costly_resets(monkeypatch, 
 def test_step_batch_on_the_cpu_skips_resets_under_a_cond():
     env = _env(CARTPOLE)
     assert not env.costly_reset and jax.default_backend() == "cpu"
+    assert _step_batch_has_a_cond(env)
+
+
+def _step_batch_has_a_cond(env: JaxEnv) -> bool:
+    """Whether `step_batch` on 4 CartPole envs compiles to a program with a conditional."""
     state, _ = jax.vmap(env.reset)(jax.random.split(jax.random.key(0), 4))
     lowered = jax.jit(env.step_batch).lower(
         state, jnp.zeros((4,), jnp.int32), jax.random.split(jax.random.key(1), 4)
     )
-    assert " conditional(" in lowered.compile().as_text()
+    return " conditional(" in lowered.compile().as_text()
 
 
 def test_step_batch_checks_action_shapes():
