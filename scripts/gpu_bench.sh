@@ -2,7 +2,8 @@
 # One benchmark run on a lent GPU machine (issue 16, items 3-5): the throughput ceiling
 # (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
 # 2048 envs, the anakin loop on one device at 2048 envs (scripts/bench_anakin.py), the schedules'
-# per-update overhead (scripts/bench_overhead.py), then PPO on brax's halfcheetah in brax's own
+# per-update overhead (scripts/bench_overhead.py), the autoreset's cond vs selects
+# (scripts/bench_resets.py), then PPO on brax's halfcheetah in brax's own
 # layout, 50M env steps (scripts/brax_ppo.py; one line per 2.6M steps, so a run stopped at its
 # time limit still shows its throughput and return curve).
 #
@@ -15,7 +16,7 @@
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
-# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead brax; naming some
+# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets brax; naming some
 # splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
@@ -26,14 +27,14 @@ STAGES=()
 for arg in "$@"; do
   case $arg in
     --dry) DRY=1 ;;
-    ceiling | ceiling2048 | anakin | overhead | brax) STAGES+=("$arg") ;;
+    ceiling | ceiling2048 | anakin | overhead | resets | brax) STAGES+=("$arg") ;;
     *)
-      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|brax ...]" >&2
+      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|resets|brax ...]" >&2
       exit 2
       ;;
   esac
 done
-((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead brax)
+((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead resets brax)
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 : "${OUT:?set OUT to the folder for the log}"
 cd "$(dirname "$0")/.." || exit 1
@@ -113,6 +114,7 @@ if [[ $DRY -eq 1 ]]; then
   wants ceiling2048 && step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
   wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
+  wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
     --steps 640 --iterations-per-call 1 --eval-episodes 1
 else
@@ -124,10 +126,12 @@ else
   wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
   # (d) the schedules' fixed per-update cost (kernels and microseconds), injected vs plain Adam.
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
-  # (e) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
+  # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
+  wants resets && step 90 python3 scripts/bench_resets.py --reps 3
+  # (f) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
   # the greedy return of 4 episodes; gets what is left of the budget.
   wants brax && step 400 python3 scripts/brax_ppo.py --env brax/halfcheetah --eval-episodes 4
 fi
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|final mean episode return|overhead ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
