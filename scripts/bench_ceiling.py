@@ -181,6 +181,22 @@ def make_minimal(num_envs: int, num_iterations: int, lr: float):
     return train
 
 
+def ours_config(num_envs: int, num_iterations: int, per_call: int) -> ppo.Config:
+    """Our PPO in this layout: `num_iterations` iterations of `num_envs` x ROLLOUT_LEN env
+    steps, `per_call` of them per host call; the rest of the Config is our default."""
+    return ppo.Config(
+        total_steps=num_iterations * num_envs * ROLLOUT_LEN,
+        num_envs=num_envs,
+        rollout_len=ROLLOUT_LEN,
+        epochs=EPOCHS,
+        num_minibatches=NUM_MINIBATCHES,
+        hidden=HIDDEN,
+        gamma=GAMMA,
+        gae_lambda=GAE_LAMBDA,
+        iterations_per_call=per_call,
+    )
+
+
 def final_return(returns: np.ndarray, counts: np.ndarray) -> float:
     """Count-weighted mean episode return over the last tenth of the iterations."""
     n = max(1, len(counts) // 10)
@@ -206,17 +222,7 @@ def main() -> None:
     per_call = math.ceil(math.ceil(args.steps / per_iteration) / args.calls)
     num_iterations = per_call * args.calls
     steps = num_iterations * per_iteration
-    cfg = ppo.Config(
-        total_steps=steps,
-        num_envs=args.envs,
-        rollout_len=ROLLOUT_LEN,
-        epochs=EPOCHS,
-        num_minibatches=NUM_MINIBATCHES,
-        hidden=HIDDEN,
-        gamma=GAMMA,
-        gae_lambda=GAE_LAMBDA,
-        iterations_per_call=per_call,
-    )
+    cfg = ours_config(args.envs, num_iterations, per_call)
     dev = jax.devices()[0]
     print(f"# jax {jax.__version__}, backend {jax.default_backend()}, device {dev.device_kind}")
     print(

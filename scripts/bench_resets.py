@@ -3,10 +3,11 @@
 `JaxEnv.step_batch` runs the resets under one `lax.cond` on "any env done" on the CPU (and for
 envs with `costly_reset`, brax), and is `vmap(step)` (every env's reset computed, then selected)
 elsewhere, because on a GPU a `lax.cond` waits for its predicate on the host every step. This
-script measures that choice: PPO on phys2d CartPole-v1 in bench_ceiling's layout (N envs x 128
-steps, 4 epochs x 4 minibatches, hidden (64, 64)) with the step traced as on the CPU ("cond") and
-as on an accelerator ("select"), repetitions alternated in one process after one untimed
-warm-up run, compile excluded. Both give the same results bit for bit; only the time differs.
+script measures that choice: PPO on phys2d CartPole-v1 in bench_ceiling's layout
+(`bench_ceiling.ours_config`: N envs x 128 steps, 4 epochs x 4 minibatches, hidden (64, 64))
+with the step traced as on the CPU ("cond") and as on an accelerator ("select"), repetitions
+alternated in one process after one untimed warm-up run, compile excluded. Both give the same
+results bit for bit; only the time differs.
 
     python scripts/bench_resets.py [--envs 8 2048] [--steps 100000 20000000] [--reps 3]
 
@@ -19,6 +20,7 @@ import argparse
 import statistics
 
 import jax
+from bench_ceiling import ROLLOUT_LEN, ours_config
 
 from inject_rl.agents import ppo
 
@@ -40,19 +42,8 @@ def main() -> None:
     # every call (no program_key), so each variant gets its own program.
     variants = {"cond": lambda: "cpu", "select": lambda: "accelerator"}
     for envs, steps in zip(args.envs, args.steps, strict=True):
-        per_iteration = envs * 128
-        iterations = max(1, round(steps / per_iteration))
-        cfg = ppo.Config(
-            total_steps=iterations * per_iteration,
-            num_envs=envs,
-            rollout_len=128,
-            epochs=4,
-            num_minibatches=4,
-            hidden=(64, 64),
-            gamma=0.99,
-            gae_lambda=0.95,
-            iterations_per_call=iterations,
-        )
+        iterations = max(1, round(steps / (envs * ROLLOUT_LEN)))
+        cfg = ours_config(envs, iterations, iterations)
         times: dict[str, list[float]] = {name: [] for name in variants}
         ppo.train(cfg)  # untimed: a process's first training call pays one-time costs
         for rep in range(args.reps):
@@ -66,7 +57,7 @@ def main() -> None:
                 print(f"{envs} envs, {name:6s} rep {rep}: train {r.train_s:.3f} s, "
                       f"{cfg.total_steps / r.train_s:,.0f} steps/s", flush=True)  # fmt: skip
         med = {name: statistics.median(t) for name, t in times.items()}
-        print(f"{envs} envs x 128 steps, {cfg.total_steps:,} steps: median train s "
+        print(f"{envs} envs x {ROLLOUT_LEN} steps, {cfg.total_steps:,} steps: median train s "
               f"cond {med['cond']:.3f}, select {med['select']:.3f}")  # fmt: skip
         print(f"{envs} envs: select/cond throughput ratio: {med['cond'] / med['select']:.3f}")
 

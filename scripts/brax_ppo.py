@@ -17,8 +17,8 @@ env's physics backend is part of the id (`brax/halfcheetah@spring`; see `inject_
 Prints one line per host call (its last step, return and seconds since training began), then
 compile seconds (tracing, lowering and XLA compilation of the training step), env-steps/s over
 the compiled calls (compile excluded), the mean return of the episodes that ended in the last
-iteration that ended any, and with `--eval-episodes N` the
-greedy return of N episodes (one more program to compile).
+iteration that ended any, and with `--eval-episodes N` the greedy return of N episodes (one more
+program to compile).
 
 On 2 shared, busy CPU cores (`--layout smoke`, halfcheetah, 1 device) the training step compiled
 in 86-127 s and trained at about 1,000-1,200 env-steps/s on the default generalized backend;
