@@ -77,7 +77,7 @@ class Bandit:
 
     def update(self, state: BanditState, **extra_args) -> BanditState:
         x, counted = c.read_signal(_NAME, self.signal, extra_args)
-        window, ready, mean = c.accumulate(state.window, x, counted)
+        window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         held = state.held + 1
         hold_total = state.hold_total + state.sign * mean
         holding = state._replace(held=held, hold_total=hold_total)

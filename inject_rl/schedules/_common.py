@@ -37,11 +37,19 @@ class MissingSignalError(ValueError):
 
 
 class Window(NamedTuple):
-    """Running sum of the counted signal values since the rule last acted."""
+    """Running sum of the counted signal values since the rule last acted.
+
+    `every` records the window's size as the schedule was built. `accumulate` takes the size
+    from the schedule itself (a Python int, fixed when the schedule is built and part of every
+    program cache key), so the mean's divisor is a compile-time constant: XLA turns the divide
+    into a multiply by the reciprocal that fuses with its users, where a divide by a state value
+    was a kernel of its own on CPU each update (issue 16 item 3). The field stays so that a state
+    says what it was built with and checkpoints keep their structure.
+    """
 
     total: jax.Array  # shape=(), dtype=float32
     count: jax.Array  # shape=(), dtype=int32
-    every: jax.Array  # shape=(), dtype=int32; act once per `every` counted updates
+    every: jax.Array  # shape=(), dtype=int32; the `every` the schedule was built with
 
 
 def f32(x: Any) -> jax.Array:
@@ -95,15 +103,16 @@ def read_signal(
 
 
 def accumulate(
-    window: Window, value: jax.Array, counted: jax.Array
+    window: Window, value: jax.Array, counted: jax.Array, every: int
 ) -> tuple[Window, jax.Array, jax.Array]:
     """Adds a counted value to the window.
 
     Args:
-      window: the window before this update; it holds fewer than `window.every` values, as
-        every window that `init_window` and `accumulate` made does.
+      window: the window before this update; it holds fewer than `every` values, as every
+        window that `init_window(every)` and `accumulate` made does.
       value: the signal, as `read_signal` returns it.
       counted: whether the signal counts.
+      every: the schedule's window size (a Python int: the mean's divisor is a constant).
 
     Returns:
       `(window, ready, mean)`: the new window (emptied when `ready`), whether the rule acts on
@@ -114,17 +123,21 @@ def accumulate(
     # place only when every other reader of its old value runs before the write; otherwise it
     # copies the old value first, one kernel more. So only the new count's kernel reads the old
     # count; the rest reads the new one (0 after a counted value: the window is full). The old
-    # total is read by `mean`, which the new total uses: on CPU XLA keeps `mean` one kernel
-    # that runs first (it does not duplicate a divide), on GPU it fuses it into each user and
-    # orders the total's write last. The new count must not read the total, or on GPU the two
-    # writes each wait for the other and one old value is copied. `mean`'s sum is spelled unlike
-    # the new total's on purpose: XLA would otherwise compute it once, in a kernel of its own.
+    # total is read by `mean`, which the new total uses. `mean` divides by a constant, which XLA
+    # rewrites as a multiply by its reciprocal and fuses into each user (a divide by a state
+    # value it kept one kernel on CPU: it does not duplicate a divide); on GPU it orders the
+    # total's write last. The new count must not read the total, or on GPU the two writes each
+    # wait for the other and one old value is copied. `mean`'s sum is spelled unlike the new
+    # total's on purpose: XLA would otherwise compute it once, in a kernel of its own.
     value = jnp.where(counted, value, 0.0)
     count = window.count + counted.astype(jnp.int32)
-    count = jnp.where(counted & (count >= window.every), i32(0), count)
+    count = jnp.where(counted & (count >= every), i32(0), count)
     full = counted & (count == 0)
-    # A full window holds `every` values (it held fewer before this one).
-    mean = (jnp.where(full, window.total, jnp.nan) + value) / window.every.astype(jnp.float32)
+    # A full window holds `every` values (it held fewer before this one). Divided by a constant:
+    # bitwise what the divide by the state's `every` gave on CPU, whose divide multiplies by the
+    # reciprocal too, and on GPU for a power of two; for another `every` a GPU's mean may now
+    # differ from a true quotient in its last bit.
+    mean = (jnp.where(full, window.total, jnp.nan) + value) / f32(every)
     ready = ~jnp.isnan(mean)  # == full: a counted value and a window's total are never NaN
     new_window = Window(
         total=jnp.where(ready, f32(0.0), window.total + value),

@@ -98,7 +98,7 @@ class Hypergradient:
             raise c.MissingSignalError(
                 f"{e}; wrap the optimizer in inject_rl.optim.update_alignment, which passes it"
             ) from None
-        window, ready, mean_cos = c.accumulate(state.window, cos, counted)
+        window, ready, mean_cos = c.accumulate(state.window, cos, counted, self.every)
         value = state.value
         new_value = jnp.clip(
             value * (1.0 + state.beta * mean_cos), state.min_value, state.max_value

@@ -73,7 +73,7 @@ class KLTarget:
 
     def update(self, state: KLTargetState, **extra_args) -> KLTargetState:
         kl, counted = c.read_signal(_NAME, self.signal, extra_args)
-        window, ready, mean_kl = c.accumulate(state.window, kl, counted)
+        window, ready, mean_kl = c.accumulate(state.window, kl, counted, self.every)
         value = state.value
         # rsl_rl/brax: kl > 2*target -> lr / 1.5; 0 < kl < target/2 -> lr * 1.5.
         too_high = mean_kl > state.tolerance * state.target

@@ -94,7 +94,7 @@ class Plateau:
 
     def update(self, state: PlateauState, **extra_args) -> PlateauState:
         x, counted = c.read_signal(_NAME, self.signal, extra_args)
-        window, ready, mean = c.accumulate(state.window, x, counted)
+        window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         score = state.sign * mean
         # Relative improvement over the best seen; the first value always improves.
         improved = jnp.isneginf(state.best) | (

@@ -76,7 +76,7 @@ class Progress:
 
     def update(self, state: ProgressState, **extra_args) -> ProgressState:
         x, counted = c.read_signal(_NAME, self.signal, extra_args)
-        window, ready, mean = c.accumulate(state.window, x, counted)
+        window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         # Zero-debiased EMA (as in Adam): seeded by the first value rather than pulled to 0.
         seen = jnp.minimum(state.seen, 2**30) + 1  # saturate: never overflows int32
         weight = (1.0 - state.smoothing) / (1.0 - state.smoothing ** seen.astype(jnp.float32))

@@ -74,7 +74,7 @@ class SpikeGuard:
         nonfinite = ~jnp.isfinite(raw)
         if self.signal in c.EPISODE_SIGNALS and "episode_count" in extra_args:
             nonfinite &= jnp.asarray(extra_args["episode_count"]) > 0
-        window, ready, mean = c.accumulate(state.window, x, counted)
+        window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         # "Jumps above ratio x EMA", written so that it also makes sense for negative signals.
         limit = state.ema + (state.ratio - 1.0) * jnp.abs(state.ema)
         spike = (state.seen > 0) & (mean > limit)
