@@ -10,7 +10,11 @@ Repetitions alternate between the variants so machine noise hits both alike. Als
 kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
 per update that dominates on small networks.
 
-    python scripts/bench_overhead.py [--reps 15] [--hidden 64]
+    python scripts/bench_overhead.py [--reps 15] [--steps 10000] [--hidden 64]
+
+Each repetition times `--steps` updates in one scan call (about 50 ms on a 2-core CPU): with
+1,000 (5 ms, the default before 2026-11-27 night) the ratio of one run ranged 0.79-1.21 between
+runs on a quiet machine; with 10,000 within about +-4%.
 
 Ends with `overhead ratio: X.XXX` (packed_scan setting, injected / plain; goal <= 1.03), after
 `lax.scan ratio: X.XXX` (the same in a plain `lax.scan`).
@@ -32,7 +36,6 @@ import optax
 from inject_rl import schedules
 from inject_rl.loops import packed_scan
 
-SCAN_STEPS = 1000
 # Instructions of the scan's loop body that launch no kernel (tests/optim/test_kernels.py).
 PLUMBING = frozenset({"parameter", "get-tuple-element", "tuple", "constant", "bitcast"})
 
@@ -73,7 +76,7 @@ def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
     }
 
 
-def build(opt, params):
+def build(opt, params, steps: int):
     signals = {
         "kl": jnp.float32(0.012),
         "episode_return": jnp.float32(100.0),
@@ -92,7 +95,7 @@ def build(opt, params):
             def body(carry, _):
                 return update(*carry, grads), None
 
-            return scan(body, (params, state), None, length=SCAN_STEPS)[0]
+            return scan(body, (params, state), None, length=steps)[0]
 
         return run
 
@@ -102,10 +105,14 @@ def build(opt, params):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=15)
+    parser.add_argument("--steps", type=int, default=10_000, help="updates per timed scan call")
     parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args()
-    if args.reps < 3 or args.hidden < 1:
-        parser.error(f"--reps must be >= 3 and --hidden >= 1, got {args.reps=} {args.hidden=}")
+    if args.reps < 3 or args.hidden < 1 or args.steps < 1:
+        parser.error(
+            "--reps must be >= 3, --steps and --hidden >= 1, got "
+            f"{args.reps=} {args.steps=} {args.hidden=}"
+        )
 
     params = mlp_params(args.hidden, jax.random.key(0))
     grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)
@@ -117,7 +124,7 @@ def main() -> None:
 
     built, kernels = {}, {}
     for name, opt in variants().items():
-        step, scan, packed = build(opt, params)
+        step, scan, packed = build(opt, params, args.steps)
         state = opt.init(params)
         p, s = jax.tree.map(jnp.copy, params), state
         p, s = step(p, s, grads)  # compile
@@ -145,7 +152,7 @@ def main() -> None:
             for fn, times in ((scan, per_scan), (packed, per_packed)):
                 t = time.perf_counter()
                 jax.block_until_ready(fn(params, state, grads))
-                times[name].append((time.perf_counter() - t) / SCAN_STEPS)
+                times[name].append((time.perf_counter() - t) / args.steps)
 
     plain, inj = list(built)
     print(
