@@ -3,12 +3,14 @@
 Prints the median time of a jitted Adam update on a small MLP's parameters for plain `optax.adam`
 and for `optax.inject_hyperparams(optax.adam)` with two stateful schedules (learning rate
 `kl_target`, b1 `plateau`) fed signals every step, in three settings: one jitted call per update
-(what a host loop pays), 1,000 updates inside one `jax.lax.scan` (a user's own on-device loop),
-and the same inside `inject_rl.loops.packed_scan` (what our agents' on-device loops run: the
+(what a host loop pays), `--steps` updates inside one `jax.lax.scan` (a user's own on-device
+loop), and the same inside `inject_rl.loops.packed_scan` (the drop-in for such a loop: the
 carry's scalars in one vector, so the schedules' bookkeeping is one kernel, not one per scalar).
-Repetitions alternate between the variants so machine noise hits both alike. Also prints the
-kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
-per update that dominates on small networks.
+A third row, `inject_hyperparams(adam)` with the same two hyperparameters as constants, says how
+much of the overhead is the injection itself rather than the schedules. Repetitions alternate
+between the variants so machine noise hits all alike. Also prints the kernels of one update in
+the scan (counted as tests/optim/test_kernels.py does): the fixed cost per update that dominates
+on small networks.
 
     python scripts/bench_overhead.py [--reps 15] [--steps 10000] [--hidden 64]
 
@@ -16,8 +18,9 @@ Each repetition times `--steps` updates in one scan call (about 50 ms on a 2-cor
 1,000 (5 ms, the default before 2026-11-27 night) the ratio of one run ranged 0.79-1.21 between
 runs on a quiet machine; with 10,000 within about +-4%.
 
-Ends with `overhead ratio: X.XXX` (packed_scan setting, injected / plain; goal <= 1.03), after
-`lax.scan ratio: X.XXX` (the same in a plain `lax.scan`).
+Ends with `overhead ratio: X.XXX` (packed_scan setting, schedules / plain; goal <= 1.03), after
+`lax.scan ratio: X.XXX` (the same in a plain `lax.scan`) and `constants ratio: X.XXX`
+(packed_scan, constants / plain).
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
         "inject_hyperparams(adam) + 2 schedules": optax.inject_hyperparams(optax.adam)(
             learning_rate=schedules.kl_target(3e-4),
             b1=schedules.plateau(0.9, factor=1.05, max_value=0.99),
+        ),
+        "inject_hyperparams(adam), constants": optax.inject_hyperparams(optax.adam)(
+            learning_rate=3e-4, b1=0.9
         ),
     }
 
@@ -154,7 +160,7 @@ def main() -> None:
                 jax.block_until_ready(fn(params, state, grads))
                 times[name].append((time.perf_counter() - t) / args.steps)
 
-    plain, inj = list(built)
+    plain, inj, const = list(built)
     print(
         f"{'variant':42s} {'jit call (us)':>14s} {'lax.scan (us)':>14s} "
         f"{'packed_scan (us)':>17s} {'kernels scan/packed':>20s}"
@@ -166,11 +172,12 @@ def main() -> None:
             f"{statistics.median(per_packed[name]) * 1e6:17.2f} {kernels[name]:>20s}"
         )
 
-    def ratio(times):
-        return statistics.median(times[inj]) / statistics.median(times[plain])
+    def ratio(times, variant=inj):
+        return statistics.median(times[variant]) / statistics.median(times[plain])
 
     print(f"per-call ratio: {ratio(per_call):.3f}")
     print(f"lax.scan ratio: {ratio(per_scan):.3f}")
+    print(f"constants ratio: {ratio(per_packed, const):.3f}")
     print(f"overhead ratio: {ratio(per_packed):.3f}")
 
 
