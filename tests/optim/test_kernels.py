@@ -138,18 +138,18 @@ PACKED_CASES = [(_bench_pair, 1), (_ppo_pair, 1), (_constant_pair, 1)]
 
 
 def test_window_mean_is_no_kernel_of_its_own_whatever_every():
-    """A window of any size (not only 1 or a power of two) adds no kernel in `packed_scan`."""
-    for every in (1, 3, 4):
-        inj = injected(
-            optax.adam,
-            learning_rate=schedules.kl_target(3e-4, every=every),
-            b1=schedules.plateau(0.9, factor=1.05, max_value=0.99, every=every),
-        )
-        kernels = kernels_per_update(compiled_update_hlo(inj, scan=packed_scan))
-        plain = kernels_per_update(
-            compiled_update_hlo(optax.with_extra_args_support(optax.adam(3e-4)), scan=packed_scan)
-        )
-        assert sum(kernels.values()) - sum(plain.values()) <= 1, (every, kernels, plain)
+    """A window that is not a power of two adds no kernel in `packed_scan` either (the cases
+    above cover `every` 1 and 4)."""
+    inj = injected(
+        optax.adam,
+        learning_rate=schedules.kl_target(3e-4, every=3),
+        b1=schedules.plateau(0.9, factor=1.05, max_value=0.99, every=3),
+    )
+    kernels = kernels_per_update(compiled_update_hlo(inj, scan=packed_scan))
+    plain = kernels_per_update(
+        compiled_update_hlo(optax.with_extra_args_support(optax.adam(3e-4)), scan=packed_scan)
+    )
+    assert sum(kernels.values()) - sum(plain.values()) <= 1, (kernels, plain)
 
 
 @pytest.mark.parametrize(
