@@ -22,10 +22,12 @@ TINY = dict(total_steps=512, num_envs=4, rollout_len=16, epochs=1, iterations_pe
 def test_the_default_torso_follows_the_observation_space(shape, hidden, first_layer):
     torso = networks.torso_for(shape, hidden)
     net = hk.without_apply_rng(hk.transform(lambda x: torso("t")(x)))
-    params = net.init(jax.random.key(0), jnp.zeros((1, *shape)))
+    # Jitted, as the agents run it (op by op, the Nature CNN took 20 s of the default suite).
+    params = jax.jit(net.init)(jax.random.key(0), jnp.zeros((1, *shape)))
     assert any(k.endswith(f"/{first_layer}") for k in params), list(params)
-    assert net.apply(params, jnp.zeros((3, *shape))).shape == (3, 32)
-    assert net.apply(params, jnp.zeros((2, 3, *shape))).shape == (2, 3, 32)  # [T, B, ...]
+    apply = jax.jit(net.apply)
+    assert apply(params, jnp.zeros((3, *shape))).shape == (3, 32)
+    assert apply(params, jnp.zeros((2, 3, *shape))).shape == (2, 3, 32)  # [T, B, ...]
 
 
 def test_train_takes_a_network_and_the_policy_uses_it():
