@@ -10,7 +10,9 @@ A third row, `inject_hyperparams(adam)` with the same two hyperparameters as con
 much of the overhead is the injection itself rather than the schedules. Repetitions alternate
 between the variants so machine noise hits all alike. Also prints the kernels of one update in
 the scan (counted as tests/optim/test_kernels.py does): the fixed cost per update that dominates
-on small networks.
+on small networks; and the optimizer state's leaves: in a jitted call per update each leaf is
+an argument and a result to dispatch, which a host loop pays on every call (about 3 us a leaf on
+the 2-core CPU, more than the update itself).
 
     python scripts/bench_overhead.py [--reps 15] [--steps 10000] [--hidden 64]
 
@@ -163,13 +165,14 @@ def main() -> None:
     plain, inj, const = list(built)
     print(
         f"{'variant':42s} {'jit call (us)':>14s} {'lax.scan (us)':>14s} "
-        f"{'packed_scan (us)':>17s} {'kernels scan/packed':>20s}"
+        f"{'packed_scan (us)':>17s} {'kernels scan/packed':>20s} {'state leaves':>13s}"
     )
     for name in built:
         print(
             f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
             f"{statistics.median(per_scan[name]) * 1e6:14.2f} "
-            f"{statistics.median(per_packed[name]) * 1e6:17.2f} {kernels[name]:>20s}"
+            f"{statistics.median(per_packed[name]) * 1e6:17.2f} {kernels[name]:>20s} "
+            f"{len(jax.tree.leaves(built[name][5])):13d}"
         )
 
     def ratio(times, variant=inj):
