@@ -5,14 +5,16 @@ step: XLA does not fuse sibling scalar computations, and a scalar whose old valu
 when the new one is written is copied first. An injected optimizer with two signal-driven
 schedules carries about twenty such scalars (step counts, each schedule's value, window and
 constants), so a small network's Adam step in `lax.scan` runs 39 kernels against plain Adam's
-22; in `packed_scan` it runs 25 (`scripts/bench_overhead.py`, tests/optim/test_kernels.py).
+22; in `packed_scan` it runs 23 (`scripts/bench_overhead.py`, tests/optim/test_kernels.py): the
+one more is the vector's copy (its new value reads other elements of the old one, so XLA cannot
+write it in place).
 
 Carried as one vector (the scalars' bits), the new values are written by one elementwise kernel
 that XLA fuses with the scalar arithmetic feeding it; reads are slices, fused into their users.
-Fewer kernels, not much less time on a CPU: that step took 1.159x and 1.144x plain Adam's in
-`lax.scan`, 1.126x and 1.138x in `packed_scan` (two quiet runs; docs/BENCHMARKS.md): the
-scalar arithmetic costs about as much in one kernel as in fourteen there. On a GPU, where each
-kernel is a launch, it may pay more (not measured).
+On this 2-core CPU that step takes 1.11-1.15x plain Adam's in `lax.scan` and 1.035x in
+`packed_scan` (medians of 7 quiet runs, docs/BENCHMARKS.md; 1.126x at 25 kernels, before the
+schedules' window mean stopped being a divide of its own). On one H100, where each kernel is a
+launch, packing took the step from 21.0 to 11.6 us (plain Adam 8.3; measured at 25 kernels).
 
 Where it pays: a loop whose step is mostly an optimizer update on a small network (a user's
 purejaxrl-style update loop, `scripts/bench_overhead.py`). Our agents keep `lax.scan`: measured
