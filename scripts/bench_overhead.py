@@ -18,7 +18,7 @@ the 2-core CPU, more than the update itself).
 
 Each repetition times `--steps` updates in one scan call (about 50 ms on a 2-core CPU): with
 1,000 (5 ms, the default before 2026-11-27 night) the ratio of one run ranged 0.79-1.21 between
-runs on a quiet machine; with 10,000 within about +-4%.
+runs on a quiet machine; with 10,000, 0.94-1.09 over seven runs (compare medians of runs).
 
 Ends with `overhead ratio: X.XXX` (packed_scan setting, schedules / plain; goal <= 1.03), after
 `lax.scan ratio: X.XXX` (the same in a plain `lax.scan`) and `constants ratio: X.XXX`
