@@ -235,6 +235,7 @@ def test_a_repeated_run_loads_its_programs_instead_of_tracing(env, files, tmp_pa
     assert_bitwise_equal(final_leaves(tmp_path / "a"), final_leaves(tmp_path / "b"))
 
 
+@pytest.mark.slow  # three CLI processes train (13 s; the default suite's 10-minute budget)
 def test_sigkill_after_a_checkpoint_then_resume_is_bitwise(env, files, tmp_path):
     """Kill -9 at a random point after the first checkpoint; --resume must end bitwise where an
     uninterrupted run ends. The reference run also joins a one-process jax.distributed group,
