@@ -130,7 +130,7 @@ def main() -> None:
         f"jax {jax.__version__}, optax {optax.__version__}; MLP with {n} params"
     )
 
-    built, kernels = {}, {}
+    built, kernels, leaves = {}, {}, {}
     for name, opt in variants().items():
         step, scan, packed = build(opt, params, args.steps)
         state = opt.init(params)
@@ -144,6 +144,7 @@ def main() -> None:
             for fn in (scan, packed)
         ]
         kernels[name] = "/".join("-" if c is None else str(sum(c.values())) for c in counted)
+        leaves[name] = len(jax.tree.leaves(state))
 
     per_call = {k: [] for k in built}
     per_scan = {k: [] for k in built}
@@ -172,7 +173,7 @@ def main() -> None:
             f"{name:42s} {statistics.median(per_call[name]) * 1e6:14.2f} "
             f"{statistics.median(per_scan[name]) * 1e6:14.2f} "
             f"{statistics.median(per_packed[name]) * 1e6:17.2f} {kernels[name]:>20s} "
-            f"{len(jax.tree.leaves(built[name][5])):13d}"
+            f"{leaves[name]:13d}"
         )
 
     def ratio(times, variant=inj):
