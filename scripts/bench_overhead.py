@@ -7,12 +7,13 @@ and for `optax.inject_hyperparams(optax.adam)` with two stateful schedules (lear
 loop), and the same inside `inject_rl.loops.packed_scan` (the drop-in for such a loop: the
 carry's scalars in one vector, so the schedules' bookkeeping is one kernel, not one per scalar).
 A third row, `inject_hyperparams(adam)` with the same two hyperparameters as constants, says how
-much of the overhead is the injection itself rather than the schedules. Repetitions alternate
-between the variants so machine noise hits all alike. Also prints the kernels of one update in
-the scan (counted as tests/optim/test_kernels.py does): the fixed cost per update that dominates
-on small networks; and the optimizer state's leaves: in a jitted call per update each leaf is
-an argument and a result to dispatch, which a host loop pays on every call (about 3 us a leaf on
-the 2-core CPU, more than the update itself).
+much of the overhead is the injection itself rather than the schedules; a fourth,
+`optim.packed` around the scheduled one, what its state's scalars packed into one vector save.
+Repetitions alternate between the variants so machine noise hits all alike. Also prints the
+kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
+per update that dominates on small networks; and the optimizer state's leaves: in a jitted call
+per update each leaf is an argument and a result to dispatch, which a host loop pays on every
+call (about 3 us a leaf on the 2-core CPU, more than the update itself).
 
     python scripts/bench_overhead.py [--reps 15] [--steps 10000] [--hidden 64]
 
@@ -21,8 +22,9 @@ Each repetition times `--steps` updates in one scan call (about 50 ms on a 2-cor
 runs on a quiet machine; with 10,000, 0.94-1.09 over seven runs (compare medians of runs).
 
 Ends with `overhead ratio: X.XXX` (packed_scan setting, schedules / plain; goal <= 1.03), after
-`lax.scan ratio: X.XXX` (the same in a plain `lax.scan`) and `constants ratio: X.XXX`
-(packed_scan, constants / plain).
+`per-call ratio` and `packed-state per-call ratio` (a jitted call per update, schedules /
+plain, unpacked and packed state), `lax.scan ratio: X.XXX` (the same in a plain `lax.scan`)
+and `constants ratio: X.XXX` (packed_scan, constants / plain).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from inject_rl import schedules
+from inject_rl import optim, schedules
 from inject_rl.loops import packed_scan
 
 # Instructions of the scan's loop body that launch no kernel (tests/optim/test_kernels.py).
@@ -72,15 +74,17 @@ def kernels_per_update(hlo: str) -> collections.Counter | None:
 
 
 def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
+    scheduled = optax.inject_hyperparams(optax.adam)(
+        learning_rate=schedules.kl_target(3e-4),
+        b1=schedules.plateau(0.9, factor=1.05, max_value=0.99),
+    )
     return {
         "plain optax.adam": optax.with_extra_args_support(optax.adam(3e-4)),
-        "inject_hyperparams(adam) + 2 schedules": optax.inject_hyperparams(optax.adam)(
-            learning_rate=schedules.kl_target(3e-4),
-            b1=schedules.plateau(0.9, factor=1.05, max_value=0.99),
-        ),
+        "inject_hyperparams(adam) + 2 schedules": scheduled,
         "inject_hyperparams(adam), constants": optax.inject_hyperparams(optax.adam)(
             learning_rate=3e-4, b1=0.9
         ),
+        "optim.packed(the same + 2 schedules)": optim.packed(scheduled),
     }
 
 
@@ -163,7 +167,7 @@ def main() -> None:
                 jax.block_until_ready(fn(params, state, grads))
                 times[name].append((time.perf_counter() - t) / args.steps)
 
-    plain, inj, const = list(built)
+    plain, inj, const, packed_state = list(built)
     print(
         f"{'variant':42s} {'jit call (us)':>14s} {'lax.scan (us)':>14s} "
         f"{'packed_scan (us)':>17s} {'kernels scan/packed':>20s} {'state leaves':>13s}"
@@ -180,6 +184,7 @@ def main() -> None:
         return statistics.median(times[variant]) / statistics.median(times[plain])
 
     print(f"per-call ratio: {ratio(per_call):.3f}")
+    print(f"packed-state per-call ratio: {ratio(per_call, packed_state):.3f}")
     print(f"lax.scan ratio: {ratio(per_scan):.3f}")
     print(f"constants ratio: {ratio(per_packed, const):.3f}")
     print(f"overhead ratio: {ratio(per_packed):.3f}")

@@ -28,121 +28,11 @@ before (see `packed_scan`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
-import jax.numpy as jnp
-import numpy as np
 
-
-class _Layout(NamedTuple):
-    """Where each leaf of the carry goes: its group and index there, or kept as it is."""
-
-    treedef: Any
-    # Per leaf: (group, index, dtype name), or None for a leaf carried as it is.
-    slots: tuple[tuple[str, int, str] | None, ...]
-    groups: tuple[tuple[str, int], ...]  # (group, number of scalars)
-
-
-# Scalars of every dtype of one width share one integer vector (bools go with int32): floats
-# travel as their bits (`bitcast_convert_type`, exact, denormals and NaN payloads included), so
-# one kernel writes them all: with a vector per dtype, a value feeding two (a schedule's window
-# mean, read by its float value and its integer counters) was computed in a kernel of its own.
-
-
-def _group(dtype: Any) -> str:
-    """The integer dtype whose vector carries scalars of `dtype` (as their bits)."""
-    if dtype == jnp.bool_:
-        return "int32"
-    return f"int{8 * jnp.dtype(dtype).itemsize}"
-
-
-def _to_group(x: jax.Array, group: str) -> jax.Array:
-    if x.dtype == jnp.bool_:
-        return x.astype(jnp.int32)
-    if jnp.dtype(x.dtype).name == group:
-        return x
-    return jax.lax.bitcast_convert_type(x, jnp.dtype(group))
-
-
-def _from_group(x: jax.Array, dtype: str) -> jax.Array:
-    if dtype == "bool":
-        return x.astype(jnp.bool_)
-    if dtype == x.dtype.name:
-        return x
-    return jax.lax.bitcast_convert_type(x, jnp.dtype(dtype))
-
-
-def _layout(carry: Any) -> _Layout:
-    leaves, treedef = jax.tree.flatten(carry)
-    counts: dict[str, int] = {}
-    slots = []
-    for leaf in leaves:
-        shape, dtype = np.shape(leaf), jnp.result_type(leaf)
-        # Key arrays (extended dtypes) and complex numbers cannot be bitcast to one integer;
-        # they stay as they are.
-        if (
-            shape != ()
-            or jax.dtypes.issubdtype(dtype, jax.dtypes.extended)
-            or jnp.issubdtype(dtype, jnp.complexfloating)
-        ):
-            slots.append(None)
-            continue
-        group = _group(dtype)
-        slots.append((group, counts.get(group, 0), jnp.dtype(dtype).name))
-        counts[group] = counts.get(group, 0) + 1
-    # A group of one scalar gains nothing from a vector of one.
-    single = {group for group, n in counts.items() if n == 1}
-    slots = [None if s is not None and s[0] in single else s for s in slots]
-    groups = tuple((group, n) for group, n in counts.items() if n > 1)
-    return _Layout(treedef, tuple(slots), groups)
-
-
-def _fused_stack(values: list[jax.Array]) -> jax.Array:
-    """`jnp.stack(values)` of integer scalars, written so that XLA fuses it with its inputs.
-
-    XLA's CPU backend emits `stack` (a concatenate) as a kernel apart from each operand's. Here
-    each scalar is padded into its place and the padded vectors summed (exact: integers, every
-    other element 0): elementwise, one kernel with the scalar arithmetic feeding it. Padding
-    rather than broadcasting: XLA does not fuse an expensive producer (a divide) into a
-    consumer that reads it at every element; and no `iota == i` masks, which XLA computes in
-    kernels of their own when two such chains share them.
-    """
-    n = len(values)
-    out = None
-    for i, v in enumerate(values):
-        placed = jax.lax.pad(jnp.reshape(v, (1,)), jnp.zeros((), v.dtype), [(i, n - 1 - i, 0)])
-        out = placed if out is None else out + placed
-    return out
-
-
-def _pack(layout: _Layout, carry: Any) -> tuple[dict[str, jax.Array], list[Any]]:
-    leaves = layout.treedef.flatten_up_to(carry)
-    grouped: dict[str, list[Any]] = {group: [None] * n for group, n in layout.groups}
-    kept = []
-    for leaf, slot in zip(leaves, layout.slots, strict=True):
-        if slot is None:
-            kept.append(leaf)
-            continue
-        group, i, dtype = slot
-        if np.shape(leaf) != () or jnp.dtype(jnp.result_type(leaf)).name != dtype:
-            # What `lax.scan` refuses too: a carry leaf that changed shape or dtype.
-            raise TypeError(
-                f"packed_scan: a carry leaf went from {dtype}[] to "
-                f"{jnp.result_type(leaf)}{list(np.shape(leaf))}; the body must return the "
-                "carry with the shapes and dtypes it got"
-            )
-        grouped[group][i] = _to_group(jnp.asarray(leaf), group)
-    return {group: _fused_stack(values) for group, values in grouped.items()}, kept
-
-
-def _unpack(layout: _Layout, packed: tuple[dict[str, jax.Array], list[Any]]) -> Any:
-    vectors, kept = packed
-    rest = iter(kept)
-    leaves = [
-        next(rest) if s is None else _from_group(vectors[s[0]][s[1]], s[2]) for s in layout.slots
-    ]
-    return layout.treedef.unflatten(leaves)
+from inject_rl.optim import _packing
 
 
 def packed_scan(
@@ -182,13 +72,22 @@ def packed_scan(
     >>> print(int(carry["n"]), float(carry["total"]), ys.tolist())
     3 3.0 [0.0, 1.0, 2.0]
     """
-    layout = _layout(init)
+    layout = _packing.layout(init)
     if not layout.groups:
         return jax.lax.scan(f, init, xs, length=length, **kwargs)
 
-    def body(packed, x):
-        carry, y = f(_unpack(layout, packed), x)
-        return _pack(layout, carry), y
+    def pack(carry):
+        try:
+            return _packing.pack(layout, carry)
+        except TypeError as e:  # what `lax.scan` refuses too
+            raise TypeError(
+                f"packed_scan: {e}; the body must return the carry with the shapes and dtypes "
+                "it got"
+            ) from None
 
-    packed, ys = jax.lax.scan(body, _pack(layout, init), xs, length=length, **kwargs)
-    return _unpack(layout, packed), ys
+    def body(packed, x):
+        carry, y = f(_packing.unpack(layout, packed), x)
+        return pack(carry), y
+
+    packed, ys = jax.lax.scan(body, pack(init), xs, length=length, **kwargs)
+    return _packing.unpack(layout, packed), ys

@@ -15,12 +15,14 @@ from inject_rl.optim._hyperparams import (
     set_hyperparam,
 )
 from inject_rl.optim._injected import injected
+from inject_rl.optim._packed_state import PackedState, packed
 
 # Re-exported for compatibility: the names are defined (once) in inject_rl.signals.
 from inject_rl.signals import SIGNAL_NAMES
 
 __all__ = [
     "bounds",
+    "PackedState",
     "SIGNAL_NAMES",
     "UPDATE_COS",
     "UpdateAlignmentState",
@@ -31,6 +33,7 @@ __all__ = [
     "first_minibatch_only",
     "hyperparams",
     "injected",
+    "packed",
     "scale_hyperparam",
     "set_hyperparam",
     "update_alignment",

@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import optax
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
+from inject_rl.optim._packed_state import repacked, unpacked
+
 # The legacy `InjectHyperparamsState` (optax < 0.1.9) records no schedule states, so for it we
 # cannot tell scheduled from constant hyperparameters; both are read and may be overridden.
 _INJECT_STATES = (optax.InjectStatefulHyperparamsState, optax.InjectHyperparamsState)
@@ -62,7 +64,8 @@ def _qualified(path: tuple[Any, ...], key: str, keep_wrappers: bool) -> str:
 
 
 def _index(opt_state: Any) -> dict[str, _Entry]:
-    """Maps each public hyperparameter name to where it lives in `opt_state`."""
+    """Maps each public hyperparameter name to where it lives in `opt_state` (an unpacked one:
+    see `optim.packed`)."""
     entries = [
         _Entry(path, node, key)
         for path, node in _find_injections(opt_state)
@@ -97,7 +100,7 @@ def hyperparams(opt_state: Any) -> dict[str, jax.Array]:
     values.
 
     Args:
-        opt_state: any optimizer state.
+        opt_state: any optimizer state (a `packed` one included).
 
     Returns:
         Name to value, as stored: the values used by the latest update (the initial values
@@ -115,7 +118,8 @@ def hyperparams(opt_state: Any) -> dict[str, jax.Array]:
         >>> {name: float(value) for name, value in hyperparams(state).items()}
         {'actor/learning_rate': 0.1, 'critic/learning_rate': 0.5}
     """
-    return {name: entry.node.hyperparams[entry.key] for name, entry in _index(opt_state).items()}
+    index = _index(unpacked(opt_state))
+    return {name: entry.node.hyperparams[entry.key] for name, entry in index.items()}
 
 
 def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
@@ -150,7 +154,10 @@ def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
         >>> print(updates, float(hyperparams(state)["learning_rate"]))
         [-0.5 -0.5] 0.1
     """
-    index = _index(opt_state)
+    # Every container rebuilt (packed states unpacked), then the fresh copy edited: the
+    # caller's state stays untouched.
+    new_state = unpacked(opt_state)
+    index = _index(new_state)
     if name not in index:
         raise ValueError(
             f"unknown hyperparameter {name!r}; the state holds: {', '.join(index) or 'none'}"
@@ -170,10 +177,8 @@ def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
             f"shape {old.shape}"
         ) from e
 
-    # Rebuild every container, then edit the fresh copy: the caller's state stays untouched.
-    new_state = jax.tree.map(lambda x: x, opt_state)
-    _index(new_state)[name].node.hyperparams[entry.key] = new
-    return new_state
+    entry.node.hyperparams[entry.key] = new
+    return repacked(opt_state, new_state)
 
 
 def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool = False) -> Any:
@@ -198,7 +203,8 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
       ValueError: `name` is unknown, or scheduled by a schedule whose state has no `value` field
         (e.g. `bandit`, or a combinator), which cannot be scaled.
     """
-    index = _index(opt_state)
+    new_state = unpacked(opt_state)  # fresh containers throughout, edited below
+    index = _index(new_state)
     if name not in index:
         raise ValueError(
             f"unknown hyperparameter {name!r}; the state holds: {', '.join(index) or 'none'}"
@@ -209,8 +215,7 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
         out = 1.0 - (1.0 - x32) * factor if complement else x32 * factor
         return out.astype(jnp.asarray(x).dtype)
 
-    new_state = jax.tree.map(lambda x: x, opt_state)
-    entry = _index(new_state)[name]
+    entry = index[name]
     node = entry.node
     schedules = getattr(node, "hyperparams_states", {})
     if entry.key in schedules:
@@ -234,9 +239,9 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
         schedules[entry.key] = sched._replace(value=value.astype(sched.value.dtype), **moved)
         old = jnp.asarray(node.hyperparams[entry.key])
         node.hyperparams[entry.key] = jnp.broadcast_to(value, old.shape).astype(old.dtype)
-        return new_state
+        return repacked(opt_state, new_state)
     node.hyperparams[entry.key] = scaled(node.hyperparams[entry.key])
-    return new_state
+    return repacked(opt_state, new_state)
 
 
 def bounds(opt_state: Any) -> dict[str, tuple[float, float]]:
@@ -254,7 +259,7 @@ def bounds(opt_state: Any) -> dict[str, tuple[float, float]]:
         {'learning_rate': (1e-06, 0.01)}
     """
     out = {}
-    for name, entry in _index(opt_state).items():
+    for name, entry in _index(unpacked(opt_state)).items():
         sched = getattr(entry.node, "hyperparams_states", {}).get(entry.key)
         if hasattr(sched, "min_value") and hasattr(sched, "max_value"):
             low = jnp.asarray(sched.min_value).reshape(-1)[0]

@@ -1,0 +1,152 @@
+"""`optim.packed`: the same updates as the optimizer it wraps, fewer leaves, readable by name."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from inject_rl import schedules
+from inject_rl.optim import (
+    PackedState,
+    bounds,
+    carried,
+    current,
+    hyperparams,
+    injected,
+    packed,
+    scale_hyperparam,
+    set_hyperparam,
+)
+from inject_rl.runs import Checkpointer
+
+PARAMS = {"w": jnp.linspace(-1.0, 1.0, 12).reshape(3, 4), "b": jnp.zeros(4)}
+
+
+def optimizer():
+    return optax.chain(
+        injected(
+            optax.adam,
+            learning_rate=schedules.kl_target(1e-2, every=2),
+            b1=schedules.plateau(0.9, factor=1.05, max_value=0.99, every=3),
+        ),
+        carried(ent_coef=0.01),
+    )
+
+
+def signals(i):
+    # KL alternating around its target (the rate moves both ways), a NaN the schedules skip.
+    kl = jnp.where(i % 5 == 4, jnp.nan, jnp.where(i % 4 < 2, 0.05, 0.001))
+    return {
+        "kl": kl.astype(jnp.float32),
+        "episode_return": jnp.float32(i % 7),
+        "episode_count": jnp.float32(2.0),
+    }
+
+
+def train(opt, state, steps=25):
+    @jax.jit
+    def step(params, state, i):
+        grads = jax.tree.map(lambda p: jnp.sin(p * (i + 1.0)), params)
+        updates, state = opt.update(grads, state, params, **signals(i))
+        return optax.apply_updates(params, updates), state
+
+    params = PARAMS
+    for i in range(steps):
+        params, state = step(params, state, jnp.int32(i))
+    return params, state
+
+
+def bits(tree):
+    return [np.asarray(x).tobytes() for x in jax.tree.leaves(tree)]
+
+
+def test_the_updates_and_the_state_are_those_of_the_optimizer_it_packs_bitwise():
+    opt = optimizer()
+    params, state = train(opt, opt.init(PARAMS))
+    p_params, p_state = train(packed(opt), packed(opt).init(PARAMS))
+    assert isinstance(p_state, PackedState)
+    assert bits(p_params) == bits(params)
+    assert bits(p_state.unpacked()) == bits(state)
+    assert jax.tree.structure(p_state.unpacked()) == jax.tree.structure(state)
+    # The schedules moved: the comparison covers adaptation, not a constant.
+    assert float(hyperparams(state)["learning_rate"]) != 1e-2
+
+
+def test_every_scalar_goes_into_one_vector_per_width():
+    opt = optimizer()
+    state = opt.init(PARAMS)
+    arrays = [x for x in jax.tree.leaves(state) if jnp.ndim(x) > 0]
+    scalars = [x for x in jax.tree.leaves(state) if jnp.ndim(x) == 0]
+    p_state = packed(opt).init(PARAMS)
+    assert len(scalars) > 20
+    assert len(jax.tree.leaves(p_state)) == len(arrays) + 1  # all scalars are 32-bit
+    assert p_state.vectors["int32"].shape == (len(scalars),)
+    # Plain Adam's state has as many leaves: a jitted call dispatches as many.
+    assert len(jax.tree.leaves(p_state)) == len(jax.tree.leaves(optax.adam(1e-3).init(PARAMS)))
+
+
+def test_hyperparams_bounds_and_current_read_through_it():
+    opt = optimizer()
+    _, state = train(opt, opt.init(PARAMS), steps=9)
+    _, p_state = train(packed(opt), packed(opt).init(PARAMS), steps=9)
+    assert bits(hyperparams(p_state)) == bits(hyperparams(state))
+    assert hyperparams(p_state).keys() == hyperparams(state).keys()
+    assert bounds(p_state) == bounds(state)
+    assert float(current(p_state, "ent_coef")) == pytest.approx(0.01)
+    assert float(jax.jit(lambda s: current(s, "ent_coef"))(p_state)) == pytest.approx(0.01)
+
+
+def test_set_and_scale_return_a_packed_state_that_the_next_update_uses():
+    opt = packed(optimizer())
+    state = opt.init(PARAMS)
+    before = bits(state)
+    edited = set_hyperparam(state, "ent_coef", 0.5)
+    edited = scale_hyperparam(edited, "learning_rate", 2.0)
+    edited = scale_hyperparam(edited, "b1", 0.5, complement=True)
+    assert bits(state) == before  # the caller's state is untouched
+    assert isinstance(edited, PackedState)
+    assert jax.tree.structure(edited) == jax.tree.structure(state)  # no recompile
+    values = hyperparams(edited)
+    assert float(values["ent_coef"]) == pytest.approx(0.5)
+    assert float(values["learning_rate"]) == pytest.approx(2e-2)
+    assert float(values["b1"]) == pytest.approx(0.95)
+    # The bounds moved with the scaled rate, as for an unpacked state.
+    low, high = bounds(state)["learning_rate"]
+    assert bounds(edited)["learning_rate"] == pytest.approx((2 * low, 2 * high), rel=1e-6)
+    # The next update steps with the scaled rate: Adam's first step is lr * sign(g).
+    updates, _ = opt.update(jax.tree.map(jnp.ones_like, PARAMS), edited, PARAMS, **signals(0))
+    np.testing.assert_allclose(updates["b"], -2e-2, rtol=1e-5)
+    # Under jit with a traced value too.
+    traced = jax.jit(lambda s, v: set_hyperparam(s, "ent_coef", v))(state, jnp.float32(0.25))
+    assert float(hyperparams(traced)["ent_coef"]) == 0.25
+
+
+def test_a_population_axis_is_read_and_scaled_member_by_member():
+    opt = packed(optimizer())
+    members = jax.vmap(lambda _: opt.init(PARAMS))(jnp.arange(3))
+    assert members.vectors["int32"].shape[0] == 3
+    lr = hyperparams(members)["learning_rate"]
+    np.testing.assert_allclose(lr, [1e-2] * 3)
+    scaled = scale_hyperparam(members, "learning_rate", jnp.array([0.5, 1.0, 2.0]))
+    np.testing.assert_allclose(hyperparams(scaled)["learning_rate"], [5e-3, 1e-2, 2e-2])
+    grads = jax.tree.map(jnp.ones_like, PARAMS)
+    updates, _ = jax.vmap(lambda s: opt.update(grads, s, PARAMS, **signals(0)))(scaled)
+    np.testing.assert_allclose(updates["b"][:, 0], [-5e-3, -1e-2, -2e-2], rtol=1e-5)
+
+
+def test_an_unpacked_state_is_refused_by_name():
+    opt = optimizer()
+    with pytest.raises(TypeError, match="packed: update got a tuple, not the PackedState"):
+        packed(opt).update(PARAMS, opt.init(PARAMS), PARAMS, **signals(0))
+
+
+def test_a_checkpoint_restores_it_bitwise(tmp_path):
+    opt = packed(optimizer())
+    _, state = train(opt, opt.init(PARAMS), steps=7)
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(7, state, {})
+    restored, _ = ckpt.restore(7, opt.init(PARAMS))
+    assert isinstance(restored, PackedState)
+    assert bits(restored) == bits(state)
+    assert jax.tree.structure(restored) == jax.tree.structure(state)
