@@ -115,7 +115,9 @@ def test_set_and_scale_return_a_packed_state_that_the_next_update_uses():
     low, high = bounds(state)["learning_rate"]
     assert bounds(edited)["learning_rate"] == pytest.approx((2 * low, 2 * high), rel=1e-6)
     # The next update steps with the scaled rate: Adam's first step is lr * sign(g).
-    updates, _ = opt.update(jax.tree.map(jnp.ones_like, PARAMS), edited, PARAMS, **signals(0))
+    updates, _ = jax.jit(opt.update)(
+        jax.tree.map(jnp.ones_like, PARAMS), edited, PARAMS, **signals(0)
+    )
     np.testing.assert_allclose(updates["b"], -2e-2, rtol=1e-5)
     # Under jit with a traced value too.
     traced = jax.jit(lambda s, v: set_hyperparam(s, "ent_coef", v))(state, jnp.float32(0.25))
@@ -124,14 +126,14 @@ def test_set_and_scale_return_a_packed_state_that_the_next_update_uses():
 
 def test_a_population_axis_is_read_and_scaled_member_by_member():
     opt = packed(optimizer())
-    members = jax.vmap(lambda _: opt.init(PARAMS))(jnp.arange(3))
+    members = jax.jit(jax.vmap(lambda _: opt.init(PARAMS)))(jnp.arange(3))
     assert members.vectors["int32"].shape[0] == 3
     lr = hyperparams(members)["learning_rate"]
     np.testing.assert_allclose(lr, [1e-2] * 3)
     scaled = scale_hyperparam(members, "learning_rate", jnp.array([0.5, 1.0, 2.0]))
     np.testing.assert_allclose(hyperparams(scaled)["learning_rate"], [5e-3, 1e-2, 2e-2])
     grads = jax.tree.map(jnp.ones_like, PARAMS)
-    updates, _ = jax.vmap(lambda s: opt.update(grads, s, PARAMS, **signals(0)))(scaled)
+    updates, _ = jax.jit(jax.vmap(lambda s: opt.update(grads, s, PARAMS, **signals(0))))(scaled)
     np.testing.assert_allclose(updates["b"][:, 0], [-5e-3, -1e-2, -2e-2], rtol=1e-5)
 
 
@@ -150,3 +152,17 @@ def test_a_checkpoint_restores_it_bitwise(tmp_path):
     assert isinstance(restored, PackedState)
     assert bits(restored) == bits(state)
     assert jax.tree.structure(restored) == jax.tree.structure(state)
+
+
+def test_packed_parts_inside_a_chain_are_read_and_edited_in_place():
+    inner = injected(optax.sgd, learning_rate=0.1)
+    opt = optax.chain(packed(inner), packed(carried(ent_coef=0.01, clip_eps=0.2)))
+    state = opt.init(PARAMS)
+    assert all(isinstance(part, PackedState) for part in state)
+    assert sorted(hyperparams(state)) == ["clip_eps", "ent_coef", "learning_rate"]
+    edited = set_hyperparam(state, "clip_eps", 0.1)
+    assert jax.tree.structure(edited) == jax.tree.structure(state)
+    assert float(hyperparams(edited)["clip_eps"]) == pytest.approx(0.1)
+    assert float(hyperparams(edited)["learning_rate"]) == pytest.approx(0.1)
+    updates, _ = opt.update(jax.tree.map(jnp.ones_like, PARAMS), edited, PARAMS)
+    np.testing.assert_allclose(updates["b"], -0.1, rtol=1e-6)
