@@ -23,6 +23,10 @@ and iteration scans saved 5 of 160 kernels per gradient step but cost about as m
 loops nest (packing and unpacking at each inner loop's entry and exit): 66,406 -> 66,346
 kernels per iteration, 0.1%, and DQN's 0.4%, for results that are no longer bitwise those of
 before (see `packed_scan`).
+
+`inject_rl.optim.packed` packs the optimizer state itself, which then stays packed through any
+loop: the same 23 kernels in a plain `lax.scan`, and, what `packed_scan` cannot give, 13 leaves
+instead of 42 for a jitted call per update to dispatch (a host loop).
 """
 
 from __future__ import annotations
