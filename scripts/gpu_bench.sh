@@ -134,4 +134,4 @@ else
 fi
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
