@@ -24,7 +24,9 @@ class PackedState:
 
     Its leaves are one integer vector per width (the scalars' bits), then the state's other
     arrays. `optim.hyperparams`, `set_hyperparam`, `scale_hyperparam`, `bounds` and `current`
-    read through it; `unpacked()` gives the optimizer's own state.
+    read through it; `unpacked()` gives the optimizer's own state. The vectors' key path names
+    the layout (`.packed_<8 hex digits>['int32']`), so a checkpoint of another optimizer's state
+    is refused on restore rather than read into the wrong slots.
     """
 
     __slots__ = ("layout", "vectors", "kept")
@@ -33,16 +35,23 @@ class PackedState:
         self.layout, self.vectors, self.kept = layout, vectors, kept
 
     @classmethod
-    def pack(cls, state: Any, layout: _packing.Layout | None = None) -> PackedState:
-        """Packs `state`: with its own layout (no leading axes), or with `layout`, in which case
-        every scalar may carry the same leading axes (a population's member axis)."""
+    def pack(
+        cls, state: Any, layout: _packing.Layout | None = None, lead: tuple[int, ...] = ()
+    ) -> PackedState:
+        """Packs `state`: with its own layout, or with `layout`, every scalar of shape `lead`
+        (leading axes such as a population's member axis).
+
+        Raises:
+          TypeError: a scalar is not of shape `lead` or not of its layout's dtype.
+        """
         if layout is None:
             layout = _packing.layout(state)
-            return cls(layout, *_packing.pack(layout, state))
-        leaves = layout.treedef.flatten_up_to(state)
-        scalars = [leaf for leaf, slot in zip(leaves, layout.slots, strict=True) if slot]
-        lead = jax.numpy.shape(scalars[0]) if scalars else ()
         return cls(layout, *_packing.pack(layout, state, lead))
+
+    @property
+    def lead(self) -> tuple[int, ...]:
+        """The leading axes of every packed scalar (`()` but for a stacked population)."""
+        return next((tuple(v.shape[:-1]) for v in self.vectors.values()), ())
 
     def unpacked(self) -> Any:
         """The optimizer's own state (scalars keep any leading axes of the vectors)."""
@@ -55,7 +64,10 @@ class PackedState:
 jax.tree_util.register_pytree_with_keys(
     PackedState,
     lambda s: (
-        ((GetAttrKey("vectors"), s.vectors), (GetAttrKey("kept"), s.kept)),
+        (
+            (GetAttrKey(f"packed_{_packing.fingerprint(s.layout)}"), s.vectors),
+            (GetAttrKey("kept"), s.kept),
+        ),
         s.layout,
     ),
     lambda layout, children: PackedState(layout, *children),
@@ -68,35 +80,55 @@ def _is_packed(x: Any) -> bool:
 
 
 def unpacked(opt_state: Any) -> Any:
-    """`opt_state` with every `PackedState` in it unpacked, in fresh containers throughout."""
+    """`opt_state` with every `PackedState` in it unpacked (nested ones too), in fresh
+    containers throughout."""
     return jax.tree.map(
-        lambda x: x.unpacked() if _is_packed(x) else x, opt_state, is_leaf=_is_packed
+        lambda x: unpacked(x.unpacked()) if _is_packed(x) else x, opt_state, is_leaf=_is_packed
     )
 
 
 def repacked(like: Any, new: Any) -> Any:
-    """`new` (an `unpacked(like)` edited) packed again where `like` was packed."""
+    """`new` (an `unpacked(like)` edited) packed again where `like` was packed.
+
+    Raises:
+      ValueError: the edit changed a packed scalar's shape or dtype.
+    """
     outer = jax.tree.structure(like, is_leaf=_is_packed)
-    parts = [
-        PackedState.pack(part, old.layout) if _is_packed(old) else part
-        for old, part in zip(outer.flatten_up_to(like), outer.flatten_up_to(new), strict=True)
-    ]
+    parts = []
+    for old, part in zip(outer.flatten_up_to(like), outer.flatten_up_to(new), strict=True):
+        if not _is_packed(old):
+            parts.append(part)
+            continue
+        try:
+            parts.append(PackedState.pack(repacked(old.unpacked(), part), old.layout, old.lead))
+        except TypeError as e:
+            raise ValueError(f"the edited state cannot be packed again: {e}") from None
     return outer.unflatten(parts)
 
 
 def packed(opt: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
     """`opt` with its state's scalars packed into one integer vector per width.
 
-    The updates are `opt`'s, bitwise; extra arguments (signals) pass through. The state is a
+    The updates are `opt`'s; extra arguments (signals) pass through. The state is a
     `PackedState`: its leaves are the state's arrays plus one vector per width holding every
     0-d leaf's bits (step counts, injected hyperparameters, schedule states). Use it where the
     state crosses a `jit` boundary on every update (a host loop calling a jitted step): each leaf
     costs dispatch, and an injected optimizer's state is mostly scalars. Inside one compiled loop
-    (`lax.scan`) it changes little; there `loops.packed_scan` packs the whole carry.
+    (`lax.scan`) it compiles the scalar bookkeeping to one kernel, as `loops.packed_scan` does.
 
     The hyperparameter helpers of `inject_rl.optim` read and edit it by name as they do the
     unpacked state; `state.unpacked()` gives `opt`'s own state (e.g. for
-    `optax.tree_utils.tree_get`).
+    `optax.tree_utils.tree_get`). What packing changes:
+
+    - Bits: packing itself is exact, but XLA compiles the scalar arithmetic around it
+      differently and may contract a multiply and an add where it did not (or the reverse): a
+      result may differ in its last bit from the unpacked optimizer's (in float32 and bfloat16
+      we have seen none; in float64, `prodigy` after a few steps). Same seed, same result.
+    - The vectors hold bits: arithmetic over the state's leaves (averaging members or
+      replicas) means nothing for them and is refused when the state is read; and the state's
+      scalars are not differentiable (a gradient with respect to an injected value reads 0).
+      Unpack first for either.
+    - `optax.tree_map_params` does not apply (a placeholder `init` builds another layout).
 
     >>> import jax, jax.numpy as jnp, optax
     >>> from inject_rl import schedules
@@ -110,6 +142,10 @@ def packed(opt: optax.GradientTransformation) -> optax.GradientTransformationExt
     >>> print(f"{float(hyperparams(state)['learning_rate']):.2e}")
     6.67e-04
     """
+    if not isinstance(opt, optax.GradientTransformation):
+        raise TypeError(
+            f"packed: expected an optax.GradientTransformation, got {type(opt).__name__}"
+        )
     opt = optax.with_extra_args_support(opt)
 
     def init(params: Any) -> PackedState:
@@ -124,6 +160,9 @@ def packed(opt: optax.GradientTransformation) -> optax.GradientTransformationExt
                 "init returns"
             )
         updates, inner = opt.update(updates, state.unpacked(), params, **extra_args)
-        return updates, PackedState(state.layout, *_packing.pack(state.layout, inner))
+        try:
+            return updates, PackedState.pack(inner, state.layout, state.lead)
+        except TypeError as e:
+            raise TypeError(f"packed: the wrapped optimizer's update returned {e}") from None
 
     return optax.GradientTransformationExtraArgs(init, update)

@@ -10,6 +10,8 @@ is then `[..., n]` and each scalar `vector[..., i]`.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from typing import Any, NamedTuple
 
 import jax
@@ -111,26 +113,60 @@ def pack(
     leaves = layout_.treedef.flatten_up_to(tree)
     grouped: dict[str, list[Any]] = {group: [None] * n for group, n in layout_.groups}
     kept = []
-    for leaf, slot in zip(leaves, layout_.slots, strict=True):
+    for k, (leaf, slot) in enumerate(zip(leaves, layout_.slots, strict=True)):
         if slot is None:
             kept.append(leaf)
             continue
         group, i, dtype = slot
         if np.shape(leaf) != lead or jnp.dtype(jnp.result_type(leaf)).name != dtype:
             raise TypeError(
-                f"a scalar leaf went from {dtype}{list(lead)} to "
-                f"{jnp.result_type(leaf)}{list(np.shape(leaf))}"
+                f"a scalar leaf ({paths(layout_)[k] or 'the root'}) went from "
+                f"{dtype}{list(lead)} to {jnp.result_type(leaf)}{list(np.shape(leaf))}"
             )
         grouped[group][i] = _to_group(jnp.asarray(leaf), group)
     return {group: _fused_stack(values) for group, values in grouped.items()}, kept
 
 
+def _element(vector: Any, slot: tuple[str, int, str]) -> Any:
+    group, i, dtype = slot
+    if jnp.dtype(vector.dtype).name != group:
+        # What arithmetic over a packed tree (a mean of members, say) leaves: not bits any more.
+        raise TypeError(
+            f"a packed vector must be {group}, got {vector.dtype}: its elements are the bits "
+            "of the scalars; arithmetic over a packed tree (averaging members or replicas) "
+            "does not apply to them, unpack it first"
+        )
+    if isinstance(vector, jax.ShapeDtypeStruct):  # e.g. from `jax.eval_shape`
+        return jax.ShapeDtypeStruct(vector.shape[:-1], jnp.dtype(dtype))
+    return _from_group(vector[..., i], dtype)
+
+
 def unpack(layout_: Layout, packed: tuple[dict[str, jax.Array], list[Any]]) -> Any:
-    """The tree that `pack` packed (leading axes of the vectors kept on every scalar)."""
+    """The tree that `pack` packed (leading axes of the vectors kept on every scalar).
+
+    Raises:
+      TypeError: a vector is not of its integer dtype (see `_element`).
+    """
     vectors, kept = packed
     rest = iter(kept)
-    leaves = [
-        next(rest) if s is None else _from_group(vectors[s[0]][..., s[1]], s[2])
-        for s in layout_.slots
-    ]
+    leaves = [next(rest) if s is None else _element(vectors[s[0]], s) for s in layout_.slots]
     return layout_.treedef.unflatten(leaves)
+
+
+@functools.lru_cache(maxsize=256)
+def paths(layout_: Layout) -> tuple[str, ...]:
+    """Each leaf's key path in the tree, as `jax.tree_util.keystr` writes it."""
+    skeleton = layout_.treedef.unflatten(list(range(layout_.treedef.num_leaves)))
+    found = jax.tree_util.tree_flatten_with_path(skeleton)[0]
+    return tuple(jax.tree_util.keystr(path) for path, _ in found)
+
+
+@functools.lru_cache(maxsize=256)
+def fingerprint(layout_: Layout) -> str:
+    """8 hex digits naming the layout: which leaf (path and dtype) sits where. Two trees of
+    different structure, or with their scalars in other slots, get different fingerprints."""
+    # Paths and slots only: a treedef's text may hold an object's address (a custom node's
+    # auxiliary data), which would differ between the process that saves and the one that
+    # restores.
+    described = map(str, zip(paths(layout_), layout_.slots, strict=True))
+    return hashlib.sha256("\0".join(described).encode()).hexdigest()[:8]

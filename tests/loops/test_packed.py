@@ -96,7 +96,7 @@ def test_a_carry_without_scalars_is_lax_scan():
 
 def test_a_changed_dtype_is_refused():
     with pytest.raises(
-        TypeError, match=r"packed_scan: a scalar leaf went from int32\[\] to float32"
+        TypeError, match=r"packed_scan: a scalar leaf \(\[0\]\) went from int32\[\] to float32"
     ):
         packed_scan(lambda c, _: ((c[0] * 1.5, c[1]), None), (jnp.int32(1), jnp.int32(2)), None,
                     length=2)  # fmt: skip

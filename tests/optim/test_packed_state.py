@@ -166,3 +166,59 @@ def test_packed_parts_inside_a_chain_are_read_and_edited_in_place():
     assert float(hyperparams(edited)["learning_rate"]) == pytest.approx(0.1)
     updates, _ = opt.update(jax.tree.map(jnp.ones_like, PARAMS), edited, PARAMS)
     np.testing.assert_allclose(updates["b"], -0.1, rtol=1e-6)
+
+
+def test_a_packed_state_inside_a_packed_state_is_read_and_edited():
+    inner = injected(optax.sgd, learning_rate=schedules.kl_target(0.1))
+    opt = packed(optax.chain(packed(inner), carried(ent_coef=0.01)))
+    state = opt.init(PARAMS)
+    assert sorted(hyperparams(state)) == ["ent_coef", "learning_rate"]
+    assert bounds(state)["learning_rate"] == pytest.approx((1e-4, 1.0), rel=1e-6)
+    edited = scale_hyperparam(set_hyperparam(state, "ent_coef", 0.5), "learning_rate", 2.0)
+    assert jax.tree.structure(edited) == jax.tree.structure(state)
+    assert float(hyperparams(edited)["learning_rate"]) == pytest.approx(0.2)
+    assert float(hyperparams(edited)["ent_coef"]) == pytest.approx(0.5)
+
+
+def test_a_checkpoint_of_another_optimizers_state_is_refused(tmp_path):
+    # Same number of scalars, other names: read slot by slot, the values would swap silently.
+    saved = packed(optax.chain(optax.adam(1e-3), carried(ent_coef=0.01, clip_eps=0.2)))
+    other = packed(optax.chain(optax.adam(1e-3), carried(ent_coef=0.01, vf_coef=0.5)))
+    ckpt = Checkpointer(tmp_path / "ckpt")
+    ckpt.save(1, saved.init(PARAMS), {})
+    with pytest.raises(ValueError, match="different state structure"):
+        ckpt.restore(1, other.init(PARAMS))
+
+
+def test_arithmetic_over_the_bits_is_refused_when_read():
+    opt = packed(optimizer())
+    members = jax.jit(jax.vmap(lambda _: opt.init(PARAMS)))(jnp.arange(2))
+    mean = jax.tree.map(lambda x: jnp.mean(x, 0), members)  # int32 bits -> float32 nonsense
+    with pytest.raises(TypeError, match="a packed vector must be int32, got float32"):
+        hyperparams(mean)
+
+
+def test_an_abstract_state_reads_as_shapes():
+    opt = packed(optimizer())
+    shapes = jax.eval_shape(opt.init, PARAMS)
+    lr = hyperparams(shapes)["learning_rate"]
+    assert isinstance(lr, jax.ShapeDtypeStruct) and lr.shape == () and lr.dtype == jnp.float32
+
+
+def test_bad_uses_get_errors_that_name_them():
+    with pytest.raises(TypeError, match="packed: expected an optax.GradientTransformation"):
+        packed(lambda x: x)
+    state = packed(optimizer()).init(PARAMS)
+    with pytest.raises(ValueError, match=r"cannot be packed again: a scalar leaf .* float32\[3\]"):
+        scale_hyperparam(state, "ent_coef", jnp.array([1.0, 2.0, 3.0]))
+
+    def to_float(count):
+        return optax.GradientTransformation(
+            lambda p: optax.ScaleByScheduleState(count=jnp.int32(0)),
+            lambda u, s, p=None: (u, optax.ScaleByScheduleState(count=jnp.float32(1))),
+        )
+
+    opt = packed(optax.chain(to_float(0), carried(ent_coef=0.01)))
+    with pytest.raises(TypeError, match=r"packed: the wrapped optimizer's update returned a "
+                       r"scalar leaf \(\[0\]\.count\) went from int32\[\] to float32"):  # fmt: skip
+        opt.update(PARAMS, opt.init(PARAMS), PARAMS)
