@@ -6,8 +6,9 @@ using the CPU), each benchmark alternates its variants and reports medians of >=
 and records it: before each command it samples the CPU for `--sample` seconds (from
 /proc/stat) and waits, up to `--wait` seconds, until the CPU was idle for at least `--idle` of
 that time; it prints the 1-minute load average and the idle fraction before and after each
-command, then the command's own output. A command that starts on a busy machine is not run: the
-script says so and exits 1 at the end.
+command, the share of CPU time stolen by the hypervisor while it ran (a VM's noise that no
+idle check sees), then the command's own output. A command that starts on a busy machine is not
+run: the script says so and exits 1 at the end.
 
     python scripts/bench_quiet.py [--idle 0.9] [--wait 300] [--sample 3] \
         -- "python scripts/bench_overhead.py" "python scripts/bench_ceiling.py --reps 5"
@@ -28,19 +29,21 @@ import sys
 import time
 
 
-def cpu_times() -> tuple[int, int]:
-    """(idle, total) jiffies of all CPUs since boot, from /proc/stat."""
+def cpu_times() -> tuple[int, int, int]:
+    """(idle, steal, total) jiffies of all CPUs since boot, from /proc/stat. Steal: time the
+    hypervisor ran something else while this VM's CPUs wanted to run."""
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return idle, sum(fields)
+    steal = fields[7] if len(fields) > 7 else 0
+    return idle, steal, sum(fields)
 
 
 def idle_fraction(seconds: float) -> float:
     """Fraction of CPU time idle over the next `seconds` (all cores together)."""
-    idle0, total0 = cpu_times()
+    idle0, _, total0 = cpu_times()
     time.sleep(seconds)
-    idle1, total1 = cpu_times()
+    idle1, _, total1 = cpu_times()
     return (idle1 - idle0) / max(1, total1 - total0)
 
 
@@ -80,12 +83,13 @@ def main() -> int:
             print(f"# not run: the machine was busy for {args.wait:g} s", flush=True)
             skipped += 1
             continue
-        t0 = time.perf_counter()
+        t0, (_, steal0, total0) = time.perf_counter(), cpu_times()
         rc = subprocess.run(shlex.split(command), check=False).returncode
-        took = time.perf_counter() - t0
+        took, (_, steal1, total1) = time.perf_counter() - t0, cpu_times()
+        steal = (steal1 - steal0) / max(1, total1 - total0)
         print(
-            f"# after: exit {rc}, {took:.0f} s, load {os.getloadavg()[0]:.2f}, "
-            f"idle now {idle_fraction(args.sample):.0%}",
+            f"# after: exit {rc}, {took:.0f} s, steal {steal:.1%} of CPU time during it, "
+            f"load {os.getloadavg()[0]:.2f}, idle now {idle_fraction(args.sample):.0%}",
             flush=True,
         )
         skipped += rc != 0
