@@ -14,7 +14,7 @@ import optax
 import rlax
 
 from inject_rl import loops
-from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._actor_critic_policy import ActorCritic
 from inject_rl.agents._learner import coefficient, learner_step
 
 if TYPE_CHECKING:

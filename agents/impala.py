@@ -31,7 +31,7 @@ import rlax
 
 from inject_rl import loops
 from inject_rl.agents import _actor_critic
-from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._actor_critic_policy import ActorCritic
 from inject_rl.agents._common import HostCalls, check_config, check_injectable
 from inject_rl.agents._contract import Injectable
 from inject_rl.agents._learner import coefficient, learner_step

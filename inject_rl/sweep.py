@@ -274,7 +274,7 @@ def _index(tree: Any, i: int) -> Any:
 
 def _in_turn(agent, cfg, cells, optimizer, network, num_devices, callback):
     from inject_rl.agents import Diverged
-    from inject_rl.agents._population import member_config
+    from inject_rl.agents._members import member_config
 
     metrics, params, configs, opt_states = [], [], [], []
     compile_s = train_s = 0.0

@@ -127,7 +127,7 @@ def command(args: Any, built: Any) -> int:
             )
     # The sweep checks every cell's values before compiling (one line on a bad one).
     from inject_rl import sweep
-    from inject_rl.agents._population import member_values
+    from inject_rl.agents._members import member_values
 
     seeds = list(range(cfg.seed, cfg.seed + args.seeds))
     points = sweep._points(grid)

@@ -20,11 +20,8 @@ import jax
 import jax.numpy as jnp
 
 from inject_rl import cache, loops, runs
-from inject_rl.agents._population import (
-    member_values,
-    population_learner,
-    train_population,
-)
+from inject_rl.agents._members import member_values
+from inject_rl.agents._population import population_learner, train_population
 from inject_rl.agents._train import Diverged, evaluate_params
 from inject_rl.agents._train import learner as agent_learner
 from inject_rl.cli import _extend

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from inject_rl.agents._actor_critic import _categorical_sample
+from inject_rl.agents._actor_critic_policy import _categorical_sample
 
 
 @jax.jit

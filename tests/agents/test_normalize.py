@@ -13,7 +13,7 @@ from gymnasium import spaces
 
 from inject_rl import loops, runs
 from inject_rl.agents import Policy, impala, networks, ppo, sac
-from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._actor_critic_policy import ActorCritic
 from inject_rl.agents._squashed_gaussian import SquashedGaussianPolicy
 from inject_rl.agents._train import spaces as env_spaces
 from inject_rl.signals import RewardScale, RunningMeanStd

@@ -13,8 +13,9 @@ import pytest
 
 from inject_rl import schedules
 from inject_rl.agents import Diverged, get
+from inject_rl.agents._members import member_values
 from inject_rl.agents._pbt import PBT, PopulationState, _exploit
-from inject_rl.agents._population import best_member, member_values, train_population
+from inject_rl.agents._population import best_member, train_population
 from inject_rl.optim import hyperparams, injected, scale_hyperparam
 
 PPO = get("ppo")

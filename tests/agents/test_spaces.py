@@ -19,7 +19,7 @@ from gymnasium import spaces
 
 from inject_rl import loops, runs
 from inject_rl.agents import get, load_policy
-from inject_rl.agents._actor_critic import ActorCritic
+from inject_rl.agents._actor_critic_policy import ActorCritic
 
 N = 3  # keys (and actions)
 
@@ -194,7 +194,7 @@ def test_multi_discrete_log_prob_and_entropy_sum_over_components():
     import distrax
     import jax.numpy as jnp
 
-    from inject_rl.agents._actor_critic import Output
+    from inject_rl.agents._actor_critic_policy import Output
     from inject_rl.agents.networks import mlp
     from inject_rl.envs import host_spaces
 
