@@ -10,10 +10,10 @@ A third row, `inject_hyperparams(adam)` with the same two hyperparameters as con
 much of the overhead is the injection itself rather than the schedules; a fourth,
 `optim.packed` around the scheduled one, what its state's scalars packed into one vector save.
 Repetitions alternate between the variants so machine noise hits all alike. Also prints the
-kernels of one update in the scan (counted as tests/optim/test_kernels.py does): the fixed cost
-per update that dominates on small networks; and the optimizer state's leaves: in a jitted call
-per update each leaf is an argument and a result to dispatch, which a host loop pays on every
-call (about 3 us a leaf on the 2-core CPU, more than the update itself).
+kernels of one update in the scan (`inject_rl._hlo.kernels_per_step`, the kernel tests' rule):
+the fixed cost per update that dominates on small networks; and the optimizer state's leaves: in
+a jitted call per update each leaf is an argument and a result to dispatch, which a host loop
+pays on every call (about 3 us a leaf on the 2-core CPU, more than the update itself).
 
     python scripts/bench_overhead.py [--reps 15] [--steps 10000] [--hidden 64]
 
@@ -30,9 +30,7 @@ and `constants ratio: X.XXX` (packed_scan, constants / plain).
 from __future__ import annotations
 
 import argparse
-import collections
 import platform
-import re
 import statistics
 import time
 
@@ -41,10 +39,8 @@ import jax.numpy as jnp
 import optax
 
 from inject_rl import optim, schedules
+from inject_rl._hlo import kernels_per_step
 from inject_rl.loops import packed_scan
-
-# Instructions of the scan's loop body that launch no kernel (tests/optim/test_kernels.py).
-PLUMBING = frozenset({"parameter", "get-tuple-element", "tuple", "constant", "bitcast"})
 
 
 def mlp_params(hidden: int, key) -> dict:
@@ -56,21 +52,12 @@ def mlp_params(hidden: int, key) -> dict:
     }
 
 
-def kernels_per_update(hlo: str) -> collections.Counter | None:
-    """Kernels in the body of the compiled module's only `while` loop (one update), by opcode.
-
-    None when the module has no single `while` loop (a backend that unrolled the scan).
-    """
-    blocks = re.split(r"\n(?=\S)", hlo)
-    names = [re.match(r"(?:ENTRY\s+)?%?([\w.\-]+) ", b) for b in blocks]
-    computations = {m.group(1): b for m, b in zip(names, blocks, strict=True) if m}
-    bodies = re.findall(r"\bwhile\(.*?\bbody=%?([\w.\-]+)", hlo)
-    if len(bodies) != 1:
-        return None
-    ops = re.findall(
-        r"^\s*(?:ROOT\s+)?%[\w.\-]+ = .+? ([a-z][a-z0-9\-]*)\(", computations[bodies[0]], re.M
-    )
-    return collections.Counter(op for op in ops if op not in PLUMBING)
+def kernels_of(hlo: str) -> str:
+    """The kernels of one update in the scan, or `-` where the backend left no single loop."""
+    try:
+        return str(sum(kernels_per_step(hlo).values()))
+    except ValueError:
+        return "-"
 
 
 def variants() -> dict[str, optax.GradientTransformationExtraArgs]:
@@ -143,11 +130,9 @@ def main() -> None:
         for fn in (scan, packed):
             jax.block_until_ready(fn(params, state, grads))  # compile
         built[name] = (step, scan, packed, p, s, state)
-        counted = [
-            kernels_per_update(fn.lower(params, state, grads).compile().as_text())
-            for fn in (scan, packed)
-        ]
-        kernels[name] = "/".join("-" if c is None else str(sum(c.values())) for c in counted)
+        kernels[name] = "/".join(
+            kernels_of(fn.lower(params, state, grads).compile().as_text()) for fn in (scan, packed)
+        )
         leaves[name] = len(jax.tree.leaves(state))
 
     per_call = {k: [] for k in built}

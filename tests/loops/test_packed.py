@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from inject_rl._hlo import kernels_per_step
 from inject_rl.loops import packed_scan
-from tests.optim.test_kernels import kernels_per_update
 
 
 def _carry():
@@ -127,7 +127,7 @@ def test_scalar_bookkeeping_is_one_kernel():
 
     def kernels(scan):
         f = jax.jit(lambda c: scan(step, c, None, length=8)[0])
-        return sum(kernels_per_update(f.lower(carry).compile().as_text()).values())
+        return sum(kernels_per_step(f.lower(carry).compile().as_text()).values())
 
     plain, packed = kernels(jax.lax.scan), kernels(packed_scan)
     assert plain >= 10, plain

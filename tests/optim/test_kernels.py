@@ -5,11 +5,10 @@ arithmetic adds shows in the step time (`scripts/bench_overhead.py`) and, on a G
 launch. These tests compile updates inside `lax.scan`, as our loops run them, and count the
 kernels of one update.
 
-Counting rule: XLA compiles the scan into one `while` loop, whose body is exactly one update.
-Every instruction of that body is one kernel (a thunk on CPU, a launch on GPU), except the
-plumbing that launches nothing: `parameter`, `get-tuple-element`, `tuple`, `constant` and
-`bitcast`. So a fusion counts once, however many ops it fused, and so does each `copy` XLA inserts
-when a loop-carried value is still read after its new value would overwrite it in place.
+Counting rule (`inject_rl._hlo.kernels_per_step`): one scan step compiles to the body of one
+`while` loop; each of its instructions but the plumbing (`parameter`, `get-tuple-element`,
+`tuple`, `constant`, `bitcast`) is one kernel, a fusion once however many ops it fused, and each
+`copy` XLA inserts for a loop-carried value still read after its new value is due.
 
 Counts with jax 0.10.2 on CPU, injected minus plain (before -> after issue 16 item 3):
 kl_target + plateau as in bench_overhead 21 -> 17 (plain Adam: 22); PPO's default optimizer
@@ -20,39 +19,15 @@ kernels must not add GPU ones (see `inject_rl.schedules._common.accumulate`); th
 only watch the CPU.
 """
 
-import collections
-import re
-
 import jax
 import jax.numpy as jnp
 import optax
 import pytest
 
 from inject_rl import schedules
+from inject_rl._hlo import kernels_per_step
 from inject_rl.loops import packed_scan
 from inject_rl.optim import carried, injected
-
-# Instructions that launch no kernel: buffers passed through, aliased or known at compile time.
-_PLUMBING = frozenset({"parameter", "get-tuple-element", "tuple", "constant", "bitcast"})
-# `%name = shape opcode(`; a tuple shape may hold spaces and /*index=N*/ comments, never `word(`.
-_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%[\w.\-]+ = .+? ([a-z][a-z0-9\-]*)\(", re.M)
-_WHILE_BODY = re.compile(r"\bwhile\(.*?\bbody=%?([\w.\-]+)")
-
-
-def _computations(hlo: str) -> dict[str, str]:
-    """Each computation of an HLO module's text, by name (its header line starts a block)."""
-    blocks = re.split(r"\n(?=\S)", hlo)
-    named = (re.match(r"(?:ENTRY\s+)?%?([\w.\-]+) ", block) for block in blocks)
-    return {m.group(1): block for m, block in zip(named, blocks, strict=True) if m}
-
-
-def kernels_per_update(hlo: str) -> collections.Counter:
-    """Kernels in the body of the module's only `while` loop, by opcode."""
-    computations = _computations(hlo)
-    bodies = [name for text in computations.values() for name in _WHILE_BODY.findall(text)]
-    assert len(bodies) == 1, f"expected one while loop (the scan), got bodies {bodies}"
-    ops = _INSTRUCTION.findall(computations[bodies[0]])
-    return collections.Counter(op for op in ops if op not in _PLUMBING)
 
 
 def _mlp_params() -> dict:
@@ -145,8 +120,8 @@ def test_window_mean_is_no_kernel_of_its_own_whatever_every():
         learning_rate=schedules.kl_target(3e-4, every=3),
         b1=schedules.plateau(0.9, factor=1.05, max_value=0.99, every=3),
     )
-    kernels = kernels_per_update(compiled_update_hlo(inj, scan=packed_scan))
-    plain = kernels_per_update(
+    kernels = kernels_per_step(compiled_update_hlo(inj, scan=packed_scan))
+    plain = kernels_per_step(
         compiled_update_hlo(optax.with_extra_args_support(optax.adam(3e-4)), scan=packed_scan)
     )
     assert sum(kernels.values()) - sum(plain.values()) <= 1, (kernels, plain)
@@ -160,10 +135,10 @@ def test_window_mean_is_no_kernel_of_its_own_whatever_every():
 )
 def test_extra_kernels_per_update_are_bounded(make, most_extra, scan):
     plain, inj = make()
-    plain_kernels = kernels_per_update(
+    plain_kernels = kernels_per_step(
         compiled_update_hlo(optax.with_extra_args_support(plain), scan=scan)
     )
-    inj_kernels = kernels_per_update(compiled_update_hlo(inj, scan=scan))
+    inj_kernels = kernels_per_step(compiled_update_hlo(inj, scan=scan))
     extra = sum(inj_kernels.values()) - sum(plain_kernels.values())
     print(f"plain {dict(plain_kernels)}, injected {dict(inj_kernels)}: {extra} extra")
     assert sum(plain_kernels.values()) > 0
@@ -175,7 +150,7 @@ def test_extra_kernels_per_update_are_bounded(make, most_extra, scan):
 
 def test_counting_rule_sees_each_kernel():
     def count(f, *args):
-        return kernels_per_update(jax.jit(f).lower(*args).compile().as_text())
+        return kernels_per_step(jax.jit(f).lower(*args).compile().as_text())
 
     def scan(body):
         return lambda carry: jax.lax.scan(lambda c, _: (body(c), None), carry, None, length=4)[0]
