@@ -20,8 +20,8 @@ On a VM one quiet run's ratio can still be off by more than a benchmark's margin
 executable can run slow for a whole process, which the medians inside that process keep), so a
 figure worth stating is a median over processes: `--rounds N` runs the command list N times over,
 alternated, and ends with each `... ratio: X` line the commands printed, as the median of its N
-values with the values listed (`pooled over 3 rounds: ours/minimal throughput ratio: 0.95 (0.91,
-0.95, 1.00)`).
+values with the values listed and the command (`pooled over 3 rounds: ours/minimal throughput
+ratio: 0.95 (0.91, 0.95, 1.00; 3 runs of ...)`). A run that exits non-zero adds no values.
 """
 
 from __future__ import annotations
