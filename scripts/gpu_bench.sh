@@ -3,7 +3,8 @@
 # (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
 # 2048 envs, the anakin loop on one device at 2048 envs (scripts/bench_anakin.py), the schedules'
 # per-update overhead (scripts/bench_overhead.py), the autoreset's cond vs selects
-# (scripts/bench_resets.py), then PPO on brax's halfcheetah in brax's own
+# (scripts/bench_resets.py), the optimized HLO of bench_ceiling's two programs (what each rollout
+# and gradient step launches, read offline), then PPO on brax's halfcheetah in brax's own
 # layout, 50M env steps (scripts/brax_ppo.py; one line per 2.6M steps, so a run stopped at its
 # time limit still shows its throughput and return curve).
 #
@@ -16,7 +17,7 @@
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
-# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets brax; naming some
+# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets hlo brax; naming some
 # splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
@@ -27,14 +28,14 @@ STAGES=()
 for arg in "$@"; do
   case $arg in
     --dry) DRY=1 ;;
-    ceiling | ceiling2048 | anakin | overhead | resets | brax) STAGES+=("$arg") ;;
+    ceiling | ceiling2048 | anakin | overhead | resets | hlo | brax) STAGES+=("$arg") ;;
     *)
-      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|resets|brax ...]" >&2
+      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|resets|hlo|brax ...]" >&2
       exit 2
       ;;
   esac
 done
-((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead resets brax)
+((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead resets hlo brax)
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 : "${OUT:?set OUT to the folder for the log}"
 cd "$(dirname "$0")/.." || exit 1
@@ -108,6 +109,20 @@ from inject_rl.agents import ppo
 print("inject_rl.agents.ppo from", ppo.__file__)
 '
 
+# hlo: bench_ceiling once more, short, with XLA dumping every module's optimized HLO; the large
+# ones (ours' step and the minimal PPO) go to $OUT/ceiling_hlo.tar.gz. Its own empty compile
+# cache, so that nothing is loaded instead of compiled (and dumped).
+hlo() {
+  local dump=/tmp/inject-rl-hlo
+  rm -rf "$dump" /tmp/inject-rl-hlo-cache
+  INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-hlo-cache \
+    XLA_FLAGS="--xla_dump_to=$dump --xla_dump_hlo_as_text" \
+    step "$1" python3 scripts/bench_ceiling.py --steps "$2" --reps 1
+  find "$dump" -name '*after_optimizations.txt' -size +40k -printf '%f\n' >"$dump/large.txt"
+  tar -czf "$OUT/ceiling_hlo.tar.gz" -C "$dump" -T "$dump/large.txt" &&
+    log "=== $(wc -l <"$dump/large.txt") optimized modules in $OUT/ceiling_hlo.tar.gz"
+}
+
 # Each stage: the GPU command, or with --dry a tiny one of the same script.
 if [[ $DRY -eq 1 ]]; then
   wants ceiling && step 200 python3 scripts/bench_ceiling.py --steps 3000 --reps 1
@@ -115,6 +130,7 @@ if [[ $DRY -eq 1 ]]; then
   wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
+  wants hlo && hlo 200 3000
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
     --steps 640 --iterations-per-call 1 --eval-episodes 1
 else
@@ -128,7 +144,9 @@ else
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
   # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
-  # (f) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
+  # (f) what the programs of (a) launch: their optimized HLO, for reading offline.
+  wants hlo && hlo 60 20000
+  # (g) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
   # the greedy return of 4 episodes; gets what is left of the budget.
   wants brax && step 400 python3 scripts/brax_ppo.py --env brax/halfcheetah --eval-episodes 4
 fi
