@@ -3,8 +3,8 @@
 # (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
 # 2048 envs, the anakin loop on one device at 2048 envs (scripts/bench_anakin.py), the schedules'
 # per-update overhead (scripts/bench_overhead.py), the autoreset's cond vs selects
-# (scripts/bench_resets.py), the optimized HLO of bench_ceiling's two programs (what each rollout
-# and gradient step launches, read offline), then PPO on brax's halfcheetah in brax's own
+# (scripts/bench_resets.py), the optimized HLO of bench_ceiling's and bench_overhead's programs
+# (what each rollout and gradient step launches, read offline), then PPO on brax's halfcheetah in brax's own
 # layout, 50M env steps (scripts/brax_ppo.py; one line per 2.6M steps, so a run stopped at its
 # time limit still shows its throughput and return curve).
 #
@@ -109,18 +109,23 @@ from inject_rl.agents import ppo
 print("inject_rl.agents.ppo from", ppo.__file__)
 '
 
-# hlo: bench_ceiling once more, short, with XLA dumping every module's optimized HLO; the large
-# ones (ours' step and the minimal PPO) go to $OUT/ceiling_hlo.tar.gz. Its own empty compile
+# hlo: bench_ceiling and bench_overhead once more, short, with XLA dumping every module's
+# optimized HLO into $OUT/hlo.tar.gz (ours' PPO step and the minimal PPO; the optimizer variants'
+# scans, whose kernel counts are equal on a GPU while their times are not). Its own empty compile
 # cache, so that nothing is loaded instead of compiled (and dumped).
 hlo() {
-  local dump=/tmp/inject-rl-hlo
+  local dump=/tmp/inject-rl-hlo limit=$1 ceiling_steps=$2 overhead_steps=$3
   rm -rf "$dump" /tmp/inject-rl-hlo-cache
-  INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-hlo-cache \
-    XLA_FLAGS="--xla_dump_to=$dump --xla_dump_hlo_as_text" \
-    step "$1" python3 scripts/bench_ceiling.py --steps "$2" --reps 1
-  find "$dump" -name '*after_optimizations.txt' -size +40k -printf '%f\n' >"$dump/large.txt"
-  tar -czf "$OUT/ceiling_hlo.tar.gz" -C "$dump" -T "$dump/large.txt" &&
-    log "=== $(wc -l <"$dump/large.txt") optimized modules in $OUT/ceiling_hlo.tar.gz"
+  export INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-hlo-cache
+  XLA_FLAGS="--xla_dump_to=$dump/ceiling --xla_dump_hlo_as_text" \
+    step "$limit" python3 scripts/bench_ceiling.py --steps "$ceiling_steps" --reps 1
+  XLA_FLAGS="--xla_dump_to=$dump/overhead --xla_dump_hlo_as_text" \
+    step "$limit" python3 scripts/bench_overhead.py --steps "$overhead_steps" --reps 3
+  export INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-jax-cache
+  (cd "$dump" && find ceiling -name '*after_optimizations.txt' -size +40k &&
+    find overhead -name '*after_optimizations.txt' -size +4k) >"$dump.txt"
+  tar -czf "$OUT/hlo.tar.gz" -C "$dump" -T "$dump.txt" &&
+    log "=== $(wc -l <"$dump.txt") optimized modules in $OUT/hlo.tar.gz"
 }
 
 # Each stage: the GPU command, or with --dry a tiny one of the same script.
@@ -130,7 +135,7 @@ if [[ $DRY -eq 1 ]]; then
   wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
-  wants hlo && hlo 200 3000
+  wants hlo && hlo 200 3000 100
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
     --steps 640 --iterations-per-call 1 --eval-episodes 1
 else
@@ -144,8 +149,8 @@ else
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
   # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
-  # (f) what the programs of (a) launch: their optimized HLO, for reading offline.
-  wants hlo && hlo 60 20000
+  # (f) what the programs of (a) and (d) launch: their optimized HLO, for reading offline.
+  wants hlo && hlo 60 20000 1000
   # (g) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
   # the greedy return of 4 episodes; gets what is left of the budget (about 560 s on one H100:
   # run it alone, with DEADLINE=580).
