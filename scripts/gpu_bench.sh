@@ -149,6 +149,13 @@ else
   wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
   # (d) the schedules' fixed per-update cost (kernels and microseconds), injected vs plain Adam.
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
+  # (d') the same with XLA's command buffers (CUDA graphs) off. On the third lease the injected
+  # optimizers took 1.32-1.40x plain Adam's time in packed_scan at equal kernel counts (8): if
+  # command buffers capture plain Adam's loop body and not theirs, these ratios move towards 1.
+  if wants overhead; then
+    log "=== XLA_FLAGS=--xla_gpu_enable_command_buffer= (command buffers off) for the next run"
+    XLA_FLAGS=--xla_gpu_enable_command_buffer= step 60 python3 scripts/bench_overhead.py --reps 7
+  fi
   # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
   # (f) what the programs of (a) and (d) launch: their optimized HLO, for reading offline.
@@ -160,4 +167,4 @@ else
 fi
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped)" "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped|XLA_FLAGS)" "$LOG" | tee "$OUT/summary.txt"
