@@ -17,10 +17,17 @@
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
-# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets hlo brax; naming some
-# splits a short lease into calls.
+# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets hlo brax;
+# naming some splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
+#
+# Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first): ceiling 32 and
+# ceiling2048 33 (each more with --packed's third variant, about 45), anakin 36, overhead 21 (twice
+# that with the command-buffers-off rerun), resets 64, hlo 25 (more with bench_overhead's dump),
+# brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (a machine's start
+# included) holds two calls back to back: `DEADLINE=300 ... ceiling ceiling2048 anakin overhead
+# hlo`, then `DEADLINE=580 ... brax` at once, while the machine is warm.
 set -uo pipefail
 
 DRY=0
