@@ -7,7 +7,11 @@ IMPALA (`--agents ppo,dqn,impala`) train with their default injected optimizers 
 env-steps/s during training (compile excluded), compile seconds, greedy return, and the ratios.
 
     python scripts/bench_anakin.py [--steps 100000] [--config default|purejaxrl] [--reps 3]
-        [--envs N] [--devices 1,2] [--agents ppo,dqn,impala]
+        [--envs N] [--devices 1,2] [--agents ppo,dqn,impala] [--packed]
+
+`--packed` adds a third PPO variant, its default optimizer with the state packed
+(`optim.packed`: the scalars in one vector, fewer kernels per update, which a GPU pays per
+launch), and a `packed/plain throughput ratio` line per device count.
 
 `--config` picks a PPO layout (the other agents use their phys2d/CartPole-v1 presets); `--envs`
 overrides every agent's `num_envs`. On a CPU the devices are fake host devices (XLA_FLAGS is set
@@ -42,7 +46,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from inject_rl import agents, loops  # noqa: E402
+from inject_rl import agents, loops, optim  # noqa: E402
 from inject_rl.agents import ppo  # noqa: E402
 from inject_rl.agents._train import learner  # noqa: E402
 from inject_rl.loops import _programs  # noqa: E402
@@ -83,11 +87,15 @@ def config(name: str, steps: int, overrides: dict):
     return agents.get(name).config_for(ENV_ID, total_steps=steps, **extra)
 
 
-def variants(name: str, cfg) -> list[tuple[str, optax.GradientTransformationExtraArgs | None]]:
-    """(name, optimizer): the default injected one (None), and for PPO the plain one."""
-    if name == "ppo":
-        return [("injected", None), ("plain", plain_optimizer(cfg))]
-    return [("injected", None)]
+def variants(
+    name: str, cfg, packed: bool = False
+) -> list[tuple[str, optax.GradientTransformationExtraArgs | None]]:
+    """(name, optimizer): the default injected one (None), for PPO the plain one, and with
+    `packed` PPO's default one with its state packed."""
+    if name != "ppo":
+        return [("injected", None)]
+    packed_variant = [("packed", optim.packed(ppo.default_optimizer(cfg)))] if packed else []
+    return [("injected", None), ("plain", plain_optimizer(cfg)), *packed_variant]
 
 
 def all_reduces(name: str, cfg, num_devices: int = 2) -> tuple[int, int]:
@@ -141,6 +149,7 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=None, help="override num_envs")
     parser.add_argument("--devices", default="1,2", help="device counts, e.g. 1 or 1,2")
     parser.add_argument("--agents", default="ppo", help=f"some of {','.join(AGENTS)}")
+    parser.add_argument("--packed", action="store_true", help="also PPO with optim.packed")
     args = parser.parse_args()
     if args.steps < 1 or args.reps < 1:
         parser.error(f"--steps and --reps must be >= 1, got {args.steps=} {args.reps=}")
@@ -182,7 +191,7 @@ def main() -> None:
             cfg = config(name, args.steps, overrides)
             rows = {}
             for _ in range(args.reps):  # alternate the variants so noise hits both alike
-                for variant, opt in variants(name, cfg):
+                for variant, opt in variants(name, cfg, args.packed):
                     res = agent.train(cfg, optimizer=opt, num_devices=num_devices)
                     steps = int(res.metrics["step"][-1])
                     rows.setdefault(variant, []).append(
@@ -200,6 +209,12 @@ def main() -> None:
             if "plain" in rows:
                 plain = statistics.median(r[0] for r in rows["plain"])
                 print(f"{num_devices} device(s): injected/plain throughput ratio {inj / plain:.3f}")
+                if "packed" in rows:
+                    packed = statistics.median(r[0] for r in rows["packed"])
+                    print(
+                        f"{num_devices} device(s): packed/plain throughput ratio "
+                        f"{packed / plain:.3f}"
+                    )
             injected_sps[num_devices] = inj
         if jax.device_count() >= 2:
             lowered, compiled = all_reduces(name, config(name, args.steps, overrides))

@@ -22,9 +22,9 @@
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
 #
-# Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first): ceiling 32 and
-# ceiling2048 33 (each more with --packed's third variant, about 45), anakin 36, overhead 21 (twice
-# that with the command-buffers-off rerun), resets 64, hlo 25 (more with bench_overhead's dump),
+# Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured without
+# the --packed variants and reruns added since, which add about half: ceiling 32, ceiling2048 33,
+# anakin 36, overhead 21 (twice that with the command-buffers-off rerun), resets 64, hlo 25,
 # brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (a machine's start
 # included) holds two calls back to back: `DEADLINE=300 ... ceiling ceiling2048 anakin overhead
 # hlo`, then `DEADLINE=580 ... brax` at once, while the machine is warm.
@@ -139,7 +139,7 @@ hlo() {
 if [[ $DRY -eq 1 ]]; then
   wants ceiling && step 200 python3 scripts/bench_ceiling.py --steps 3000 --reps 1 --packed
   wants ceiling2048 && step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
-  wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1
+  wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1 --packed
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
   wants hlo && hlo 200 3000 100
@@ -153,7 +153,7 @@ else
   # (b) 2048 envs x 128 steps = 262,144 steps per iteration; 2e7 steps = 77 iterations.
   wants ceiling2048 && step 140 python3 scripts/bench_ceiling.py --envs 2048 --steps 20000000 --reps 3 --packed
   # (c) our default PPO layout (32-step rollouts, 10 epochs of one minibatch), 2048 envs.
-  wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3
+  wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3 --packed
   # (d) the schedules' fixed per-update cost (kernels and microseconds), injected vs plain Adam.
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
   # (d') the same with XLA's command buffers (CUDA graphs) off. On the third lease the injected
