@@ -24,7 +24,7 @@
 #
 # Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured without
 # the --packed variants and reruns added since, which add about half: ceiling 32, ceiling2048 33,
-# anakin 36, overhead 21 (twice that with the command-buffers-off rerun), resets 64, hlo 25,
+# anakin 36, overhead 21 (three times that with the two command-buffer reruns), resets 64, hlo 25,
 # brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (a machine's start
 # included) holds two calls back to back: `DEADLINE=300 ... ceiling ceiling2048 anakin overhead
 # hlo`, then `DEADLINE=580 ... brax` at once, while the machine is warm.
@@ -156,12 +156,15 @@ else
   wants anakin && step 140 python3 scripts/bench_anakin.py --devices 1 --envs 2048 --steps 20000000 --reps 3 --packed
   # (d) the schedules' fixed per-update cost (kernels and microseconds), injected vs plain Adam.
   wants overhead && step 60 python3 scripts/bench_overhead.py --reps 7
-  # (d') the same with XLA's command buffers (CUDA graphs) off. On the third lease the injected
-  # optimizers took 1.32-1.40x plain Adam's time in packed_scan at equal kernel counts (8): if
-  # command buffers capture plain Adam's loop body and not theirs, these ratios move towards 1.
+  # (d') the same with XLA's command buffers (CUDA graphs) off, then with every run of kernels
+  # captured (XLA forms a graph only from 5 commands in a row by default). On the third lease the
+  # injected optimizers took 1.32-1.40x plain Adam's time in packed_scan at equal kernel counts
+  # (8): if graphs capture plain Adam's loop body and not theirs, these ratios move towards 1.
   if wants overhead; then
-    log "=== XLA_FLAGS=--xla_gpu_enable_command_buffer= (command buffers off) for the next run"
-    XLA_FLAGS=--xla_gpu_enable_command_buffer= step 60 python3 scripts/bench_overhead.py --reps 7
+    for flags in --xla_gpu_enable_command_buffer= --xla_gpu_graph_min_graph_size=1; do
+      log "=== XLA_FLAGS=$flags for the next run"
+      XLA_FLAGS=$flags step 60 python3 scripts/bench_overhead.py --reps 7
+    done
   fi
   # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
