@@ -25,9 +25,10 @@
 # Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured without
 # the --packed variants and reruns added since, which add about half: ceiling 32, ceiling2048 33,
 # anakin 36, overhead 21 (three times that with the two command-buffer reruns), resets 64, hlo 25,
-# brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (a machine's start
-# included) holds two calls back to back: `DEADLINE=300 ... ceiling ceiling2048 anakin overhead
-# hlo`, then `DEADLINE=580 ... brax` at once, while the machine is warm.
+# brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (900 s, the machine's
+# start included: 35 s on 2026-11-28) just holds two calls back to back: `DEADLINE=270 ...
+# ceiling ceiling2048 anakin overhead hlo` (about 250 s now), then at once, while the machine
+# is warm, `DEADLINE=580 ... brax`; leave a stage out of the first if the start was slow.
 set -uo pipefail
 
 DRY=0
