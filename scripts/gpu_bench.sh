@@ -24,7 +24,7 @@
 #
 # Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured without
 # the --packed variants and reruns added since, which add about half: ceiling 32, ceiling2048 33,
-# anakin 36, overhead 21 (three times that with the two command-buffer reruns), resets 64, hlo 25,
+# anakin 36, overhead 21 (about four times that with bench_kernels and the two command-buffer reruns), resets 64, hlo 25,
 # brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (900 s, the machine's
 # start included: 35 s on 2026-11-28) just holds two calls back to back: `DEADLINE=270 ...
 # ceiling ceiling2048 anakin overhead hlo` (about 250 s now), then at once, while the machine
@@ -142,6 +142,7 @@ if [[ $DRY -eq 1 ]]; then
   wants ceiling2048 && step 200 python3 scripts/bench_ceiling.py --envs 64 --steps 20000 --reps 1
   wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1 --packed
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
+  wants overhead && step 200 python3 scripts/bench_kernels.py --steps 100 --reps 1
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
   wants hlo && hlo 200 3000 100
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
@@ -162,6 +163,8 @@ else
   # injected optimizers took 1.32-1.40x plain Adam's time in packed_scan at equal kernel counts
   # (8): if graphs capture plain Adam's loop body and not theirs, these ratios move towards 1.
   if wants overhead; then
+    # Where each update's time goes, kernel by kernel (CUPTI times from a profiler trace).
+    step 90 python3 scripts/bench_kernels.py --steps 2000 --reps 3
     for flags in --xla_gpu_enable_command_buffer= --xla_gpu_graph_min_graph_size=1; do
       log "=== XLA_FLAGS=$flags for the next run"
       XLA_FLAGS=$flags step 60 python3 scripts/bench_overhead.py --reps 7
