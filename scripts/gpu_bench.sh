@@ -22,13 +22,14 @@
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
 #
-# Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured without
-# the --packed variants and reruns added since, which add about half: ceiling 32, ceiling2048 33,
-# anakin 36, overhead 21 (about four times that with bench_kernels and the two command-buffer reruns), resets 64, hlo 25,
-# brax about 560 (20 calls of 25 s after a 68 s first). A 15-minute lease (900 s, the machine's
-# start included: 35 s on 2026-11-28) just holds two calls back to back: `DEADLINE=270 ...
-# ceiling ceiling2048 anakin overhead hlo` (about 250 s now), then at once, while the machine
-# is warm, `DEADLINE=580 ... brax`; leave a stage out of the first if the start was slow.
+# Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured before
+# the --packed variants, bench_kernels and the reruns were added: ceiling 32, ceiling2048 33,
+# anakin 36, overhead 21, resets 64, hlo 25, brax about 560 (20 calls of 25 s after a 68 s
+# first). Expect about 45, 48, 50, 120 (bench_kernels and two reruns), 64, 40 and 560 now. A
+# 15-minute lease (900 s, the machine's start included: 35 s on 2026-11-28) holds two calls back
+# to back: `DEADLINE=240 ... ceiling overhead hlo` (about 215 s), then at once, while the
+# machine is warm, `DEADLINE=580 ... brax` (the 50M run owed since the first lease); the other
+# stages go to a later lease.
 set -uo pipefail
 
 DRY=0
