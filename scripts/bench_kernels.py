@@ -21,6 +21,15 @@ plain Adam's time in `packed_scan` although each launched 8 kernels per update, 
 did: the difference is not the number of kernels, and this script is there to show what it is.
 
     python scripts/bench_kernels.py [--steps 2000] [--reps 3] [--top 6]
+    python scripts/bench_kernels.py --ppo [--envs 8] [--iterations 10] [--reps 3] [--top 6]
+
+`--ppo` compares whole PPO iterations instead, in bench_ceiling's layout (`--envs` x 128 steps,
+4 epochs x 4 minibatches): ours (`ppo.train`) beside the minimal one-function PPO, each run for
+`--iterations` and for twice as many, the per-iteration figures being the differences (what a
+run does once, network init and env reset, cancels out), with the kernel time by kind
+(matmuls, reductions, sorts and gathers, copies, random bits, other elementwise): where ours'
+extra time goes (issue 16 item 4; on the H100 ours ran at 0.91-0.93 of the minimal PPO at 2,048
+envs).
 
 Each row is the median of `--reps` traced calls, the variants alternated, after one untraced
 warm-up trace (a process's first trace pays the profiler's start).
@@ -39,6 +48,7 @@ import argparse  # noqa: E402
 import collections  # noqa: E402
 import glob  # noqa: E402
 import platform  # noqa: E402
+import re  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -46,11 +56,13 @@ import time  # noqa: E402
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
+from bench_ceiling import make_minimal, ours_config  # noqa: E402
 from bench_overhead import build, mlp_params, variants  # noqa: E402
 
-# CPU thunk-trace events that are not kernels: the executor's and thread pool's own spans, and
-# the control-flow thunks that span the kernels they run.
-_NOT_KERNELS = ("ThreadpoolListener", "ThunkExecutor", "end: ", "while", "conditional", "call")
+from inject_rl.agents import ppo  # noqa: E402
+
+# CPU thunk-trace events that are not kernels: the executor's and thread pool's own spans.
+_NOT_KERNELS = ("ThreadpoolListener", "ThunkExecutor", "end: ")
 
 
 def kernel_events(path: str) -> list[tuple[str, int, int]]:
@@ -72,11 +84,16 @@ def kernel_events(path: str) -> list[tuple[str, int, int]]:
     for plane in planes:
         for line in plane.lines:
             if line.name.startswith("tf_XLA"):
-                events += [
+                own = [
                     (e.name, e.start_ns, e.end_ns)
                     for e in line.events
                     if not e.name.startswith(_NOT_KERNELS)
                 ]
+                own.sort(key=lambda e: e[1])
+                # A thunk that spans the next one on its thread runs others (a while loop's, a
+                # conditional's): not a kernel of its own.
+                nxt = [*own[1:], None]
+                events += [e for e, n in zip(own, nxt, strict=True) if n is None or n[1] >= e[2]]
     return events
 
 
@@ -105,15 +122,112 @@ def traced(fn, args) -> tuple[float, list[tuple[str, int, int]]]:
         return wall, kernel_events(path)
 
 
+# Kinds of kernel, by name (XLA's fusion names, cuBLAS/cuDNN kernel names, CPU thunk names);
+# the first that matches.
+KINDS = (
+    ("matmul", r"gemm|dot|nvjet|xmma|cutlass|cublas|sm\d\d_|ynn"),
+    ("reduce", r"reduce"),
+    ("sort/gather/scatter", r"sort|gather|scatter|cub::|radix"),
+    ("copy/slice", r"copy|memcpy|memset|dynamic.update|dynamic.slice|concatenate"),
+    ("random bits", r"threefry|random|rng"),
+)
+
+
+def kind_of(kernel: str) -> str:
+    name = kernel.lower()
+    return next((kind for kind, pattern in KINDS if re.search(pattern, name)), "elementwise/other")
+
+
+def profile(events: list[tuple[str, int, int]]) -> tuple[collections.Counter, ...]:
+    """`(totals, kinds, names)`: kernel count, summed and covered ns; ns by kind; ns by name."""
+    kinds, names = collections.Counter(), collections.Counter()
+    for kernel, start, stop in events:
+        kinds[kind_of(kernel)] += stop - start
+        names[kernel] += stop - start
+    totals = collections.Counter(
+        {"kernels": len(events), "kernel": sum(kinds.values()), "covered": covered_ns(events)}
+    )
+    return totals, kinds, names
+
+
+def ppo_rows(args) -> None:
+    """Ours beside the minimal PPO, per iteration, by kind of kernel.
+
+    Each program runs `--iterations` and twice as many (ours: one host call of `--iterations`,
+    then two; the minimal PPO: two compiled lengths), and the per-iteration figures are the
+    differences over `--iterations`: what both do once per run (network init, env reset, the
+    first host call's transfers) cancels out.
+    """
+    n = args.iterations
+    key = jax.random.key(0)
+    calls = {}
+    for k in (1, 2):
+        cfg = ours_config(args.envs, k * n, n)
+        ppo.train(cfg)  # compiled (and its programs cached) before the traces
+        calls[("ours", k)] = (lambda cfg=cfg: ppo.train(cfg).params, ())
+        minimal = jax.jit(make_minimal(args.envs, k * n, 2.5e-4)).lower(key).compile()
+        jax.block_until_ready(minimal(key))
+        calls[("minimal", k)] = (minimal, (key,))
+    dev = jax.devices()[0]
+    print(
+        f"# {platform.machine()}, {dev.platform} ({dev.device_kind}), jax {jax.__version__}; "
+        f"{args.envs} envs x 128 steps, 4 epochs x 4 minibatches; per iteration: the difference "
+        f"between runs of {2 * n} and {n} iterations over {n}; medians of {args.reps}"
+    )
+    traced(*calls[("minimal", 1)])  # the profiler's start, untimed
+    runs = {name: [] for name in calls}
+    for _ in range(args.reps):  # alternate the programs so noise hits all alike
+        for name, (fn, fn_args) in calls.items():
+            runs[name].append(profile(traced(fn, fn_args)[1]))
+    per = 1e3 * n  # ns over n iterations -> us per iteration
+
+    def per_iteration(program: str, part: int, key: str) -> float:
+        longer, shorter = (
+            statistics.median(r[part][key] for r in runs[(program, k)]) for k in (2, 1)
+        )
+        return (longer - shorter) / (n if key == "kernels" else per)
+
+    print(f"{'per iteration':>13s} {'kernels':>9s} {'kernel us':>10s} {'covered us':>11s}")
+    for program in ("ours", "minimal"):
+        count, busy, covered = (
+            per_iteration(program, 0, k) for k in ("kernels", "kernel", "covered")
+        )
+        print(f"{program:>13s} {count:9.1f} {busy:10.1f} {covered:11.1f}")
+    kinds = sorted({k for rs in runs.values() for r in rs for k in r[1]})
+    print(f"{'kind of kernel (us per iteration)':36s} {'ours':>9s} {'minimal':>9s}")
+    for kind in kinds:
+        print(
+            f"{kind:36s} {per_iteration('ours', 1, kind):9.1f} "
+            f"{per_iteration('minimal', 1, kind):9.1f}"
+        )
+    for program in ("ours", "minimal"):
+        total = sum((r[2] for r in runs[(program, 2)]), collections.Counter())
+        listed = ", ".join(
+            f"{k} {ns / per / 2 / args.reps:.1f}" for k, ns in total.most_common(args.top)
+        )
+        print(
+            f"{program}, costliest kernels (us per iteration, mean over the longer run): {listed}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=2000, help="updates in the traced call")
     parser.add_argument("--reps", type=int, default=3, help="traced calls per row (median)")
     parser.add_argument("--top", type=int, default=6, help="costliest kernels shown per row")
     parser.add_argument("--hidden", type=int, default=64)
+    parser.add_argument("--ppo", action="store_true", help="ours' PPO beside the minimal PPO")
+    parser.add_argument("--envs", type=int, default=8, help="--ppo: num_envs of both")
+    parser.add_argument("--iterations", type=int, default=10, help="--ppo: iterations per call")
     args = parser.parse_args()
-    if args.steps < 1 or args.reps < 1 or args.top < 0 or args.hidden < 1:
-        parser.error(f"--steps, --reps and --hidden must be >= 1, --top >= 0, got {vars(args)}")
+    if min(args.steps, args.reps, args.hidden, args.envs, args.iterations) < 1 or args.top < 0:
+        parser.error(
+            "--steps, --reps, --hidden, --envs and --iterations must be >= 1, --top >= 0, got "
+            f"{vars(args)}"
+        )
+    if args.ppo:
+        ppo_rows(args)
+        return
 
     params = mlp_params(args.hidden, jax.random.key(0))
     grads = jax.tree.map(lambda p: jnp.full_like(p, 1e-3), params)

@@ -2,11 +2,13 @@
 # One benchmark run on a lent GPU machine (issue 16, items 3-5): the throughput ceiling
 # (scripts/bench_ceiling.py, ours beside a minimal one-function PPO) at the default layout and at
 # 2048 envs, the anakin loop on one device at 2048 envs (scripts/bench_anakin.py), the schedules'
-# per-update overhead (scripts/bench_overhead.py), the autoreset's cond vs selects
-# (scripts/bench_resets.py), the optimized HLO of bench_ceiling's and bench_overhead's programs
-# (what each rollout and gradient step launches, read offline), then PPO on brax's halfcheetah in brax's own
-# layout, 50M env steps (scripts/brax_ppo.py; one line per 2.6M steps, so a run stopped at its
-# time limit still shows its throughput and return curve).
+# per-update overhead (scripts/bench_overhead.py, and kernel by kernel: scripts/bench_kernels.py),
+# ours' PPO beside the minimal one kernel by kind (bench_kernels.py --ppo), the autoreset's cond
+# vs selects (scripts/bench_resets.py), the optimized HLO of bench_ceiling's and
+# bench_overhead's programs (what each rollout and gradient step launches, read offline), then
+# PPO on brax's halfcheetah in brax's own layout, 50M env steps (scripts/brax_ppo.py; one line
+# per 2.6M steps, so a run stopped at its time limit still shows its throughput and return
+# curve).
 #
 #   OUT=/some/dir bash scripts/gpu_bench.sh [STAGE ...]   # on the GPU machine, from the repo root
 #   . .venv/bin/activate && OUT=/tmp/gpu_out bash scripts/gpu_bench.sh --dry   # CPU check
@@ -17,7 +19,8 @@
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
-# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead resets hlo brax;
+# STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead kernels resets hlo
+# brax;
 # naming some splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
@@ -25,11 +28,11 @@
 # Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured before
 # the --packed variants, bench_kernels and the reruns were added: ceiling 32, ceiling2048 33,
 # anakin 36, overhead 21, resets 64, hlo 25, brax about 560 (20 calls of 25 s after a 68 s
-# first). Expect about 45, 48, 50, 120 (bench_kernels and two reruns), 64, 40 and 560 now. A
-# 15-minute lease (900 s, the machine's start included: 35 s on 2026-11-28) holds two calls back
-# to back: `DEADLINE=240 ... ceiling overhead hlo` (about 215 s), then at once, while the
-# machine is warm, `DEADLINE=580 ... brax` (the 50M run owed since the first lease); the other
-# stages go to a later lease.
+# first). Expect about 45, 48, 50, 120 (bench_kernels and two reruns), 64, 40 and 560 now, and
+# kernels (new) about 40. A 15-minute lease (900 s, the machine's start included: 35 s on
+# 2026-11-28) holds two calls back to back: `DEADLINE=270 ... ceiling overhead kernels hlo`
+# (about 255 s), then at once, while the machine is warm, `DEADLINE=580 ... brax` (the 50M run
+# owed since the first lease); the other stages go to a later lease.
 set -uo pipefail
 
 DRY=0
@@ -37,14 +40,14 @@ STAGES=()
 for arg in "$@"; do
   case $arg in
     --dry) DRY=1 ;;
-    ceiling | ceiling2048 | anakin | overhead | resets | hlo | brax) STAGES+=("$arg") ;;
+    ceiling | ceiling2048 | anakin | overhead | kernels | resets | hlo | brax) STAGES+=("$arg") ;;
     *)
-      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|resets|hlo|brax ...]" >&2
+      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|kernels|resets|hlo|brax ...]" >&2
       exit 2
       ;;
   esac
 done
-((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead resets hlo brax)
+((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead kernels resets hlo brax)
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 : "${OUT:?set OUT to the folder for the log}"
 cd "$(dirname "$0")/.." || exit 1
@@ -144,6 +147,7 @@ if [[ $DRY -eq 1 ]]; then
   wants anakin && step 200 python3 scripts/bench_anakin.py --devices 1 --envs 64 --steps 5000 --reps 1 --packed
   wants overhead && step 200 python3 scripts/bench_overhead.py --reps 3
   wants overhead && step 200 python3 scripts/bench_kernels.py --steps 100 --reps 1
+  wants kernels && step 200 python3 scripts/bench_kernels.py --ppo --iterations 2 --reps 1
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
   wants hlo && hlo 200 3000 100
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
@@ -171,6 +175,12 @@ else
       XLA_FLAGS=$flags step 60 python3 scripts/bench_overhead.py --reps 7
     done
   fi
+  # (d'') ours' PPO beside the minimal one, kernel time per iteration by kind (CUPTI), at the
+  # issue's 8 envs and at 2,048 (where the gap is compute, not launches).
+  if wants kernels; then
+    step 60 python3 scripts/bench_kernels.py --ppo --envs 8 --iterations 10 --reps 3
+    step 60 python3 scripts/bench_kernels.py --ppo --envs 2048 --iterations 5 --reps 3
+  fi
   # (e) the autoreset's lax.cond vs selects (what step_batch chooses off the CPU), 8 and 2048 envs.
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
   # (f) what the programs of (a) and (d) launch: their optimized HLO, for reading offline.
@@ -182,4 +192,4 @@ else
 fi
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped|XLA_FLAGS)" "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped|XLA_FLAGS)|^ +(ours|minimal) " "$LOG" | tee "$OUT/summary.txt"
