@@ -14,8 +14,8 @@
 #   . .venv/bin/activate && OUT=/tmp/gpu_out bash scripts/gpu_bench.sh --dry   # CPU check
 #
 # The GPU machine has no network and lacks some of our dependencies: they come as wheels from
-# .whl/ (git-ignored, CPython 3.12 x86_64, filled with `pip download`), installed with --no-deps
-# into /tmp/site. inject_rl is not installed there, and `inject_rl.agents` lives in the
+# .whl/ (git-ignored, CPython 3.12 x86_64, filled here by scripts/gpu_wheels.sh), installed
+# with --no-deps into /tmp/site. inject_rl is not installed there, and `inject_rl.agents` lives in the
 # top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
