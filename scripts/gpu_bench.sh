@@ -15,13 +15,12 @@
 #
 # The GPU machine has no network and lacks some of our dependencies: they come as wheels from
 # .whl/ (git-ignored, CPython 3.12 x86_64, filled here by scripts/gpu_wheels.sh), installed
-# with --no-deps into /tmp/site. inject_rl is not installed there, and `inject_rl.agents` lives in the
-# top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
+# with --no-deps into /tmp/site. inject_rl is not installed there, and `inject_rl.agents` lives
+# in the top-level agents/ folder (mapped by pyproject's package-dir), so the script assembles
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
 # STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead kernels resets hlo
-# brax;
-# naming some splits a short lease into calls.
+# brax; naming some splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
 #
