@@ -125,14 +125,13 @@ print("inject_rl.agents.ppo from", ppo.__file__)
 # scans, whose kernel counts are equal on a GPU while their times are not). Its own empty compile
 # cache, so that nothing is loaded instead of compiled (and dumped).
 hlo() {
-  local dump=/tmp/inject-rl-hlo limit=$1 ceiling_steps=$2 overhead_steps=$3
-  rm -rf "$dump" /tmp/inject-rl-hlo-cache
-  export INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-hlo-cache
-  XLA_FLAGS="--xla_dump_to=$dump/ceiling --xla_dump_hlo_as_text" \
+  local dump=/tmp/inject-rl-hlo cache=/tmp/inject-rl-hlo-cache limit=$1 ceiling_steps=$2
+  local overhead_steps=$3
+  rm -rf "$dump" "$cache"
+  INJECT_RL_COMPILE_CACHE=$cache XLA_FLAGS="--xla_dump_to=$dump/ceiling --xla_dump_hlo_as_text" \
     step "$limit" python3 scripts/bench_ceiling.py --steps "$ceiling_steps" --reps 1
-  XLA_FLAGS="--xla_dump_to=$dump/overhead --xla_dump_hlo_as_text" \
+  INJECT_RL_COMPILE_CACHE=$cache XLA_FLAGS="--xla_dump_to=$dump/overhead --xla_dump_hlo_as_text" \
     step "$limit" python3 scripts/bench_overhead.py --steps "$overhead_steps" --reps 3
-  export INJECT_RL_COMPILE_CACHE=/tmp/inject-rl-jax-cache
   (cd "$dump" && find ceiling -name '*after_optimizations.txt' -size +40k &&
     find overhead -name '*after_optimizations.txt' -size +4k) >"$dump.txt"
   tar -czf "$OUT/hlo.tar.gz" -C "$dump" -T "$dump.txt" &&
