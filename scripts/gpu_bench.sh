@@ -8,7 +8,9 @@
 # bench_overhead's programs (what each rollout and gradient step launches, read offline), then
 # PPO on brax's halfcheetah in brax's own layout, 50M env steps (scripts/brax_ppo.py; one line
 # per 2.6M steps, so a run stopped at its time limit still shows its throughput and return
-# curve).
+# curve). The `cpu` stage uses the machine's CPU cores instead, with 2 fake CPU devices: issue
+# 16's 2-device/1-device line (scripts/bench_anakin.py) and the cross-CPU wake-up that bounds it
+# on the 2-core development VM (scripts/bench_wake.py), on a bigger host.
 #
 #   OUT=/some/dir bash scripts/gpu_bench.sh [STAGE ...]   # on the GPU machine, from the repo root
 #   . .venv/bin/activate && OUT=/tmp/gpu_out bash scripts/gpu_bench.sh --dry   # CPU check
@@ -20,18 +22,19 @@
 # /tmp/site/inject_rl from ./inject_rl plus ./agents at run time: always the working tree's code.
 # --dry skips the wheels and nvidia-smi and uses tiny step counts (any python with our deps).
 # STAGEs (default: all, in this order): ceiling ceiling2048 anakin overhead kernels resets hlo
-# brax; naming some splits a short lease into calls.
+# cpu brax; naming some splits a short lease into calls.
 # Everything printed goes to $OUT/gpu_bench.log. Each run has its own time limit, and all stop
 # by DEADLINE (default 540 s) after the start, so the script ends within 9.5 minutes.
 #
 # Seconds per stage on one H100 (2026-11-28, wheels installed in ~10 s first), measured before
 # the --packed variants, bench_kernels and the reruns were added: ceiling 32, ceiling2048 33,
 # anakin 36, overhead 21, resets 64, hlo 25, brax about 560 (20 calls of 25 s after a 68 s
-# first). Expect about 45, 48, 50, 120 (bench_kernels and two reruns), 64, 40 and 560 now, and
-# kernels (new) about 40. A 15-minute lease (900 s, the machine's start included: 35 s on
-# 2026-11-28) holds two calls back to back: `DEADLINE=270 ... ceiling overhead kernels hlo`
-# (about 255 s), then at once, while the machine is warm, `DEADLINE=580 ... brax` (the 50M run
-# owed since the first lease); the other stages go to a later lease.
+# first). Expect about 45, 48, 50, 120 (bench_kernels and two reruns), 64, 40 and 560 now,
+# kernels (new) about 40 and cpu (new) about 70 (estimated from the 2-core VM's 40 s). A
+# 15-minute lease (900 s, the machine's start included: 35 s on 2026-11-28) holds two calls back
+# to back: `DEADLINE=250 ... overhead cpu hlo` (about 230 s), then at once, while the machine is
+# warm, `DEADLINE=580 ... brax` (the 50M run owed since the first lease); the other stages go to
+# a later lease.
 set -uo pipefail
 
 DRY=0
@@ -39,14 +42,14 @@ STAGES=()
 for arg in "$@"; do
   case $arg in
     --dry) DRY=1 ;;
-    ceiling | ceiling2048 | anakin | overhead | kernels | resets | hlo | brax) STAGES+=("$arg") ;;
+    ceiling | ceiling2048 | anakin | overhead | kernels | resets | hlo | cpu | brax) STAGES+=("$arg") ;;
     *)
-      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|kernels|resets|hlo|brax ...]" >&2
+      echo "usage: OUT=dir bash scripts/gpu_bench.sh [--dry] [ceiling|ceiling2048|anakin|overhead|kernels|resets|hlo|cpu|brax ...]" >&2
       exit 2
       ;;
   esac
 done
-((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead kernels resets hlo brax)
+((${#STAGES[@]})) || STAGES=(ceiling ceiling2048 anakin overhead kernels resets hlo cpu brax)
 wants() { [[ " ${STAGES[*]} " == *" $1 "* ]]; }
 : "${OUT:?set OUT to the folder for the log}"
 cd "$(dirname "$0")/.." || exit 1
@@ -148,6 +151,10 @@ if [[ $DRY -eq 1 ]]; then
   wants kernels && step 200 python3 scripts/bench_kernels.py --ppo --iterations 2 --reps 1
   wants resets && step 200 python3 scripts/bench_resets.py --envs 8 --steps 3000 --reps 1
   wants hlo && hlo 200 3000 100
+  if wants cpu; then
+    JAX_PLATFORMS=cpu step 200 python3 scripts/bench_wake.py --reps 1 --ppo --steps 5000
+    JAX_PLATFORMS=cpu step 200 python3 scripts/bench_anakin.py --reps 1 --steps 5000
+  fi
   wants brax && step 300 python3 scripts/brax_ppo.py --env brax/inverted_pendulum --layout smoke \
     --steps 640 --iterations-per-call 1 --eval-episodes 1
 else
@@ -183,6 +190,14 @@ else
   wants resets && step 90 python3 scripts/bench_resets.py --reps 3
   # (f) what the programs of (a) and (d) launch: their optimized HLO, for reading offline.
   wants hlo && hlo 60 20000 1000
+  # (f') 2 fake CPU devices on this host's cores: bench_anakin's 2-device/1-device line, and
+  # bench_wake's cross-CPU pipe handoff and all-reduce, CPUs idle and kept busy. On the 2-core
+  # development VM a thread woken on the other CPU takes 22-30 us (3-4 us on its own CPU) and the
+  # fake devices' all-reduce 25-70 us, paid 10 times per PPO iteration.
+  if wants cpu; then
+    JAX_PLATFORMS=cpu step 90 python3 scripts/bench_wake.py --reps 3 --ppo
+    JAX_PLATFORMS=cpu step 60 python3 scripts/bench_anakin.py --reps 3
+  fi
   # (g) brax halfcheetah, brax's layout (2048 envs, 327,680 steps per iteration), 50M steps, then
   # the greedy return of 4 episodes; gets what is left of the budget (about 560 s on one H100:
   # run it alone, with DEADLINE=580).
@@ -190,4 +205,4 @@ else
 fi
 log ""
 log "=== done in $((SECONDS - START)) s; summary:"
-grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped|XLA_FLAGS)|^ +(ours|minimal) " "$LOG" | tee "$OUT/summary.txt"
+grep -E "^# jax|^# [0-9]|throughput ratio|select/cond|handoff|all-reduce latency|final mean episode return|overhead ratio|per-call ratio|^steps/s|final training return|greedy return|^make|^=== (exit|skipped|XLA_FLAGS)|^ +(ours|minimal) " "$LOG" | tee "$OUT/summary.txt"
