@@ -90,8 +90,8 @@ class Clip:
 
     def __init__(self, schedule, min_value, max_value):
         self.schedule = as_schedule("clip", schedule)
-        self.min_value = c.check_range("clip", "min_value", min_value)
-        self.max_value = c.check_range("clip", "max_value", max_value, self.min_value)
+        self.min_value = c.check_range("clip", "min_value", min_value, finite=False)
+        self.max_value = c.check_range("clip", "max_value", max_value, self.min_value, finite=False)
 
     def __repr__(self) -> str:
         return f"clip({self.schedule!r}, {self.min_value}, {self.max_value})"

@@ -175,7 +175,13 @@ def check_real(owner: str, name: str, value: Any) -> float | jax.Array:
       ValueError: `value` is an array of another shape than `()`.
     """
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float's range
+            raise ValueError(
+                f"{owner}: {name} is too large for a float, got an integer of "
+                f"{len(str(abs(value)))} digits"
+            ) from None
     dtype = getattr(value, "dtype", None)
     if not isinstance(value, np.ndarray | jax.Array) or not (
         jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)
@@ -195,11 +201,14 @@ def check_range(
     *,
     low_open: bool = False,
     high_open: bool = False,
+    finite: bool = True,
 ) -> float | jax.Array:
     """Validates `low <(=) value <(=) high` and returns `value` as `check_real` does.
 
-    A traced `value` is returned unchecked; a traced bound (e.g. another traced argument)
-    leaves its side unchecked.
+    A value must be finite unless `finite=False` (a bound such as `max_value` may be inf): an
+    infinite rate, factor or threshold builds a schedule whose value is inf or NaN. A traced
+    `value` is returned unchecked; a traced bound (e.g. another traced argument) leaves its side
+    unchecked.
 
     Raises:
       ValueError: naming the argument, its value and the allowed range.
@@ -209,6 +218,8 @@ def check_range(
         return v
     low = -math.inf if is_traced(low) else low
     high = math.inf if is_traced(high) else high
+    if finite and math.isinf(v):
+        raise ValueError(f"{owner}: {name} must be finite, got {name}={v!r}")
     bad = (
         math.isnan(v)
         or (v <= low if low_open else v < low)
@@ -268,8 +279,8 @@ def check_bounded(
         min_value = default_bound(owner, init_value, min_fraction)
     if max_value is None:
         max_value = default_bound(owner, init_value, max_multiple)
-    min_value = check_range(owner, "min_value", min_value, lowest)
-    max_value = check_range(owner, "max_value", max_value, min_value)
+    min_value = check_range(owner, "min_value", min_value, lowest, finite=False)
+    max_value = check_range(owner, "max_value", max_value, min_value, finite=False)
     init_value = check_range(owner, "init_value", init_value, min_value, max_value)
     return init_value, min_value, max_value
 

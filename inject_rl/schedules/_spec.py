@@ -151,6 +151,14 @@ def _allowed(spec: str, what: str) -> ValueError:
 def _literal(node: ast.expr, spec: str) -> Any:
     """A number, string, bool, `inf` or list/tuple of numbers; anything else is rejected."""
     if isinstance(node, ast.Constant) and isinstance(node.value, int | float | str | bool):
+        if isinstance(node.value, int) and not isinstance(node.value, bool):
+            try:
+                float(node.value)
+            except OverflowError:
+                raise ValueError(
+                    f"the number {cut(ast.unparse(node), 40)} in spec {quote(spec)} is too "
+                    "large for a float"
+                ) from None
         return node.value
     if isinstance(node, ast.Name) and node.id == "inf":
         return math.inf
@@ -193,9 +201,14 @@ def _call(node: ast.Call, spec: str) -> Any:
             f"optax step schedules: {', '.join(STEP_SCHEDULES)}"
         )
     params = inspect.signature(factory).parameters
+    seen = set()
     for kw in node.keywords:
         if kw.arg is None:
             raise _allowed(spec, "'**' unpacking")
+        if kw.arg in seen:
+            # `ast.parse` accepts a repeated keyword (the compiler rejects it); the last would win.
+            raise ValueError(f"{name} got {quote(kw.arg)} twice in spec {quote(spec)}")
+        seen.add(kw.arg)
         if kw.arg not in params:
             raise ValueError(
                 f"{name} has no parameter {quote(kw.arg)} (spec {quote(spec)}); {signature(name)}"
@@ -220,7 +233,7 @@ def _call(node: ast.Call, spec: str) -> Any:
         raise ValueError(f"{e} in spec {quote(spec)}; {signature(name)}") from None
     try:
         built = factory(*args, **kwargs)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         # The schedule's own message may quote a long argument (a bandit's values): cut it too.
         raise ValueError(f"{cut(str(e), 320)} (spec {quote(spec)})") from None
     if name in STEP_SCHEDULES:

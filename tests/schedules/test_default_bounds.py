@@ -77,3 +77,37 @@ def test_spike_guard_back_off_is_floored():
     assert _run(off, {"loss": np.nan}, 100) < 1e-30
     with pytest.raises(ValueError, match="min_scale must be in"):
         S.spike_guard(1e-3, min_scale=2.0)
+
+
+INFINITE = {
+    "kl_target_init": (lambda: S.kl_target(np.inf), "init_value must be finite"),
+    "kl_target_factor": (lambda: S.kl_target(1e-3, factor=np.inf), "factor must be finite"),
+    "kl_target_target": (lambda: S.kl_target(1e-3, target=np.inf), "target must be finite"),
+    "plateau_threshold": (lambda: S.plateau(1e-3, threshold=np.inf), "threshold must be finite"),
+    "progress_start": (
+        lambda: S.progress(np.inf, 1.0, low=0.0, high=1.0),
+        "start_value must be finite",
+    ),
+    "warmup_init": (lambda: S.warmup(1e-3, 3, init_value=-np.inf), "init_value must be finite"),
+    "spike_guard_ratio": (lambda: S.spike_guard(1e-3, ratio=np.inf), "ratio must be finite"),
+    "bandit_exploration": (
+        lambda: S.bandit([1e-3, 1e-2], exploration=np.inf),
+        "exploration must be finite",
+    ),
+    "constant": (lambda: S.constant(np.inf), "value must be finite"),
+    "huge_int": (lambda: S.constant(10**400), "too large for a float"),
+}
+
+
+@pytest.mark.parametrize("build, message", INFINITE.values(), ids=list(INFINITE))
+def test_infinite_arguments_are_rejected(build, message):
+    # They used to build schedules whose value was inf, or NaN before any signal.
+    with pytest.raises(ValueError, match=message):
+        build()
+
+
+def test_bounds_may_be_infinite():
+    lr = S.kl_target(1e-3, min_value=0.0, max_value=np.inf)
+    assert lr.max_value == np.inf
+    assert _run(lr, {"kl": 1e-6}, 3) == pytest.approx(1e-3 * 1.5**3)
+    assert S.clip(S.constant(1e-3), min_value=-np.inf, max_value=np.inf).max_value == np.inf

@@ -133,6 +133,12 @@ REJECTED = {
     "sign_on_string": ("kl_target(-'a')", "a sign before"),
     "walrus": ("(x := 1)", "NamedExpr"),
     "comprehension": ("bandit([x for x in (1, 2)])", "ListComp"),
+    "repeated_keyword": ("kl_target(3e-4, target=0.01, target=0.02)", "got 'target' twice"),
+    "huge_integer": ("1" + "0" * 400, "too large for a float"),
+    "huge_integer_arg": ("kl_target(1" + "0" * 400 + ")", "too large for a float"),
+    "infinite_rate": ("kl_target(1e400)", "init_value must be finite, got init_value=inf"),
+    "infinite_factor": ("plateau(1e-3, factor=inf)", "factor must be finite"),
+    "infinite_constant": ("constant(-inf)", "value must be finite"),
 }
 
 
