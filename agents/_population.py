@@ -189,11 +189,15 @@ def train_population(
     size = len(vals["seed"])
     if pbt is not None:
         pbt.validate(size)
-    make_opt = agent.default_optimizer if optimizer is None else optimizer
-    if isinstance(make_opt, optax.GradientTransformation):
-        fixed = make_opt
-        make_opt = lambda _cfg: fixed  # noqa: E731
-    check_optimizer(make_opt(cfg))
+    chosen = agent.default_optimizer if optimizer is None else optimizer
+    if isinstance(chosen, optax.GradientTransformation):
+        fixed = chosen
+        chosen = lambda _cfg: fixed  # noqa: E731
+
+    def make_opt(member_cfg):
+        return check_optimizer(chosen(member_cfg))
+
+    make_opt(cfg)
     devices = loops.devices_for(num_devices)
     env = spaces(cfg.env_id)
     init, iteration = population_learner(

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from inject_rl import envs, loops
+from inject_rl import envs, loops, optim
 from inject_rl.agents._common import TrainResult
 from inject_rl.agents._contract import ANAKIN, SEBULBA, Agent, AnakinLearner, SebulbaLearner
 from inject_rl.agents._learner import hp_metrics
@@ -104,12 +104,16 @@ def _checked(agent: Agent, callback: Callable | None) -> Callable:
     return check
 
 
-def check_optimizer(optimizer: Any) -> None:
+def check_optimizer(optimizer: Any) -> optax.GradientTransformationExtraArgs:
+    """`optimizer` as a transformation whose `update` takes the signals as `extra_args`: a plain
+    `GradientTransformation` keeps them where its update has `**kwargs`, else ignores them
+    (`optim.forward_extra_args`)."""
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(
             "optimizer must be an optax.GradientTransformation(ExtraArgs), "
             f"got {type(optimizer).__name__}"
         )
+    return optim.forward_extra_args(optimizer)
 
 
 def train(
@@ -152,8 +156,7 @@ def train(
         the callback never sees that call).
     """
     cfg = (agent.config() if cfg is None else cfg).validate()
-    opt = agent.default_optimizer(cfg) if optimizer is None else optimizer
-    check_optimizer(opt)
+    opt = check_optimizer(agent.default_optimizer(cfg) if optimizer is None else optimizer)
     start = {} if resume is None else {"state": resume[0], "start_call": resume[1]}
     if envs.is_jax_env(cfg.env_id):
         devices = loops.devices_for(num_devices)

@@ -8,6 +8,7 @@ from inject_rl.optim._alignment import (
 )
 from inject_rl.optim._apply import apply_gradients, first_minibatch_only
 from inject_rl.optim._carried import carried, current
+from inject_rl.optim._extra_args import forward_extra_args
 from inject_rl.optim._hyperparams import (
     bounds,
     hyperparams,
@@ -31,6 +32,7 @@ __all__ = [
     "current",
     "descent_cosine",
     "first_minibatch_only",
+    "forward_extra_args",
     "hyperparams",
     "injected",
     "packed",

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from inject_rl.optim._extra_args import forward_extra_args
+
 # The extra_args key the wrapper adds (read by `inject_rl.schedules.hypergradient`).
 UPDATE_COS = "update_cos"
 
@@ -118,7 +120,7 @@ def update_alignment(
             "update_alignment: inner must be an optax GradientTransformation, "
             f"got {type(inner).__name__}"
         )
-    inner = optax.with_extra_args_support(inner)
+    inner = forward_extra_args(inner)
 
     def init_fn(params: Any) -> UpdateAlignmentState:
         return UpdateAlignmentState(

@@ -13,35 +13,55 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from inject_rl.optim._extra_args import forward_extra_args
 from inject_rl.optim._ranges import check_hyperparams
 from inject_rl.signals import SIGNAL_NAMES
 
 # The training signals, and `update_cos` (`update_alignment`'s, read by `hypergradient`).
 _SIGNALS = frozenset((*SIGNAL_NAMES, "update_cos"))
+# The `extra_args` optax's own transforms read (line searches): never hidden from them, even
+# when a schedule reads one of them too.
+_OPTAX_ARGS = frozenset(("value", "grad", "value_fn"))
 
 
-def _drop_signals(tx: optax.GradientTransformation) -> optax.GradientTransformationExtraArgs:
-    """Wraps `tx` so that its update never sees our training-signal `extra_args`.
+def _signals_read(schedule: Any) -> set[str]:
+    """The `extra_args` keys our schedule reads: its `signal`, and those of the schedules it
+    wraps (`warmup`, `clip`, `spike_guard`). Empty for a number or a step schedule."""
+    names = set()
+    for _ in range(100):  # a chain of wrappers, never a cycle in practice
+        if schedule is None:
+            break
+        signal = getattr(schedule, "signal", None)
+        if isinstance(signal, str):
+            names.add(signal)
+        schedule = getattr(schedule, "schedule", None)
+    return names
+
+
+def _drop_signals(
+    tx: optax.GradientTransformation, hidden: frozenset[str]
+) -> optax.GradientTransformationExtraArgs:
+    """Wraps `tx` so that its update never sees the `hidden` (training-signal) `extra_args`.
 
     `chain` and `inject_hyperparams` forward every `extra_args` key to every member, and e.g.
     optax's line searches forward them to `value_fn`, which rejects keys it does not take.
     Other keys (`value`, `grad`, `value_fn`, ...) pass through.
     """
-    tx = optax.with_extra_args_support(tx)
+    tx = forward_extra_args(tx)
 
     def update_fn(updates, state, params=None, **extra_args):
-        kept = {k: v for k, v in extra_args.items() if k not in _SIGNALS}
+        kept = {k: v for k, v in extra_args.items() if k not in hidden}
         return tx.update(updates, state, params, **kept)
 
     return optax.GradientTransformationExtraArgs(tx.init, update_fn)
 
 
-def _without_signals(factory: Callable[..., Any]) -> Callable[..., Any]:
+def _without_signals(factory: Callable[..., Any], hidden: frozenset[str]) -> Callable[..., Any]:
     # functools.wraps keeps `factory`'s signature visible to `inspect.signature` (through
     # `__wrapped__`): inject_hyperparams binds the hyperparameters by it.
     @functools.wraps(factory)
     def wrapped(*args, **kwargs):
-        return _drop_signals(factory(*args, **kwargs))
+        return _drop_signals(factory(*args, **kwargs), hidden)
 
     return wrapped
 
@@ -98,13 +118,31 @@ def _check_names(factory: Callable[..., Any], names: list[str]) -> None:
         )
 
 
+def _clip_by_global_norm(max_norm: Any) -> optax.GradientTransformation:
+    """`optax.clip_by_global_norm` for an injected `max_norm` (an array in the hyperparameters'
+    dtype): cast to each update's dtype as a Python float would be, so that bf16 updates stay
+    bf16 (optax's own `lax.select` refuses a float32 `max_norm` beside bf16 updates). In
+    float32 it computes exactly what optax's does."""
+
+    def update_fn(updates, state, params=None):
+        del params
+        g_norm = optax.tree.norm(updates)
+        trigger = jnp.squeeze(g_norm < jnp.asarray(max_norm).astype(g_norm.dtype))
+
+        def clip_fn(t):
+            scaled = (t / g_norm.astype(t.dtype)) * jnp.asarray(max_norm).astype(t.dtype)
+            return jax.lax.select(trigger, t, scaled)
+
+        return jax.tree.map(clip_fn, updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update_fn)
+
+
 def _clip(clip: Any, dtype: Any) -> optax.GradientTransformation | None:
     if clip is None:
         return None
     if callable(clip):  # a step schedule or a StatefulSchedule (which has `__call__`)
-        return optax.inject_hyperparams(optax.clip_by_global_norm, hyperparam_dtype=dtype)(
-            max_norm=clip
-        )
+        return optax.inject_hyperparams(_clip_by_global_norm, hyperparam_dtype=dtype)(max_norm=clip)
     if isinstance(clip, bool) or not isinstance(clip, numbers.Real | np.ndarray | jax.Array):
         raise TypeError(f"clip must be None, a positive float or a schedule, got {clip=}")
     if not float(clip) > 0:
@@ -128,9 +166,10 @@ def injected(
       (optax#1414-style hazard);
     - keeps the state's dtypes fixed across updates and returns updates in the grads' dtype, so
       the state can be a `lax.scan` carry with bf16 params;
-    - hides our training signals (`SIGNAL_NAMES` keys of `extra_args`) from the transform built
-      by `factory`, which may reject unknown keys (optax's line searches do); schedules still
-      receive every key;
+    - hides our training signals (`SIGNAL_NAMES` keys of `extra_args`), and any other key its
+      schedules read (a `signal="approx_kl"` of the user's), from the transform built by
+      `factory`, which may reject unknown keys (optax's line searches do); schedules still
+      receive every key, and `value`, `grad` and `value_fn` always reach the transform;
     - optionally clips gradients by global norm first;
     - range-checks the hyperparameters it can read, by name, whatever the factory: all finite;
       `learning_rate` > 0; `b1`, `b2`, `momentum` (None allowed) in [0, 1); `decay` in [0, 1];
@@ -171,9 +210,11 @@ def injected(
     _check_names(factory, list(hyperparams))
     check_hyperparams(factory, hyperparams)
     clip_tx = _clip(clip, hyperparam_dtype)
-    tx = optax.inject_hyperparams(_without_signals(factory), hyperparam_dtype=hyperparam_dtype)(
-        **hyperparams
-    )
+    read = set().union(*map(_signals_read, [clip, *hyperparams.values()]))
+    hidden = _SIGNALS | (read - _OPTAX_ARGS)
+    tx = optax.inject_hyperparams(
+        _without_signals(factory, hidden), hyperparam_dtype=hyperparam_dtype
+    )(**hyperparams)
     if clip_tx is not None:
         tx = optax.chain(clip_tx, tx)
     return _keep_dtypes(tx)

@@ -17,6 +17,7 @@ import optax
 from jax.tree_util import GetAttrKey
 
 from inject_rl.optim import _packing
+from inject_rl.optim._extra_args import forward_extra_args
 
 
 class PackedState:
@@ -146,7 +147,7 @@ def packed(opt: optax.GradientTransformation) -> optax.GradientTransformationExt
         raise TypeError(
             f"packed: expected an optax.GradientTransformation, got {type(opt).__name__}"
         )
-    opt = optax.with_extra_args_support(opt)
+    opt = forward_extra_args(opt)
 
     def init(params: Any) -> PackedState:
         return PackedState.pack(opt.init(params))

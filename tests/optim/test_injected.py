@@ -8,6 +8,7 @@ import numpy as np
 import optax
 import pytest
 
+from inject_rl import schedules
 from inject_rl.optim import SIGNAL_NAMES, hyperparams, injected
 
 from ._schedules import Constant, Recording
@@ -172,6 +173,51 @@ def test_clip_by_global_norm(clip):
     # Small gradients pass unchanged.
     small, _ = opt.update(grads / 100, opt.init(grads), grads, kl=0.0)
     np.testing.assert_allclose(small, -grads / 100, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "clip",
+    [0.5, Constant(0.5), lambda count: 0.5],
+    ids=["float", "stateful_schedule", "step_schedule"],
+)
+def test_clip_keeps_bf16_updates_bf16(clip):
+    # An injected max_norm is float32: optax's clip mixed it with bf16 updates in a `lax.select`
+    # and raised a TypeError; a float clip always worked.
+    params = jnp.zeros(2, jnp.bfloat16)
+    opt = injected(optax.sgd, learning_rate=1.0, clip=clip)
+    updates, _ = opt.update(jnp.array([3.0, 4.0], jnp.bfloat16), opt.init(params), params)
+    assert updates.dtype == jnp.bfloat16
+    np.testing.assert_allclose(updates.astype(np.float32), [-0.3, -0.4], rtol=1e-2)
+
+
+def test_an_injected_clip_is_optax_clip_in_float32():
+    grads = {"a": jax.random.normal(jax.random.key(0), (5,)) * 10, "b": jnp.arange(3.0)}
+    for clip in (0.7, 1e3):  # clipped, and passed through
+        want = optax.chain(optax.clip_by_global_norm(clip), optax.sgd(1.0))
+        opt = injected(optax.sgd, learning_rate=1.0, clip=Constant(clip))
+        got, _ = opt.update(grads, opt.init(grads), grads, kl=0.0)
+        ref, _ = want.update(grads, want.init(grads), grads)
+        for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
+def test_a_signal_of_the_users_own_name_is_hidden_from_the_inner_transform():
+    # `signal="approx_kl"` used to reach optax's line search, which rejects unknown keys.
+    def value_fn(x):
+        return jnp.sum((x - 1.0) ** 2)
+
+    lr = schedules.kl_target(1.0, signal="approx_kl")
+    opt = injected(optax.lbfgs, learning_rate=lr)
+    x = jnp.zeros(3)
+    state = opt.init(x)
+    for _ in range(2):  # a KL far above the target: the second update's rate is 1 / 1.5
+        value, grad = jax.value_and_grad(value_fn)(x)
+        updates, state = opt.update(
+            grad, state, x, value=value, grad=grad, value_fn=value_fn, approx_kl=1.0
+        )
+        assert float(value_fn(x + updates)) < float(value)
+        x = x + updates
+    assert float(hyperparams(state)["learning_rate"]) == pytest.approx(1 / 1.5)
 
 
 @pytest.mark.parametrize("clip", [0.0, -1.0, float("nan")], ids=["zero", "negative", "nan"])

@@ -17,6 +17,7 @@ from inject_rl.optim import (
     packed,
     scale_hyperparam,
     set_hyperparam,
+    update_alignment,
 )
 from inject_rl.runs import Checkpointer
 
@@ -71,6 +72,20 @@ def test_the_updates_and_the_state_are_those_of_the_optimizer_it_packs_bitwise()
     assert jax.tree.structure(p_state.unpacked()) == jax.tree.structure(state)
     # The schedules moved: the comparison covers adaptation, not a constant.
     assert float(hyperparams(state)["learning_rate"]) != 1e-2
+
+
+def test_a_plain_transformation_that_takes_extra_args_gets_the_signals():
+    # `MultiSteps(...).gradient_transformation()` is a plain GradientTransformation whose update
+    # has **kwargs: optax.with_extra_args_support dropped the signals, and the schedule inside
+    # raised MissingSignalError.
+    inner = injected(optax.sgd, learning_rate=schedules.kl_target(1.0))
+    plain = optax.MultiSteps(inner, every_k_schedule=1).gradient_transformation()
+    assert not isinstance(plain, optax.GradientTransformationExtraArgs)
+    for opt in (packed(plain), update_alignment(plain)):
+        state = opt.init(jnp.zeros(2))
+        for _ in range(2):  # KL far above target: the second update's rate is 1 / 1.5
+            _, state = opt.update(jnp.ones(2), state, jnp.zeros(2), kl=jnp.float32(1.0))
+        assert float(hyperparams(state)["learning_rate"]) == pytest.approx(1 / 1.5)
 
 
 def test_every_scalar_goes_into_one_vector_per_width():
