@@ -12,9 +12,10 @@ import jax.numpy as jnp
 from inject_rl.signals._names import EPISODE_STAT_SIGNALS
 
 # Integers travel through the float all-reduce as 8-bit chunks: each chunk's sum over n devices
-# is at most 255 * n, exact in float32's 24-bit mantissa up to this many devices.
+# is at most 255 * n, exact in float32's 24-bit mantissa up to 65,793 devices; an integer mean's
+# remainders sum to less than n**2, exact in 32 bits up to 2**16 devices.
 _CHUNK_BITS = 8
-_MAX_DEVICES = (2**24 - 1) // (2**_CHUNK_BITS - 1)
+_MAX_DEVICES = min((2**24 - 1) // (2**_CHUNK_BITS - 1), 2**16)
 
 
 def sync(signals: Mapping[str, jax.Array], axis_name: str | None) -> dict[str, jax.Array]:
@@ -31,7 +32,8 @@ def sync(signals: Mapping[str, jax.Array], axis_name: str | None) -> dict[str, j
 
     Every signal is packed into one float buffer reduced with one `psum` (issue 16: one psum per
     signal was a dozen all-reduces per step, and collectives cost latency); integers travel as
-    8-bit chunks, so their sums stay exact (int32 wrap-around included). On an axis of one device
+    8-bit chunks, so their sums stay exact (`episode_count` wraps as int32 does), and an integer
+    mean is the floor of the exact mean, never of a wrapped sum. On an axis of one device
     each signal gets its own (free) collective instead, as before the packing, which keeps
     one-device runs bitwise-identical to what they were.
 
@@ -119,7 +121,14 @@ def _sync(signals, axis_name, leaves) -> tuple[dict[str, jax.Array], list[jax.Ar
             x = signals[k].astype(jnp.float32)
             slots[k] = buffer.put(jnp.where(weight > 0, x * weight, 0.0))
     for k, v in signals.items():
-        if k not in slots:
+        if k in slots:
+            continue
+        if _is_integer(v.dtype):
+            # The floor of the mean as sum(x // n) + sum(x % n) // n: no sum of the values
+            # themselves, which wraps past 2**31 (a step counter on 2 devices after 1.07e9).
+            x = v.astype(jnp.int32)
+            slots[k] = (buffer.put(x // n), buffer.put(x % n))
+        else:
             slots[k] = buffer.put(v)
     sums = buffer.psum(axis_name)
     out = {}
@@ -133,7 +142,9 @@ def _sync(signals, axis_name, leaves) -> tuple[dict[str, jax.Array], list[jax.Ar
         if k in out:
             continue
         if _is_integer(v.dtype):
-            out[k] = (sums(slots[k]) // n).astype(v.dtype)
+            quotients, remainders = slots[k]
+            rest = jax.lax.bitcast_convert_type(sums(remainders), jnp.uint32) // jnp.uint32(n)
+            out[k] = (sums(quotients) + rest.astype(jnp.int32)).astype(v.dtype)
         else:
             out[k] = (sums(slots[k]) / n).astype(v.dtype)
     return out, [(sums(slot) / n).astype(slot[2]) for slot in mean_slots]
@@ -203,7 +214,9 @@ def _each(signals, stats, axis_name) -> dict[str, jax.Array]:
             continue
         if _is_integer(v.dtype):
             n = jax.lax.psum(1, axis_name)
-            out[k] = (jax.lax.psum(v.astype(jnp.int32), axis_name) // n).astype(v.dtype)
+            x = v.astype(jnp.int32)
+            rest = jax.lax.psum(x % n, axis_name) // n  # as `_sync`: no sum that could wrap
+            out[k] = (jax.lax.psum(x // n, axis_name) + rest).astype(v.dtype)
         else:
             out[k] = jax.lax.pmean(v, axis_name)
     return out

@@ -83,7 +83,7 @@ def test_signal_names_are_the_documented_ones():
 def _per_device_signals(n: int) -> dict[str, jnp.ndarray]:
     """Signals of every kind `sync` handles, differing per device: episode statistics with idle
     (NaN) devices, floats of several dtypes and shapes, integers near int32's limits (their sum
-    wraps), bools."""
+    would wrap), bools."""
     rng = np.random.default_rng(n)
     count = np.array([0.0, 3.0, 1.0, 0.0][:n], np.float32)
     ret = np.where(count > 0, rng.normal(size=n) * 100, np.nan).astype(np.float32)
@@ -104,8 +104,8 @@ def _per_device_signals(n: int) -> dict[str, jnp.ndarray]:
 
 @pytest.mark.parametrize("n", [2, 3, 4], ids=["2dev", "3dev", "4dev"])
 def test_packed_sync_keeps_the_per_signal_semantics(n):
-    """One packed all-reduce gives what one collective per signal gave (issue 16 item 1):
-    integer sums exact (wrap-around included), weighting and NaN handling unchanged."""
+    """One packed all-reduce gives what one collective per signal gives (issue 16 item 1):
+    integer means exact floors (sums past int32 included), weighting and NaN handling."""
     from inject_rl.signals._sync import _each
 
     per_device = _per_device_signals(n)

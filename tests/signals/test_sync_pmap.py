@@ -111,3 +111,32 @@ def test_sync_and_pmean_is_sync_and_pmean_in_one_all_reduce(num_devices):
         assert str(jaxpr).count("psum") == 1, str(jaxpr)
     with pytest.raises(ValueError, match="floating point, got int32"):
         jax.vmap(lambda s: sync_and_pmean(s, {"n": jnp.int32(1)}, AXIS), axis_name=AXIS)(signals)
+
+
+@pytest.mark.parametrize("mapped", ["vmap", "pmap"])
+def test_integer_means_are_floors_of_the_exact_mean_past_int32_sums(mapped):
+    # The mean used to be the int32 sum (mod 2**32) floor-divided: 1.5e9 on two devices read
+    # -647483648.
+    per_device = {
+        "step": jnp.array([1_500_000_000, 1_500_000_000], jnp.int32),
+        "top": jnp.array([2**31 - 1, 2**31 - 2], jnp.int32),
+        "bottom": jnp.array([-(2**31), -(2**31) + 3], jnp.int32),
+        "small": jnp.array([-7, 2], jnp.int32),
+        "flag": jnp.array([True, False]),
+        "byte": jnp.array([255, 254], jnp.uint8),
+        "kl": jnp.array([0.01, 0.03]),
+    }
+    mapper = jax.vmap if mapped == "vmap" else jax.pmap
+    out = mapper(lambda s: sync(s, AXIS), axis_name=AXIS)(per_device)
+    want = {
+        "step": 1_500_000_000,
+        "top": 2**31 - 2,
+        "bottom": -(2**31) + 1,
+        "small": -3,
+        "flag": False,
+        "byte": 254,
+    }
+    for k, v in want.items():
+        assert out[k].dtype == per_device[k].dtype, k
+        assert out[k].tolist() == [v, v], k
+    np.testing.assert_allclose(out["kl"], [0.02, 0.02])
