@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
@@ -244,9 +245,11 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
     return repacked(opt_state, new_state)
 
 
-def bounds(opt_state: Any) -> dict[str, tuple[float, float]]:
+def bounds(opt_state: Any) -> dict[str, tuple[Any, Any]]:
     """`(min, max)` of every scheduled hyperparameter whose schedule holds bounds in its state
-    (`kl_target`, `plateau`...): what "time at a bound" is measured against.
+    (`kl_target`, `plateau`...): what "time at a bound" is measured against. Floats for one
+    optimizer's state; for a stacked one (a population's `[M]` members, replicas) numpy arrays
+    with the state's leading axes, one bound per member, as `hyperparams` keeps them.
 
     Example:
         >>> import jax.numpy as jnp
@@ -262,7 +265,7 @@ def bounds(opt_state: Any) -> dict[str, tuple[float, float]]:
     for name, entry in _index(unpacked(opt_state)).items():
         sched = getattr(entry.node, "hyperparams_states", {}).get(entry.key)
         if hasattr(sched, "min_value") and hasattr(sched, "max_value"):
-            low = jnp.asarray(sched.min_value).reshape(-1)[0]
-            high = jnp.asarray(sched.max_value).reshape(-1)[0]
-            out[name] = (float(low), float(high))
+            # It used to read member 0's bounds of a stacked state as everyone's.
+            low, high = np.asarray(sched.min_value), np.asarray(sched.max_value)
+            out[name] = (float(low), float(high)) if low.ndim == 0 else (low, high)
     return out

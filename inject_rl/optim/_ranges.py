@@ -80,12 +80,65 @@ def _numbers(value: Any) -> np.ndarray | None:
     return array.astype(np.float64)
 
 
+def _reach(schedule: Any) -> tuple[float, float] | None:
+    """`(lowest, highest)` value one of our schedules can take, from the bounds it holds; None
+    for a schedule whose range cannot be read (a step schedule, a user's own, traced bounds).
+
+    Read by attribute, as the schedules' reprs show them (this layer imports no schedule):
+    bounded rules (`min_value`/`max_value`; `plateau` moves one way only, by its `factor`),
+    `progress` (`start_value`/`end_value`), `bandit` (`values`), `constant` (`value`), and the
+    wrappers of an inner `schedule`: `clip` clamps it, `warmup` adds its `init_value`,
+    `spike_guard` scales it by `min_scale` to 1.
+    """
+
+    def read(*names):
+        values = [_numbers(getattr(schedule, n, None)) for n in names]
+        if any(v is None or v.size == 0 for v in values):
+            return None
+        return [float(v.min()) for v in values], [float(v.max()) for v in values]
+
+    inner = getattr(schedule, "schedule", None)
+    if inner is not None:
+        span = _reach(inner)
+        if span is None:
+            return None
+        lo, hi = span
+        if (scale := read("min_scale")) is not None:
+            m = scale[0][0]
+            return min(lo, lo * m), max(hi, hi * m)
+        if (bounds := read("min_value", "max_value")) is not None:
+            low, high = bounds[0][0], bounds[1][1]
+            return min(max(lo, low), high), min(max(hi, low), high)
+        if (start := read("init_value")) is not None:
+            return min(lo, start[0][0]), max(hi, start[1][0])
+        return None
+    if (values := read("values")) is not None:
+        return values[0][0], values[1][0]
+    if (ends := read("start_value", "end_value")) is not None:
+        return min(ends[0]), max(ends[1])
+    if (bounds := read("min_value", "max_value")) is not None:
+        lo, hi = bounds[0][0], bounds[1][1]
+        factor, start = read("factor"), read("init_value")
+        if hasattr(schedule, "patience") and factor is not None and start is not None:
+            # plateau: a factor below 1 only lowers the value, above 1 only raises it
+            if factor[1][0] < 1:
+                hi = start[1][0]
+            else:
+                lo = start[0][0]
+        return lo, hi
+    if (value := read("value")) is not None:
+        return value[0][0], value[1][0]
+    return None
+
+
 def check_hyperparams(factory: Callable[..., Any], hyperparams: dict[str, Any]) -> None:
     """Raises ValueError when a readable hyperparameter value is non-finite or out of range.
 
     Numbers and concrete arrays are checked; a schedule by its initial value, where that can be
-    read without training signals; tracers are skipped. Every value must be finite; the names of
-    `RANGES` must also lie in their range (a scheduled learning rate may start at 0).
+    read without training signals, and for the names of `RANGES` by the values its bounds let it
+    reach (`_reach`: `plateau(0.9, factor=1.05)` may take b1 to its default `max_value` of 900);
+    tracers are skipped. Every value must be finite; the names of `RANGES` must also lie in
+    their range (a scheduled learning rate may start at 0).
 
     Raises:
       ValueError: one line, e.g. `adam: b2 must be in [0, 1), got b2=-1.0`.
@@ -102,6 +155,16 @@ def check_hyperparams(factory: Callable[..., Any], hyperparams: dict[str, Any]) 
         ok = bool(np.all(np.isfinite(array)))
         if ok and allowed is not None:
             ok = all(allowed.holds(float(x)) for x in array.ravel())
+        if ok and scheduled and allowed is not None:
+            span = _reach(value)
+            bad = [x for x in (span or ()) if not allowed.holds(x)]
+            if bad:
+                text = repr(value)
+                text = text if len(text) <= 60 else text[:57] + "..."
+                raise ValueError(
+                    f"{owner}: {name} must be in {allowed}, but {text} can reach "
+                    f"{name}={bad[0]!r} (a bound or end value of it); keep those within the range"
+                )
         if ok:
             continue
         shown = array.item() if array.ndim == 0 else array.tolist()

@@ -6,7 +6,8 @@ import numpy as np
 import optax
 import pytest
 
-from inject_rl.optim import hyperparams, injected, set_hyperparam
+from inject_rl import schedules
+from inject_rl.optim import bounds, hyperparams, injected, set_hyperparam
 
 from ._schedules import Constant
 
@@ -250,3 +251,14 @@ def test_inject_hyperparams_docstring_example_without_mutation():
     # ... and b2 really mattered: with b2=0.99 the step differs.
     unchanged, _ = optax.scale_by_adam(b1=b1, b2=0.99).update(grads, state.inner_state)
     assert not np.allclose(updates, unchanged, rtol=1e-3)
+
+
+def test_bounds_of_a_stacked_state_are_per_member():
+    # A population's state used to report member 0's bounds for everyone.
+    def init(lr):
+        return injected(optax.sgd, learning_rate=schedules.kl_target(lr)).init(jnp.zeros(2))
+
+    low, high = bounds(jax.vmap(init)(jnp.array([1e-3, 1e-1])))["learning_rate"]
+    np.testing.assert_allclose(low, [1e-6, 1e-4], rtol=1e-6)
+    np.testing.assert_allclose(high, [1e-2, 1.0], rtol=1e-6)
+    assert bounds(init(1e-3))["learning_rate"] == pytest.approx((1e-6, 1e-2))

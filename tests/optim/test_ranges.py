@@ -97,3 +97,39 @@ def test_a_callable_that_is_not_a_schedule_is_not_read():
     opt = injected(optax.adamw, learning_rate=1e-3, mask=mask)
     params = {"w": jnp.ones((2, 2)), "b": jnp.ones(2)}
     opt.update(params, opt.init(params), params)
+
+
+REACHABLE = {
+    "plateau_up_default_cap": (S.plateau(0.9, factor=1.05, patience=1), "can reach b1=900.0"),
+    "progress_end": (S.progress(0.9, 1.5, low=0.0, high=1.0), "can reach b1=1.5"),
+    "kl_target_default_cap": (S.kl_target(0.9, signal="loss"), "can reach b1=9.0"),
+    "bandit_arm": (S.bandit([0.9, 1.0]), "can reach b1=1.0"),
+    "warmup_of_bad": (S.warmup(S.kl_target(0.9, signal="loss"), 5), "can reach b1=9.0"),
+}
+
+
+@pytest.mark.parametrize("b1, message", REACHABLE.values(), ids=list(REACHABLE))
+def test_a_schedule_whose_bounds_leave_the_range_is_refused(b1, message):
+    # Each was accepted by its initial value alone, and took b1 to 5.75, 1.5, 9.0 in 40 updates.
+    with pytest.raises(ValueError, match=f"adam: b1 must be in \\[0, 1\\), but .*{message}"):
+        injected(optax.adam, learning_rate=1e-3, b1=b1)
+
+
+@pytest.mark.parametrize(
+    "b1",
+    [
+        S.plateau(0.9, factor=1.05, max_value=0.99),
+        S.plateau(0.9),  # factor 0.5: only lowers b1, whatever its cap
+        S.kl_target(0.9, signal="loss", max_value=0.99),
+        S.clip(S.plateau(0.9, factor=1.05), min_value=0.0, max_value=0.99),
+        S.spike_guard(0.9, signal="kl"),
+        S.warmup(0.9, 5),
+        optax.linear_schedule(0.9, 0.95, 10),
+    ],
+    ids=["bounded", "plateau_down", "kl_bounded", "clipped", "spike_guard", "warmup", "step"],
+)
+def test_schedules_within_the_range_are_accepted(b1):
+    opt = injected(optax.adam, learning_rate=1e-3, b1=b1)
+    params = jnp.zeros(2)
+    signals = {"loss": 1.0, "kl": 0.01, "episode_return": 1.0, "episode_count": 1}
+    opt.update(jnp.ones(2), opt.init(params), params, **signals)
