@@ -77,14 +77,22 @@ class SpikeGuard:
         window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         # "Jumps above ratio x EMA", written so that it also makes sense for negative signals.
         limit = state.ema + (state.ratio - 1.0) * jnp.abs(state.ema)
-        spike = (state.seen > 0) & (mean > limit)
+        # Judged once the EMA has its time constant's worth of values (1 / (1 - smoothing), 10
+        # at 0.9) and a scale: from an EMA of exactly 0 (PPO's KL on its first minibatch) every
+        # positive value was a spike, entered the EMA capped at 0, and the value sat at
+        # min_scale for good.
+        settled = state.seen.astype(jnp.float32) >= 1.0 / (1.0 - state.smoothing) - 1e-3
+        spike = settled & (jnp.abs(state.ema) > 0) & (mean > limit)
         seen = jnp.minimum(state.seen, 2**30) + 1
         weight = (1.0 - state.smoothing) / (1.0 - state.smoothing ** seen.astype(jnp.float32))
         # A spike enters the EMA only up to the limit, so one outlier does not raise the bar,
         # while a lasting shift of the signal's level is still followed.
         tracked = jnp.where(spike, limit, mean)
         ema = state.ema + weight * (tracked - state.ema)
-        recovered = jnp.minimum(state.scale * state.growth, 1.0)
+        # Snapped to 1 within a few ulps: growth ** recovery rounds to just below 1 / backoff
+        # (0.99999994 after one back-off with recovery=2), one update short of the promise.
+        recovered = state.scale * state.growth
+        recovered = jnp.where(recovered >= 1.0 - 2.0**-21, 1.0, recovered)
         # Floored (issue 14 item 2): a signal that stays NaN or keeps spiking used to back the
         # value off to 0 (0.5 ** 100 after 100 updates).
         backed_off = jnp.maximum(state.scale * state.backoff, state.min_scale)
@@ -116,9 +124,12 @@ def spike_guard(
     """Wrap a schedule: scale its value by `backoff` when the signal spikes, then recover.
 
     A spike is an acting update whose signal exceeds `ratio` x its running EMA (for a negative
-    EMA: `ema + (ratio - 1) * |ema|`), or a non-finite signal. Each spike multiplies the scale by
-    `backoff`, down to `min_scale`; each acting update without one multiplies it by
-    `(1/backoff) ** (1/recovery)`, up to 1, so a single back-off is undone in `recovery` updates.
+    EMA: `ema + (ratio - 1) * |ema|`), or a non-finite signal. Finite spikes are judged once
+    the EMA has seen `1 / (1 - smoothing)` acting updates (its time constant: 10 at the default
+    0.9, 1 at 0) and while it is not 0: before, it says nothing about the signal's level. Each
+    spike multiplies the scale by `backoff`, down to `min_scale`; each acting update without one
+    multiplies it by `(1/backoff) ** (1/recovery)`, up to 1, so a single back-off is undone in
+    `recovery` updates.
     The wrapped schedule keeps its own state and rule (it receives every `extra_args`).
 
     Args:
@@ -139,9 +150,9 @@ def spike_guard(
       ValueError: an argument is outside its allowed range.
       TypeError: `schedule` is not a schedule or a number.
 
-    >>> lr = spike_guard(1e-3, ratio=3.0, backoff=0.5, recovery=2)
+    >>> lr = spike_guard(1e-3, ratio=3.0, backoff=0.5, recovery=2, smoothing=0.5)
     >>> state = lr.init()
-    >>> for loss in [1.0, 1.0, 10.0]:  # the third is a spike
+    >>> for loss in [1.0, 1.0, 10.0]:  # the third is a spike (judged from the 3rd on)
     ...     state = lr.update(state, loss=loss)
     >>> print(f"{float(lr(state)):.1e}")
     5.0e-04

@@ -108,6 +108,34 @@ def test_spike_guard_backoff_and_recovery():
     np.testing.assert_allclose(got, [1, 1, 0.5, 0.5 * math.sqrt(2), 1, 1], rtol=1e-6)
 
 
+def test_spike_guard_recovers_exactly_in_recovery_updates():
+    s = S.spike_guard(1.0, ratio=2.0, backoff=0.5, recovery=2, smoothing=0.0)
+    got = trace(s, "loss", [1, 1, 3, 1, 1])
+    assert got[-1] == 1.0  # not 0.99999994: one back-off is undone in `recovery` updates
+
+
+@pytest.mark.parametrize(
+    "first, signal",
+    [(0.0, "kl"), (-0.02, "loss"), (0.0, "loss")],
+    ids=["kl_zero_first", "loss_negative_first", "loss_zero_first"],
+)
+def test_spike_guard_is_not_stuck_by_an_ema_of_zero(first, signal):
+    # PPO's KL on its first minibatch is 0: the EMA started at 0, the limit `ratio x EMA` was 0,
+    # every later positive value was a spike entering the EMA capped at 0, and the value sat at
+    # min_scale for good (1e-6 of 1e-3 after 300 steady updates).
+    s = S.spike_guard(1e-3, signal=signal)
+    values = [first] + [0.05 + 0.01 * ((i * 7) % 5) for i in range(300)]
+    got = trace(s, signal, values)
+    assert got[-1] == pytest.approx(1e-3)
+    assert min(got) == pytest.approx(1e-3)  # steady values are never spikes
+
+
+def test_spike_guard_judges_spikes_after_the_emas_time_constant():
+    s = S.spike_guard(1.0, ratio=2.0, backoff=0.5, recovery=100, smoothing=0.75)  # 4 updates
+    assert trace(s, "loss", [1, 10, 1, 1]) == [1.0] * 4  # a jump among the first 4: no spike
+    assert trace(s, "loss", [1, 1, 1, 1, 10])[-1] == 0.5
+
+
 def test_spike_guard_nonfinite_backs_off_and_wraps_stateful():
     s = S.spike_guard(S.kl_target(1e-3), backoff=0.5, recovery=10)
     state = s.update(s.init(), loss=float("nan"), kl=0.05)
