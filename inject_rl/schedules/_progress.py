@@ -116,7 +116,7 @@ def progress(
     Typical use: anneal the learning rate, or raise Adam's b1, as the return nears the target.
 
     Args:
-      start_value: value while the signal is at or beyond `low` (> 0 for "log").
+      start_value: value while the signal has not passed `low` on its way to `high` (> 0 for "log").
       end_value: value once the signal reaches `high` (> 0 for "log").
       signal: the `extra_args` key read.
       low: finite signal level where the schedule starts.
