@@ -133,19 +133,27 @@ _TRACED_DISTRIBUTIONS = (
     "flax",
 )
 # Source packages hashed file by file (an editable install changes without a new version).
-_TRACED_PACKAGES = ("inject_rl", "agents")
+# `inject_rl.agents` by that name: an editable install maps it to the repository's agents/
+# folder, outside inject_rl/, and the name `agents` resolves to nothing outside the repository
+# root (edited agent code then reran the old cached program).
+TRACED_PACKAGES = ("inject_rl", "inject_rl.agents")
 # jax settings that cannot change a traced program.
 _UNTRACED_CONFIG = ("jax_compilation_cache", "jax_persistent_cache", "jax_log", "jax_explain")
 
 
-def _version(dist: str) -> str:
+def version(dist: str | None) -> str:
+    """The installed version of distribution `dist`, `-` when none (or `dist` is None)."""
+    if dist is None:
+        return "-"
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return "-"
 
 
-def _source_digest(package: str) -> str:
+def source_digest(package: str) -> str:
+    """A sha256 of the `.py` files (names and bytes) of importable `package`, `-` when it has no
+    source folder."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return "-"
@@ -160,17 +168,17 @@ def _source_digest(package: str) -> str:
 def fingerprint(*parts: str) -> str:
     """A program-cache key: `parts` (the caller's description of the run: agent, config,
     optimizer...) plus everything else a traced program depends on here: the source of
-    `inject_rl` and `agents`, the versions of the traced libraries, jax's settings, `XLA_FLAGS`
-    and the devices. Two runs with equal fingerprints trace identical programs."""
+    `inject_rl` and `inject_rl.agents`, the versions of the traced libraries, jax's settings,
+    `XLA_FLAGS` and the devices. Two runs with equal fingerprints trace identical programs."""
     import jax
 
     h = hashlib.sha256()
     for part in parts:
         h.update(b"\0" + part.encode())
     for dist in _TRACED_DISTRIBUTIONS:
-        h.update(f"\0{dist}={_version(dist)}".encode())
-    for package in _TRACED_PACKAGES:
-        h.update(f"\0{package}:{_source_digest(package)}".encode())
+        h.update(f"\0{dist}={version(dist)}".encode())
+    for package in TRACED_PACKAGES:
+        h.update(f"\0{package}:{source_digest(package)}".encode())
     for name, value in sorted(jax.config.values.items()):
         if not name.startswith(_UNTRACED_CONFIG):
             h.update(f"\0{name}={value!r}".encode())

@@ -39,7 +39,6 @@ EXIT_FAILED = 1  # an error the run could not survive; the traceback is in a log
 # --devices at most this many per process (a CPU-only machine fakes that many CPU devices:
 # XLA takes minutes to create 1e5 of them).
 MAX_DEVICES = 256
-ERROR_LOG = "error.log"  # in the run directory, when the run wrote one
 
 
 def _sanitise(text: str) -> str:
@@ -140,8 +139,11 @@ def _log_failure(e: Failed | Exception) -> Path | None:
     text = "".join(traceback.format_exception(error))
     run_dir = e.run_dir if isinstance(e, Failed) else None
     try:
-        if run_dir is not None and (run_dir / "config.json").is_file():
-            log = run_dir / ERROR_LOG
+        if run_dir is not None:
+            from inject_rl import runs  # imported already: the run wrote its directory
+
+        if run_dir is not None and (run_dir / runs.CONFIG).is_file():
+            log = run_dir / runs.ERROR_LOG
             log.write_text(text)
             return log
     except OSError:

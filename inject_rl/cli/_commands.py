@@ -47,7 +47,7 @@ def eval_(args) -> int:
 def plot(args) -> int:
     from inject_rl import runs
 
-    out = args.out or (str(Path(args.dirs[0]) / "plot.png") if len(args.dirs) == 1 else "plot.png")
+    out = args.out or (str(Path(args.dirs[0]) / runs.PLOT) if len(args.dirs) == 1 else runs.PLOT)
     if not out.lower().endswith(".png"):
         raise UsageError(f"--out must name a .png file, got {out!r}")
     if not 0 <= args.smooth < 1:

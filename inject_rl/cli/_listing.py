@@ -26,7 +26,6 @@ DIRECTORY = "listing"
 # Distributions whose code decides what the listing shows (optimizer signatures, env ids;
 # brax: its env names, or none when it is not installed).
 _DISTRIBUTIONS = ("optax", "gymnasium", "brax")
-_PACKAGES = ("inject_rl", "inject_rl.agents")
 
 
 def _agent(name: str) -> dict[str, Any]:
@@ -66,36 +65,18 @@ def collect() -> dict[str, Any]:
     }
 
 
-def _version(dist: str | None) -> str:
-    if dist is None:
-        return "-"
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "-"
-
-
-def _sources(package: str) -> str:
-    spec = importlib.util.find_spec(package)
-    h = hashlib.sha256()
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        for path in sorted(Path(root).rglob("*.py")):
-            h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 def key() -> str:
     """The cache key of the listing (reads sources and package metadata; imports no jax)."""
     h = hashlib.sha256(f"{FORMAT}\0{sys.version_info[:2]}".encode())
     for dist in _DISTRIBUTIONS:
-        h.update(f"\0{dist}={_version(dist)}".encode())
-    for package in _PACKAGES:
-        h.update(f"\0{package}:{_sources(package)}".encode())
+        h.update(f"\0{dist}={cache.version(dist)}".encode())
+    for package in cache.TRACED_PACKAGES:
+        h.update(f"\0{package}:{cache.source_digest(package)}".encode())
     for ep in sorted(
         importlib.metadata.entry_points(group=agents.ENTRY_POINT_GROUP), key=lambda e: e.name
     ):
         dist = ep.dist.name if ep.dist is not None else None
-        h.update(f"\0{ep.name}={ep.value}@{dist}={_version(dist)}".encode())
+        h.update(f"\0{ep.name}={ep.value}@{dist}={cache.version(dist)}".encode())
     return h.hexdigest()[:40]
 
 

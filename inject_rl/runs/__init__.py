@@ -17,10 +17,14 @@ from inject_rl.runs._checkpoint import (
 from inject_rl.runs._files import (
     CHECKPOINTS,
     CONFIG,
+    ERROR_LOG,
     METRICS,
     PARAMS,
+    PLOT,
+    RUN_FILES,
     SUMMARY,
     TENSORBOARD,
+    WANDB,
     dumps,
     json_safe,
     read_json,
@@ -44,6 +48,10 @@ from inject_rl.runs._stop import Stopped, StopSignals
 
 __all__ = [
     "CHECKPOINTS",
+    "ERROR_LOG",
+    "PLOT",
+    "RUN_FILES",
+    "WANDB",
     "CHECKPOINT_SECONDS",
     "CONFIG",
     "LOCK",

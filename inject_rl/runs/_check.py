@@ -8,8 +8,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from inject_rl.runs._files import CONFIG, read_json
+from inject_rl.runs._files import CONFIG, RUN_FILES, read_json
 from inject_rl.runs._lock import LOCK, check_not_in_use, is_empty, writable_error
+
+# The keys every run's config.json record has (inject_rl.cli._build).
+_RECORD_KEYS = frozenset(("format", "agent", "loop", "config"))
 
 
 def check_run_dir(
@@ -26,7 +29,10 @@ def check_run_dir(
 
     Without `resume` the directory must be absent or empty: a finished or interrupted run is
     never replaced by accident (issue 12: re-running a run's command deleted its checkpoints).
-    `overwrite` allows replacing another run directory, never a directory that holds no run.
+    `overwrite` allows replacing another run directory, never a directory that holds no run
+    (its `config.json` must be a run's record) or anything a run does not write: it deletes the
+    run's own files only (`RUN_FILES`), and refuses a directory holding others (a project
+    folder with a `config.json` of its own used to be emptied).
 
     Args:
       out: the run directory.
@@ -49,8 +55,11 @@ def check_run_dir(
     if reason is not None:
         raise ValueError(f"cannot write run directory {out}: {reason}")
     saved = read_json(out / CONFIG)
-    if saved is not None and not isinstance(saved, dict):
-        raise ValueError(f"{out / CONFIG} is not a run config")
+    if saved is not None and not (isinstance(saved, dict) and _RECORD_KEYS <= saved.keys()):
+        raise ValueError(
+            f"{out / CONFIG} is not a run's config (a run's has the keys "
+            f"{', '.join(sorted(_RECORD_KEYS))}); choose another --out"
+        )
     diff = [k for k in identity if saved.get(k) != record.get(k)] if saved is not None else []
     if resume:
         if saved is None:
@@ -69,6 +78,14 @@ def check_run_dir(
             f"{out} is not empty and holds no {CONFIG} (not a run directory); choose another --out"
         )
     if overwrite:
+        others = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES | {LOCK})
+        if others:
+            more = f" and {len(others) - 5} more" if len(others) > 5 else ""
+            shown = ", ".join(others[:5]) + more
+            raise ValueError(
+                f"--overwrite: {out} also holds {shown}, which no run writes; --overwrite "
+                "replaces a run's own files only: move those or choose another --out"
+            )
         return None
     if diff:
         raise ValueError(
@@ -82,9 +99,10 @@ def check_run_dir(
 
 
 def clear_run_dir(out: str | os.PathLike) -> None:
-    """Deletes everything in `out` but its lock file: the old run that `--overwrite` replaces."""
+    """Deletes the old run's files (`RUN_FILES`) that `--overwrite` replaces; anything else in
+    `out` (its lock file, or what `check_run_dir` refused to touch) stays."""
     for p in Path(out).iterdir():
-        if p.name == LOCK:
+        if p.name not in RUN_FILES:
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p)

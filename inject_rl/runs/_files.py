@@ -18,6 +18,13 @@ SUMMARY = "summary.json"  # eval_return, steps, wall_s, compile_s
 CHECKPOINTS = "checkpoints"  # orbax CheckpointManager directory
 PARAMS = "params"  # the final params (what `eval` evaluates)
 TENSORBOARD = "tb"  # optional TensorBoard event files
+WANDB = "wandb"  # optional Weights & Biases files
+ERROR_LOG = "error.log"  # the traceback of a run that failed
+PLOT = "plot.png"  # `inject-rl plot RUN` by default
+# Everything a run writes in its directory (its lock file aside): what `--overwrite` replaces.
+RUN_FILES = frozenset(
+    (CONFIG, METRICS, SUMMARY, CHECKPOINTS, PARAMS, TENSORBOARD, WANDB, ERROR_LOG, PLOT)
+)
 
 
 def json_safe(x: Any) -> Any:

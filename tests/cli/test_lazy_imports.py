@@ -85,7 +85,7 @@ def test_the_key_follows_the_sources_and_the_agents_of_packages(monkeypatch):
 
     key = _listing.key()
     assert _listing.key() == key
-    monkeypatch.setattr(_listing, "_sources", lambda package: "edited")
+    monkeypatch.setattr(_listing.cache, "source_digest", lambda package: "edited")
     edited = _listing.key()
     assert edited != key
     monkeypatch.setattr(_listing.importlib.metadata, "entry_points", lambda group: [_Ep()])

@@ -5,6 +5,8 @@ several (one program path for every device count, issue 16 item 2)."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -143,6 +145,22 @@ def test_fingerprint_covers_the_run_and_the_environment(monkeypatch):
     assert cache.fingerprint("run a") == base
     assert cache.fingerprint("run b") != base
     monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+    assert cache.fingerprint("run a") != base
+
+
+def test_fingerprint_follows_the_agents_source_from_any_directory(tmp_path, monkeypatch):
+    # An editable install maps inject_rl.agents to the repository's agents/ folder. Hashed by
+    # the name `agents`, it resolved to nothing outside the repository root: an edited agent
+    # reran the old cached program.
+    code = "from inject_rl import cache; print(cache.source_digest('inject_rl.agents'))"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert len(run.stdout.strip()) == 64, run.stdout
+    edited = {}
+    monkeypatch.setattr(cache, "source_digest", lambda package: edited.get(package, "x"))
+    base = cache.fingerprint("run a")
+    edited["inject_rl.agents"] = "y"
     assert cache.fingerprint("run a") != base
 
 

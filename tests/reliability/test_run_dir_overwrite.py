@@ -10,7 +10,14 @@ import pytest
 
 from inject_rl import runs
 
-RECORD = {"agent": "ppo", "env": "phys2d/CartPole-v1", "seed": 0}
+RECORD = {
+    "format": 1,
+    "agent": "ppo",
+    "env": "phys2d/CartPole-v1",
+    "loop": "anakin",
+    "seed": 0,
+    "config": {},
+}
 IDENTITY = ("agent", "env", "seed")
 
 
@@ -65,6 +72,37 @@ def test_overwrite_never_replaces_a_directory_without_a_run(tmp_path):
     with pytest.raises(ValueError, match="holds no config.json"):
         check(tmp_path, overwrite=True)
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_config_json_that_is_no_runs_record_is_never_replaced(tmp_path):
+    # A project folder with a config.json of its own was emptied by --overwrite (its src/,
+    # .git/ and notes deleted): any JSON object passed for a run's record.
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "main.py").write_text("print(1)")
+    runs.write_json(tmp_path / runs.CONFIG, {"name": "my-project", "version": 2})
+    before = snapshot(tmp_path)
+    for flags in ({}, {"overwrite": True}, {"resume": True}):
+        with pytest.raises(ValueError, match="config.json is not a run's config"):
+            check(tmp_path, **flags)
+    assert snapshot(tmp_path) == before
+
+
+def test_overwrite_refuses_a_run_directory_holding_other_files(finished):
+    (finished / "notes.md").write_text("mine")
+    (finished / "analysis").mkdir()
+    before = snapshot(finished)
+    with pytest.raises(ValueError, match="also holds analysis, notes.md, which no run writes"):
+        check(finished, {**RECORD, "seed": 1}, overwrite=True)
+    assert snapshot(finished) == before
+
+
+def test_clear_run_dir_deletes_only_what_a_run_writes(finished):
+    (finished / runs.LOCK).write_text("pid 1\n")
+    (finished / "notes.md").write_text("mine")
+    (finished / runs.TENSORBOARD).mkdir()
+    (finished / runs.ERROR_LOG).write_text("Traceback")
+    runs.clear_run_dir(finished)
+    assert sorted(p.name for p in finished.iterdir()) == [runs.LOCK, "notes.md"]
 
 
 def test_absent_empty_or_only_a_stale_lock_is_free(tmp_path):
