@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -91,21 +91,26 @@ def parse_grid(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
-def _out_dir(out: str | None, agent: str, env: str) -> Path:
-    if out is not None:
-        path = Path(out)
-        if path.exists() and (path / "sweep.json").exists():
-            raise ValueError(f"--out {out} holds a sweep already; choose another directory")
-        return path
-    base = Path("runs") / f"sweep-{agent}-{env.replace('/', '-')}"
-    for i in range(1, 10_000):
-        path = base if i == 1 else Path(f"{base}-{i}")
-        try:
-            path.mkdir(parents=True, exist_ok=False)
-        except FileExistsError:
-            continue
-        return path
-    raise ValueError(f"no free directory under {base}-N; give --out")
+def _claim(out: str | None, agent: str, env: str) -> Any:
+    """The held lock (`runs.RunLock`) of the sweep's new directory: `--out` when it is absent or
+    empty, else the first free `runs/sweep-AGENT-ENV[-N]`. Releasing it removes what it created
+    if nothing was written (an interrupted or refused sweep leaves no empty directory behind).
+
+    Raises:
+      ValueError: `--out` is in use, not writable, or not empty (one line).
+    """
+    from inject_rl import runs
+
+    if out is None:
+        return runs.claim_run_dir(Path("runs") / f"sweep-{agent}-{env.replace('/', '-')}")
+    lock = runs.RunLock(out).acquire()
+    if not runs.is_empty(lock.out):
+        lock.release()
+        raise ValueError(
+            f"--out {out} is not empty (a run, a sweep or other files); a sweep writes a new "
+            "directory: choose another --out"
+        )
+    return lock
 
 
 def command(args: Any, built: Any) -> int:
@@ -118,6 +123,8 @@ def command(args: Any, built: Any) -> int:
         raise ValueError(f"the sweep has {cells} cells; at most {MAX_CELLS} (fewer values/seeds)")
     if args.eval_episodes is None or not 1 <= args.eval_episodes <= 10_000:
         raise ValueError(f"--eval-episodes must be in [1, 10000], got {args.eval_episodes}")
+    if args.solved_at is not None and not math.isfinite(args.solved_at):
+        raise ValueError(f"--solved-at must be a finite return, got {args.solved_at}")
     agent, cfg = built.agent, built.cfg
     for name in grid:
         if name not in agent.defaults():
@@ -140,11 +147,19 @@ def command(args: Any, built: Any) -> int:
             "seed": [s for _ in points for s in seeds],
         },
     )
-    out = _out_dir(args.out, agent.name, cfg.env_id)
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
-    if not os.access(out, os.W_OK):
-        raise ValueError(f"--out {out} is not writable")
+    lock = _claim(args.out, agent.name, cfg.env_id)
+    try:
+        return _run(args, built, lock.out, grid, seeds, cells)
+    finally:
+        lock.release()  # and the directory it created, when nothing was written
+
+
+def _run(args: Any, built: Any, out: Path, grid, seeds, cells) -> int:
+    from inject_rl import sweep
+    from inject_rl.agents._train import Diverged
+    from inject_rl.cli._train import EXIT_DIVERGED
+
+    agent, cfg = built.agent, built.cfg
     if not args.quiet:
         print(f"sweep: {cells} cells ({agent.name} on {cfg.env_id}) -> {out}", flush=True)
     try:
@@ -158,10 +173,9 @@ def command(args: Any, built: Any) -> int:
             eval_episodes=args.eval_episodes,
             solved_at=args.solved_at,
         )
-    except ValueError:  # found while tracing (a field that shapes the program): nothing kept
-        if (created or args.out is None) and not any(out.iterdir()):
-            out.rmdir()
-        raise
+    except Diverged as e:  # every cell: no table to write
+        print(f"inject-rl: error: {e}; nothing written", file=sys.stderr)
+        raise SystemExit(EXIT_DIVERGED) from None
     record = {
         "format": 1,
         "agent": agent.name,

@@ -36,6 +36,7 @@ from inject_rl.runs._lock import (
     RunLock,
     check_not_in_use,
     claim_run_dir,
+    is_empty,
     numbered,
     writable_error,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "check_not_in_use",
     "check_run_dir",
     "claim_run_dir",
+    "is_empty",
     "clear_run_dir",
     "dumps",
     "host_copy",

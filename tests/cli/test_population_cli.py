@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 
 import numpy as np
 import pytest
@@ -113,6 +114,84 @@ def test_bad_population_and_sweep_input_is_one_line(args, message, tmp_path, mon
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def _sweep(*extra):
+    return ["sweep", "--grid", "lr_init=1e-3,3e-3", "--seeds", "1", "--steps", "2048", *extra]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d.mkdir(), (d / "config.json").write_text("{}")), "is not empty"),
+        (lambda d: (d.mkdir(), (d / "notes.md").write_text("mine")), "is not empty"),
+    ],
+    ids=["a_run", "other_files"],
+)
+def test_a_sweep_never_writes_into_a_directory_holding_something(
+    make, message, tmp_path, monkeypatch, capsys
+):
+    # It used to refuse only a directory holding a sweep.json: a run's directory got the
+    # sweep's files beside its checkpoints.
+    monkeypatch.chdir(tmp_path)
+    make(tmp_path / "out")
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert main(_sweep("--out", "out")) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before
+
+
+def test_a_sweep_takes_the_run_lock_of_its_directory(tmp_path, monkeypatch, capsys):
+    from inject_rl import runs
+
+    monkeypatch.chdir(tmp_path)
+    with runs.RunLock(tmp_path / "out"):  # a live train writing there
+        assert main(_sweep("--out", "out")) == 2
+    assert f"pid {os.getpid()}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # the lock's directory, removed with it
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--solved-at", "nan"], "--solved-at must be a finite return"),
+        # Found while tracing: the directory claimed for it (and runs/) are removed again.
+        (["--grid", "seed=1,2"], "seed"),
+    ],
+    ids=["solved_at_nan", "found_while_tracing"],
+)
+def test_a_refused_sweep_leaves_no_directory(extra, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(_sweep(*extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow  # trains through the CLI
+def test_a_sweep_whose_every_cell_diverges_exits_3_and_writes_nothing(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(
+            [
+                "sweep",
+                "--grid",
+                "lr_init=1e30,1e31",
+                "--seeds",
+                "1",
+                "--steps",
+                "2048",
+                "--eval-episodes",
+                "2",
+                "--quiet",
+            ]
+        )
+    assert e.value.code == 3
+    assert "diverged" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
