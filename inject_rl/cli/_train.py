@@ -99,7 +99,8 @@ def restore(built: Built, out: Path) -> tuple[int, Any, dict[str, Any]]:
     try:
         step, state, meta, skipped = ckpt.restore_newest(_state_template(built))
     except ValueError as e:
-        raise ValueError(f"--resume: {e}; train without --resume to start") from None
+        # The directory holds this run's config.json: a run without --resume is refused there.
+        raise ValueError(f"--resume: {e}; start the run again with --overwrite") from None
     finally:
         ckpt.close()
     if meta["next_call"] > built.cfg.num_calls:

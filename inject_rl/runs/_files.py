@@ -6,7 +6,7 @@ import json
 import math
 import numbers
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +58,10 @@ def dumps(x: Any) -> str:
 def write_json(path: str | os.PathLike, x: Any) -> None:
     """Writes `x` as indented JSON atomically (temporary file, then rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    # Created as open() would (0666 less the umask): mkstemp's 0600 left config.json and
+    # summary.json unreadable to the group, unlike the run's other files.
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(json_safe(x), f, indent=2, allow_nan=False)

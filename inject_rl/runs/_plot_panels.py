@@ -20,8 +20,15 @@ def choose_panels(groups: list[Group], metrics: Sequence[str]) -> tuple[list[str
     """The series drawn, and those that hold one value within every group (name -> {value:
     [group indices]}), which the caption lists instead. The return is always drawn, and so are
     the `metrics` asked for."""
-    hp = {k for g in groups for rows in g.traces for r in rows for k in r if k.startswith("hp/")}
-    hp = sorted(hp, key=lambda k: (k != "hp/learning_rate", k))
+    keys = {k for g in groups for rows in g.traces for r in rows for k in r}
+    unknown = [m for m in metrics if m not in keys and m != RETURN]
+    if unknown:  # it used to draw an empty panel of that name and exit 0
+        raise ValueError(
+            f"--metric {unknown[0]!r}: no run logged it; their metrics: {', '.join(sorted(keys))}"
+        )
+    hp = sorted(
+        (k for k in keys if k.startswith("hp/")), key=lambda k: (k != "hp/learning_rate", k)
+    )
     asked = [m for m in metrics if m != RETURN]
     panels, constants = [RETURN, *asked], {}
     for name in [s for s in SIGNALS if s not in asked] + [h for h in hp if h not in asked]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Mapping
@@ -50,13 +51,21 @@ class Progress:
 
     def update(self, row: Mapping[str, Any]) -> None:
         text = self.line(row)
-        if self.tty:
-            self.stream.write("\r\x1b[2K" + text)
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
+        self._write("\r\x1b[2K" + text if self.tty else text + "\n")
 
     def close(self) -> None:
         if self.tty:
-            self.stream.write("\n")
+            self._write("\n")
+
+    def _write(self, text: str) -> None:
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text)
             self.stream.flush()
+        except BrokenPipeError:
+            # The reader went away (`inject-rl train | head -1`): the run goes on unprinted
+            # instead of dying mid-training with no checkpoint to resume from.
+            if self.stream is sys.stdout:
+                sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes it at exit
+            self.stream = None

@@ -152,10 +152,17 @@ def _overwrite_wired() -> bool:
 )
 def test_overwrite_replaces_a_run(finished, env, tiny, tmp_path):
     run = copy_of(finished, tmp_path)
+    args = [*train_args(tiny, run), "--steps", 64, "--seed", 1, "--overwrite"]
+    # A file no run writes is never deleted: --overwrite refuses the directory (it used to
+    # empty it, whatever it held).
     (run / "notes.txt").write_text("of the old run")
-    ok(cli([*train_args(tiny, run), "--steps", 64, "--seed", 1, "--overwrite"], env, tmp_path))
+    proc = cli(args, env, tmp_path)
+    assert proc.returncode == 2 and "also holds notes.txt" in proc.stderr, proc.stderr
+    assert (run / "notes.txt").read_text() == "of the old run"
+    (run / "notes.txt").unlink()
+    ok(cli(args, env, tmp_path))
     assert json.loads((run / runs.CONFIG).read_text())["seed"] == 1
-    assert not (run / "notes.txt").exists() and steps(run) == [32, 64]
+    assert steps(run) == [32, 64]
     assert checkpoint_steps(run) == [2]
     assert {runs.PARAMS, runs.SUMMARY} <= {p.name for p in run.iterdir()}
 

@@ -159,6 +159,13 @@ def test_panels_for_the_signals_schedules_read_when_present(tmp_path):
     assert titles(fig) == ["episode_return", "wall_s", "kl", "entropy", "loss", "grad_norm"]
 
 
+def test_a_metric_no_run_logged_is_refused(tmp_path):
+    # It used to be drawn as an empty panel of that name, and `plot` exited 0.
+    run = write_run(tmp_path / "a", rows_of(episode_return=[1.0, 2, 3, 4, 5], kl=0.1))
+    with pytest.raises(ValueError, match="--metric 'nonexistent': no run logged it; .*kl"):
+        runs_figure([run], metrics=["nonexistent"])
+
+
 def test_panel_signals_are_the_signal_contract():
     rest = set(SIGNAL_NAMES) - set(SIGNALS)
     assert set(SIGNALS) <= set(SIGNAL_NAMES)

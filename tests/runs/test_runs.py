@@ -146,6 +146,32 @@ class _Stream(io.StringIO):
         return self._tty
 
 
+class _ClosedPipe(io.StringIO):
+    def isatty(self):
+        return False
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_progress_stops_printing_when_its_reader_goes_away():
+    # `inject-rl train | head -1`: the BrokenPipeError ended the run with no checkpoint.
+    p = runs.Progress(64, _ClosedPipe())
+    p.update({"step": 32, "episode_return": None})
+    p.update({"step": 64, "episode_return": 1.0})
+    p.close()
+    assert p.stream is None
+
+
+def test_json_files_get_the_permissions_open_gives(tmp_path):
+    # mkstemp made config.json and summary.json 0600, unlike the run's other files.
+    runs.write_json(tmp_path / "c.json", {"a": 1})
+    (tmp_path / "plain.txt").write_text("x")
+    mode = (tmp_path / "c.json").stat().st_mode & 0o777
+    assert mode == (tmp_path / "plain.txt").stat().st_mode & 0o777
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
 @pytest.mark.parametrize("tty", [True, False], ids=["tty", "pipe"])
 def test_progress_refreshes_in_place_only_on_a_tty(tty):
     stream = _Stream(tty)
