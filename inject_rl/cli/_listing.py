@@ -85,13 +85,28 @@ def _path() -> Path | None:
     return None if directory is None else directory / DIRECTORY / f"{key()}.json"
 
 
+_AGENT_KEYS = frozenset(("name", "description", "loops", "injectable", "hps"))
+_KEYS = frozenset(("agents", "jax_envs", "schedules", "step_schedules", "optimizers"))
+
+
+def _well_formed(data: Any) -> bool:
+    """Whether `data` has the shape `collect` gives (a checksum-valid entry of another writer's
+    may not: `list` then failed with a KeyError)."""
+    if not isinstance(data, dict) or set(data) != _KEYS or not isinstance(data["agents"], list):
+        return False
+    return all(
+        isinstance(a, dict) and ({"name", "error"} <= a.keys() or _AGENT_KEYS <= a.keys())
+        for a in data["agents"]
+    )
+
+
 def _stored() -> dict[str, Any]:
     path = _path()
     if path is not None:
         try:
             header, payload = cache.read_entry(path)
-            if header.get("format") == FORMAT:
-                return json.loads(payload)
+            if header.get("format") == FORMAT and _well_formed(data := json.loads(payload)):
+                return data
         except (OSError, ValueError):  # absent, torn or foreign: collect it again
             pass
     data = collect()

@@ -80,6 +80,20 @@ def test_a_damaged_stored_listing_is_read_again(env, tmp_path):
     assert path.read_bytes() == good
 
 
+def test_a_stored_listing_of_another_shape_is_collected_again(tmp_path, monkeypatch):
+    # A checksum-valid entry of another shape made `list` fail with KeyError 'description'.
+    import json
+
+    from inject_rl import cache
+    from inject_rl.cli import _listing
+
+    monkeypatch.setenv("INJECT_RL_COMPILE_CACHE", str(tmp_path))
+    path = _listing._path()
+    cache.write_entry(path, {"format": _listing.FORMAT}, b'{"agents": [{"name": "ppo"}]}')
+    assert "ppo" in "\n".join(_listing.lines(_listing.listing()))
+    assert _listing._well_formed(json.loads(cache.read_entry(path)[1]))  # stored anew
+
+
 def test_the_key_follows_the_sources_and_the_agents_of_packages(monkeypatch):
     from inject_rl.cli import _listing
 
