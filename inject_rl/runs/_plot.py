@@ -66,7 +66,10 @@ def _draw(ax, name: str, group: Group, color, weight: float, spread: str, best) 
             x, y = smooth(*series(rows, name), weight)
             top = m == best
             c = color if top else tint
-            ax.plot(x, y, color=c, lw=2.0 if top else 0.8, zorder=3 if top else 2, gid=f"m{m}")
+            ax.plot(
+                x, y, color=c, lw=2.0 if top else 0.8, zorder=3 if top else 2, gid=f"m{m}",
+                marker=_lone(x),
+            )  # fmt: skip
             copies = [r["step"] for r in rows if "step" in r and _copied(r)]
             if name == RETURN and copies and x.size:
                 ax.scatter(copies, np.interp(copies, x, y), marker="v", s=16, color=c, zorder=4)
@@ -79,7 +82,13 @@ def _draw(ax, name: str, group: Group, color, weight: float, spread: str, best) 
         ax.fill_between(grid, low, high, color=color, alpha=0.2, lw=0)
         return
     for x, y in curves:  # one run; or seeds with no step in common, each its own line
-        ax.plot(x, y, color=color, lw=1.5 if len(curves) == 1 else 0.8)
+        ax.plot(x, y, color=color, lw=1.5 if len(curves) == 1 else 0.8, marker=_lone(x))
+
+
+def _lone(x) -> str | None:
+    """A marker for a series of one point, which a line alone never draws (a run of one host
+    call showed an empty return panel)."""
+    return "o" if np.size(x) == 1 else None
 
 
 def runs_figure(

@@ -159,6 +159,12 @@ def test_panels_for_the_signals_schedules_read_when_present(tmp_path):
     assert titles(fig) == ["episode_return", "wall_s", "kl", "entropy", "loss", "grad_norm"]
 
 
+def test_a_run_of_one_row_is_drawn_as_a_point(tmp_path):
+    run = write_run(tmp_path / "a", rows_of(n=1, episode_return=[9.0]))
+    (line,) = panel(runs_figure([run]), "episode_return").get_lines()
+    assert line.get_marker() == "o" and list(line.get_ydata()) == [9.0]
+
+
 def test_a_metric_no_run_logged_is_refused(tmp_path):
     # It used to be drawn as an empty panel of that name, and `plot` exited 0.
     run = write_run(tmp_path / "a", rows_of(episode_return=[1.0, 2, 3, 4, 5], kl=0.1))
