@@ -91,44 +91,40 @@ def _reach(schedule: Any) -> tuple[float, float] | None:
     `spike_guard` scales it by `min_scale` to 1.
     """
 
-    def read(*names):
-        values = [_numbers(getattr(schedule, n, None)) for n in names]
-        if any(v is None or v.size == 0 for v in values):
-            return None
-        return [float(v.min()) for v in values], [float(v.max()) for v in values]
+    def span(name: str) -> tuple[float, float] | None:
+        """The smallest and largest value of attribute `name` (a population's bounds are
+        arrays), or None when it is absent or not a concrete number."""
+        v = _numbers(getattr(schedule, name, None))
+        return None if v is None or v.size == 0 else (float(v.min()), float(v.max()))
 
     inner = getattr(schedule, "schedule", None)
     if inner is not None:
-        span = _reach(inner)
-        if span is None:
+        reach = _reach(inner)
+        if reach is None:
             return None
-        lo, hi = span
-        if (scale := read("min_scale")) is not None:
-            m = scale[0][0]
-            return min(lo, lo * m), max(hi, hi * m)
-        if (bounds := read("min_value", "max_value")) is not None:
-            low, high = bounds[0][0], bounds[1][1]
-            return min(max(lo, low), high), min(max(hi, low), high)
-        if (start := read("init_value")) is not None:
-            return min(lo, start[0][0]), max(hi, start[1][0])
+        lo, hi = reach
+        low, high = span("min_value"), span("max_value")
+        if (scale := span("min_scale")) is not None:  # spike_guard
+            return min(lo, lo * scale[0]), max(hi, hi * scale[0])
+        if low is not None and high is not None:  # clip
+            return min(max(lo, low[0]), high[1]), min(max(hi, low[0]), high[1])
+        if (start := span("init_value")) is not None:  # warmup
+            return min(lo, start[0]), max(hi, start[1])
         return None
-    if (values := read("values")) is not None:
-        return values[0][0], values[1][0]
-    if (ends := read("start_value", "end_value")) is not None:
-        return min(ends[0]), max(ends[1])
-    if (bounds := read("min_value", "max_value")) is not None:
-        lo, hi = bounds[0][0], bounds[1][1]
-        factor, start = read("factor"), read("init_value")
-        if hasattr(schedule, "patience") and factor is not None and start is not None:
+    if (values := span("values")) is not None:  # bandit
+        return values
+    start, end = span("start_value"), span("end_value")
+    if start is not None and end is not None:  # progress
+        return min(start[0], end[0]), max(start[1], end[1])
+    low, high = span("min_value"), span("max_value")
+    if low is not None and high is not None:  # kl_target, plateau, hypergradient
+        lo, hi = low[0], high[1]
+        factor, init = span("factor"), span("init_value")
+        if hasattr(schedule, "patience") and factor is not None and init is not None:
             # plateau: a factor below 1 only lowers the value, above 1 only raises it
-            if factor[1][0] < 1:
-                hi = start[1][0]
-            else:
-                lo = start[0][0]
+            lo, hi = (lo, init[1]) if factor[1] < 1 else (init[0], hi)
         return lo, hi
-    if (value := read("value")) is not None:
-        return value[0][0], value[1][0]
-    return None
+    return span("value")  # constant
 
 
 def check_hyperparams(factory: Callable[..., Any], hyperparams: dict[str, Any]) -> None:
