@@ -140,12 +140,12 @@ def _log_failure(e: Failed | Exception) -> Path | None:
     run_dir = e.run_dir if isinstance(e, Failed) else None
     try:
         if run_dir is not None:
-            from inject_rl import runs  # imported already: the run wrote its directory
+            from inject_rl import runs  # imported already: the run claimed its directory
 
-        if run_dir is not None and (run_dir / runs.CONFIG).is_file():
-            log = run_dir / runs.ERROR_LOG
-            log.write_text(text)
-            return log
+            if (run_dir / runs.CONFIG).is_file():
+                log = run_dir / runs.ERROR_LOG
+                log.write_text(text)
+                return log
     except OSError:
         pass
     try:
