@@ -238,6 +238,8 @@ def train(
             step, state, meta = restore(built, out) if resume else (None, None, None)
         except (ValueError, TypeError) as e:
             raise NothingWritten(e) from None
+        if not quiet and primary and (note := rounding_note(built.cfg)) is not None:
+            print(note, file=sys.stderr)
         stop = runs.StopSignals()
         run = _Run(
             built,
@@ -260,6 +262,19 @@ def train(
             run.close()
         if lock is not None:
             lock.release()  # removes the directory again if nothing was written
+
+
+def rounding_note(cfg: Any) -> str | None:
+    """One line when the total is not a whole number of host calls: the run trains to the end
+    of the last one (config.json keeps the total asked for, summary.json the steps run)."""
+    per_call = cfg.steps_per_iteration * cfg.iterations_per_call
+    steps = cfg.num_calls * per_call
+    if steps == cfg.total_steps:
+        return None
+    return (
+        f"inject-rl: note: --steps {cfg.total_steps} trains {steps} env steps "
+        f"(whole host calls of {per_call})"
+    )
 
 
 def _stopped(e: KeyboardInterrupt, run: runs.Run | None, out: Path) -> int:

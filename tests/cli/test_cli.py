@@ -425,3 +425,15 @@ def test_out_dir_holding_a_different_run(trained, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "holds a different run" in err and "config" in err and "Traceback" not in err
     assert sorted((str(p), p.stat().st_mtime_ns) for p in run.rglob("*")) == before
+
+
+def test_a_total_that_is_not_whole_host_calls_gets_a_note():
+    # `--steps 2048` trained 2560 env steps without a word; config.json keeps 2048.
+    from inject_rl.agents import ppo
+    from inject_rl.cli._train import rounding_note
+
+    note = rounding_note(ppo.Config(total_steps=2048))
+    assert note == (
+        "inject-rl: note: --steps 2048 trains 2560 env steps (whole host calls of 2560)"
+    )
+    assert rounding_note(ppo.Config(total_steps=5120)) is None
