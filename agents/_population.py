@@ -187,6 +187,13 @@ def train_population(
         )
     vals = member_values(agent, cfg, size, values)
     size = len(vals["seed"])
+    if size > 1 and "buffer_size" in agent.defaults() and (num_devices or 1) > 1:
+        # A replay agent's population on several devices deadlocked (found 2026-11-28, cause
+        # not yet found): refused rather than hung until it is.
+        raise ValueError(
+            f"a population of {agent.name} (a replay agent) runs on one device for now, got "
+            f"num_devices={num_devices}; train it with num_devices=1 (--devices 1)"
+        )
     if pbt is not None:
         pbt.validate(size)
     chosen = agent.default_optimizer if optimizer is None else optimizer
