@@ -131,6 +131,9 @@ _TRACED_DISTRIBUTIONS = (
     "chex",
     "gymnasium",
     "flax",
+    "brax",
+    "mujoco",
+    "mujoco-mjx",
 )
 # Source packages hashed file by file (an editable install changes without a new version).
 # `inject_rl.agents` by that name: an editable install maps it to the repository's agents/
@@ -152,9 +155,13 @@ def version(dist: str | None) -> str:
 
 
 def source_digest(package: str) -> str:
-    """A sha256 of the `.py` files (names and bytes) of importable `package`, `-` when it has no
-    source folder."""
+    """A sha256 of the `.py` files (names and bytes) of importable `package`, or of a plain
+    module's file; `-` when it has no Python source."""
     spec = importlib.util.find_spec(package)
+    if spec is not None and not spec.submodule_search_locations and spec.origin:
+        origin = pathlib.Path(spec.origin)
+        if origin.suffix == ".py" and origin.is_file():
+            return hashlib.sha256(origin.read_bytes()).hexdigest()
     if spec is None or not spec.submodule_search_locations:
         return "-"
     h = hashlib.sha256()

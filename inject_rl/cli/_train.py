@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from inject_rl import cache, loops, runs
+from inject_rl import cache, envs, loops, runs
 from inject_rl.agents._members import member_values
 from inject_rl.agents._population import population_learner, train_population
 from inject_rl.agents._train import Diverged, evaluate_params
@@ -154,7 +154,26 @@ def program_key(built: Built) -> str:
     code, library and jax settings. Hyperparameter values are part of it: init bakes them in."""
     keys = ("agent", "env", "loop", "devices", "opt", "hp", "config", "population")
     what = {k: built.record.get(k) for k in keys}
+    what["env_code"] = env_code(built.record["env"])
     return cache.fingerprint("inject-rl train", json.dumps(what, sort_keys=True, default=repr))
+
+
+def env_code(env_id: str) -> dict[str, str]:
+    """Source digests of the modules that define `env_id`: a `module:Env-v0` id's module and the
+    registered entry point's. An in-graph env is traced into the cached program, and one of a
+    user's module is not in `fingerprint`'s packages: edited, it reran the old program."""
+    modules = set()
+    if ":" in env_id:
+        modules.add(env_id.partition(":")[0])
+    try:
+        entry = envs.spec(env_id).entry_point
+    except ValueError:  # a brax/* id: brax's version is in the fingerprint
+        entry = None
+    if isinstance(entry, str):
+        modules.add(entry.partition(":")[0])
+    elif callable(entry):
+        modules.add(entry.__module__)
+    return {m: cache.source_digest(m) for m in sorted(modules)}
 
 
 def _steps_per_call(cfg: Any) -> int:

@@ -239,3 +239,28 @@ def test_two_device_resume_from_a_host_copy_is_bitwise():
     n = len(full.metrics)
     for x, y in zip(leaves(full)[:-n], leaves(rest)[:-n], strict=True):
         assert x.tobytes() == y.tobytes()
+
+
+def test_a_user_envs_module_is_part_of_the_cli_program_key(tmp_path, monkeypatch):
+    # An in-graph env of a user's module is traced into the cached program, but its code was in
+    # no key: edited (its reward x100), it reran the old program.
+    from inject_rl.cli._train import env_code
+
+    name = f"user_env_{uuid.uuid4().hex[:8]}"
+    source = (
+        "import gymnasium\n"
+        "from gymnasium.envs.phys2d.cartpole import CartPoleJaxEnv\n"
+        "SCALE = {}\n"
+        "class Scaled(CartPoleJaxEnv):\n"
+        "    pass\n"
+        f"gymnasium.register('{name}/Scaled-v0', entry_point='{name}:Scaled', "
+        "max_episode_steps=200)\n"
+    )
+    (tmp_path / f"{name}.py").write_text(source.format(1))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    env_id = f"{name}:{name}/Scaled-v0"
+    before = env_code(env_id)
+    assert list(before) == [name] and before[name] != "-"
+    (tmp_path / f"{name}.py").write_text(source.format(100))
+    assert env_code(env_id) != before
+    assert list(env_code("phys2d/CartPole-v1")) == ["gymnasium.envs.phys2d.cartpole"]
