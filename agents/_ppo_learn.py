@@ -42,6 +42,11 @@ def make_update(
     behaviour `log_prob` and `value`, `last_obs` `[B, *obs]` the observation after the rollout,
     `episodes` the synced episode signals and `step` the env steps so far.
     """
+    if batch_per_device % cfg.num_minibatches:  # Config.validate checks the global batch only
+        raise ValueError(
+            f"ppo: each device's batch (num_envs / devices * rollout_len = {batch_per_device}) "
+            f"must be divisible by num_minibatches, got num_minibatches={cfg.num_minibatches}"
+        )
     mb_size = batch_per_device // cfg.num_minibatches
 
     def loss_fn(params, mb: Batch, ent_coef, clip_eps):

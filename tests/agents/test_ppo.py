@@ -149,6 +149,15 @@ def test_devices_not_dividing_envs():
         ppo.train(ppo.Config(**{**TINY, "num_envs": 3, "num_minibatches": 1}), num_devices=2)
 
 
+@pytest.mark.parametrize("env_id", ["phys2d/CartPole-v1", "CartPole-v1"], ids=["anakin", "host"])
+def test_minibatches_must_divide_each_devices_batch(env_id):
+    # 2 envs x 3 steps = 6 divides into 2 minibatches, but each device's 3 does not: it failed
+    # with a reshape TypeError deep in the learner.
+    cfg = ppo.Config(env_id=env_id, num_envs=2, rollout_len=3, num_minibatches=2, total_steps=12)
+    with pytest.raises(ValueError, match="each device's batch .* = 3\\) must be divisible"):
+        ppo.train(cfg, num_devices=2)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2], ids=lambda s: f"seed{s}")
 def test_solves_cartpole_within_1e5_steps(seed):
