@@ -86,7 +86,7 @@ class Config(HostCalls):
             positive_ints="total_steps num_envs train_every gradient_steps batch_size "
             "buffer_size iterations_per_call",
             nonneg_ints="learning_starts staleness",
-            positive="init_alpha",
+            positive="init_alpha tau",  # tau = 0: the target critics never move
             unit="gamma tau",
         )
         check_injectable(self, actor_lr=(0.0, False), critic_lr=(0.0, False), alpha_lr=(0.0, False))

@@ -72,11 +72,12 @@ def test_discrete_actions_are_rejected():
     "changes, match",
     [
         (dict(tau=2.0), "tau"),
+        (dict(tau=0.0), "tau must be a finite number > 0"),  # frozen target critics
         (dict(learning_starts=-1), "learning_starts"),
         (dict(buffer_size=8), "buffer_size"),
         (dict(actor_lr=0.0), "actor_lr"),
     ],
-    ids=["tau", "learning_starts", "buffer", "lr"],
+    ids=["tau", "tau_zero", "learning_starts", "buffer", "lr"],
 )
 def test_bad_config_is_value_error(changes, match):
     with pytest.raises(ValueError, match=match):
