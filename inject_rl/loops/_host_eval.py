@@ -39,6 +39,10 @@ def evaluate_host_policy(
     return float(evaluate_host_policy_returns(env_id, policy, episodes, seed, env_kwargs).mean())
 
 
+# The most steps an evaluation takes on an env without a time limit.
+UNLIMITED_EVAL_STEPS = 100_000
+
+
 def evaluate_host_policy_returns(
     env_id: str,
     policy: Callable[[np.ndarray], Any],
@@ -49,20 +53,29 @@ def evaluate_host_policy_returns(
     """The undiscounted return of the first episode of each of `episodes` parallel host envs,
     float64 `[episodes]` (arguments as `evaluate_host_policy`'s).
 
+    An env without a time limit (Blackjack-v1) is stepped until every episode ended, at most
+    `UNLIMITED_EVAL_STEPS` steps (a CLI run on such an env used to train to the end, then fail
+    its evaluation).
+
     Raises:
-      ValueError: the env has no time limit.
+      ValueError: an env without a time limit whose episodes did not all end within
+        `UNLIMITED_EVAL_STEPS` steps.
     """
     with host_env(env_id, episodes, **(env_kwargs or {})) as env:
-        if env.max_episode_steps is None:
-            raise ValueError(f"{env_id}: evaluation needs a time limit, got max_episode_steps=None")
+        limit = env.max_episode_steps or UNLIMITED_EVAL_STEPS
         obs = env.reset(seed=seed)
         ret = np.zeros(episodes, np.float64)
         alive = np.ones(episodes, bool)
-        for _ in range(env.max_episode_steps):
+        for _ in range(limit):
             ts = env.step(np.asarray(policy(obs)))
             ret += np.where(alive, ts.reward, 0.0)
             alive &= ~ts.done
             if not alive.any():
                 break
             obs = ts.obs
+        if alive.any() and env.max_episode_steps is None:
+            raise ValueError(
+                f"{env_id}: {int(alive.sum())} of {episodes} evaluation episodes did not end "
+                f"within {UNLIMITED_EVAL_STEPS} steps, and the env has no time limit"
+            )
     return ret

@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from inject_rl import envs, loops
 
@@ -30,3 +31,15 @@ def test_host_returns_are_the_episodes_of_the_mean():
     assert returns.shape == (4,) and returns.dtype == np.float64
     assert np.all((returns >= 5) & (returns < 100))
     assert loops.evaluate_host_policy("CartPole-v1", policy, 4, 7) == float(returns.mean())
+
+
+def test_a_host_env_without_a_time_limit_is_evaluated_until_its_episodes_end(monkeypatch):
+    # A CLI run on Blackjack-v1 trained to the end, then failed: "evaluation needs a time limit".
+    from inject_rl.loops import _host_eval
+
+    stick = lambda obs: np.zeros(4, np.int64)  # noqa: E731 - every hand ends at once
+    ret = _host_eval.evaluate_host_policy_returns("Blackjack-v1", stick, 4, 0)
+    assert set(ret.tolist()) <= {-1.0, 0.0, 1.0, 1.5}
+    monkeypatch.setattr(_host_eval, "UNLIMITED_EVAL_STEPS", 0)  # episodes that never end
+    with pytest.raises(ValueError, match="4 of 4 evaluation episodes did not end within 0 steps"):
+        _host_eval.evaluate_host_policy_returns("Blackjack-v1", stick, 4, 0)
