@@ -66,6 +66,7 @@ class ActorCritic:
         elif self.multi_discrete:
             out = self._init_components(env.action_space)
         else:
+            self.box_shape = tuple(env.action_shape)  # the head is flat: [..., prod(shape)]
             out = int(math.prod(env.action_shape))
 
         def forward(obs: jax.Array) -> Output:
@@ -129,21 +130,31 @@ class ActorCritic:
         action, log_prob = self.dist(out).sample_and_log_prob(seed=key)
         if self.multi_discrete:
             action = self._action(out, action)
-        action = action.astype(jnp.int32) if self.discrete else action
+        else:
+            action = self._box(out, action)
         return action, {"log_prob": log_prob, "value": out.value}
+
+    def _box(self, out: Output, flat: jax.Array) -> jax.Array:
+        """`[..., prod(shape)]` Gaussian actions as `[..., *shape]` of the Box (a rank-2 Box
+        used to reach the env flat, and fail)."""
+        return flat.reshape((*out.logits.shape[:-1], *self.box_shape))
 
     def evaluate(self, params, obs, action):
         out = self.apply(params, obs)
         dist = self.dist(out)
         if self.multi_discrete:
             action = self._components(out, action)
+        elif not self.discrete:
+            action = action.reshape(out.logits.shape)
         return dist.log_prob(action), dist.entropy(), out.value
 
     def greedy(self, params, obs):
         out = self.apply(params, obs)
         if self.multi_discrete:
             return self._action(out, jnp.argmax(self._component_logits(out), -1))
-        return jnp.argmax(out.logits, -1).astype(jnp.int32) if self.discrete else out.logits
+        if self.discrete:
+            return jnp.argmax(out.logits, -1).astype(jnp.int32)
+        return self._box(out, out.logits)
 
 
 def acting(cfg: Any, env: Any, torso: networks.TorsoFactory) -> Acting:

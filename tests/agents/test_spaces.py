@@ -58,6 +58,8 @@ ACTION_SPACES = {
     # Should be the key's target in [-1, 1] (continuous agents).
     "box": spaces.Box(-1.0, 1.0, (1,), np.float32),
     "unbounded": spaces.Box(-np.inf, np.inf, (1,), np.float32),
+    # A rank-2 Box: its [0, 0] entry should be the target, the other any value.
+    "matrix": spaces.Box(-1.0, 1.0, (1, 2), np.float32),
     "multi_binary": spaces.MultiBinary(2),
 }
 
@@ -97,7 +99,8 @@ class KeyedBandit(gymnasium.Env):
         elif self.actions == "multi_discrete":
             reward = 0.5 * (action[0] == self.key) + 0.5 * (action[1] == self.key % 2)
         else:
-            reward = 1.0 - abs(float(np.clip(action[0], -1, 1)) - target(self.key))
+            first = np.ravel(action)[0]
+            reward = 1.0 - abs(float(np.clip(first, -1, 1)) - target(self.key))
         return self._observe(), float(reward), True, False, {}
 
 
@@ -252,6 +255,20 @@ def test_other_spaces_are_refused_before_any_compile(agent, obs, actions, match,
     with pytest.raises(ValueError, match=match) as info:
         train(agent, env_id(obs, actions), 64)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("agent", ["ppo", "impala"])
+def test_the_gaussian_policies_act_in_a_rank_2_box(agent):
+    # The head is flat: its actions reached the env as [B, 2], not [B, 1, 2], and failed.
+    from inject_rl.agents import Policy
+    from inject_rl.envs import host_spaces
+
+    a = get(agent)
+    extra = PPO if agent == "ppo" else IMPALA
+    cfg = a.config_for(env_id("discrete", "matrix"), total_steps=128, **extra)
+    res = a.train(cfg)
+    acts = Policy(a, cfg, res.params, host_spaces(cfg.env_id)).act(np.arange(N))
+    assert acts.shape == (N, 1, 2) and np.all(np.isfinite(acts))
 
 
 @pytest.mark.parametrize("agent", ["ppo", "impala"])
