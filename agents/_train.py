@@ -63,8 +63,10 @@ def learner(
 def _reported(fn: Callable) -> Callable:
     """`fn` returning `(state, metrics)`, its metrics completed with what every run reports:
     `step` (the state's env steps), `hp/<name>` for every injected hyperparameter, and
-    `diverged` (1.0 when the loss or any parameter is NaN or infinite; checked in the compiled
-    step, a few reductions over the params)."""
+    `diverged` (1.0 when any parameter is NaN or infinite, or the loss is infinite; checked in
+    the compiled step, a few reductions over the params). A NaN loss alone is not divergence:
+    replay agents report NaN before learning starts, and a NaN from learning reaches the
+    params."""
 
     def wrapped(*args):
         state, metrics = fn(*args)
