@@ -286,7 +286,7 @@ def train(
 def rounding_note(cfg: Any) -> str | None:
     """One line when the total is not a whole number of host calls: the run trains to the end
     of the last one (config.json keeps the total asked for, summary.json the steps run)."""
-    per_call = cfg.steps_per_iteration * cfg.iterations_per_call
+    per_call = _steps_per_call(cfg)
     steps = cfg.num_calls * per_call
     if steps == cfg.total_steps:
         return None
