@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+import gymnasium
 import jax
 import numpy as np
 import pytest
@@ -259,8 +260,12 @@ def test_a_user_envs_module_is_part_of_the_cli_program_key(tmp_path, monkeypatch
     (tmp_path / f"{name}.py").write_text(source.format(1))
     monkeypatch.syspath_prepend(str(tmp_path))
     env_id = f"{name}:{name}/Scaled-v0"
-    before = env_code(env_id)
-    assert list(before) == [name] and before[name] != "-"
-    (tmp_path / f"{name}.py").write_text(source.format(100))
-    assert env_code(env_id) != before
+    try:
+        before = env_code(env_id)
+        assert list(before) == [name] and before[name] != "-"
+        (tmp_path / f"{name}.py").write_text(source.format(100))
+        assert env_code(env_id) != before
+    finally:  # the import registered the id: other tests list the registry's jax envs
+        gymnasium.registry.pop(f"{name}/Scaled-v0", None)
+        sys.modules.pop(name, None)
     assert list(env_code("phys2d/CartPole-v1")) == ["gymnasium.envs.phys2d.cartpole"]
