@@ -95,7 +95,12 @@ def population_learner(
 
     def init(device_index):
         consts = {k: jnp.asarray(v) for k, v in values.items()}
-        members = jax.vmap(lambda m: build(m).init(device_index))(consts)
+        # `lax.map`, not `vmap`: a batched QR (the orthogonal initialiser under `vmap`) runs
+        # jaxlib's LAPACK kernel, which fans the batch out over XLA's CPU thread pool and waits
+        # for it from a thread of that pool. With as many devices as pool threads (2 fake
+        # devices on 2 cores) every thread waited, and the run hung in its init. One member at a
+        # time, each QR is a single matrix, done in place.
+        members = jax.lax.map(lambda m: build(m).init(device_index), consts)
         key = jax.random.fold_in(jax.random.key(cfg.seed), 0x5EED)
         score = jnp.full((size,), -jnp.inf, jnp.float32)
         window = jnp.zeros((size, 2), jnp.float32)
@@ -187,13 +192,6 @@ def train_population(
         )
     vals = member_values(agent, cfg, size, values)
     size = len(vals["seed"])
-    if size > 1 and "buffer_size" in agent.defaults() and (num_devices or 1) > 1:
-        # A replay agent's population on several devices deadlocked (found 2026-11-28, cause
-        # not yet found): refused rather than hung until it is.
-        raise ValueError(
-            f"a population of {agent.name} (a replay agent) runs on one device for now, got "
-            f"num_devices={num_devices}; train it with num_devices=1 (--devices 1)"
-        )
     if pbt is not None:
         pbt.validate(size)
     chosen = agent.default_optimizer if optimizer is None else optimizer
