@@ -211,9 +211,20 @@ def _flip_a_bit(ckpt: Path) -> None:
     f.write_bytes(bytes(data))
 
 
+def _flip_a_bit_in_the_first_data_file(ckpt: Path) -> None:
+    # Orbax then fails on one array's read while its sibling reads are in flight; these post
+    # their results to an event loop orbax has closed, and tensorstore printed a traceback for
+    # each (60 for this one bit) before the one warning line.
+    f = sorted((ckpt / "state" / "d").iterdir())[0]
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    f.write_bytes(bytes(data))
+
+
 DAMAGE = {
     "meta_deleted": lambda ckpt: shutil.rmtree(ckpt / "meta"),
     "flipped_bit_in_state": _flip_a_bit,
+    "flipped_bit_in_the_first_data_file": _flip_a_bit_in_the_first_data_file,
 }
 
 
