@@ -288,6 +288,11 @@ def train_command(args) -> int:
     target = t.RunDir(out, numbered=True) if numbered else out
     hp = b.parse_hp_args(args.hp)
     saved = runs.read_json(out / runs.CONFIG) if args.resume else None
+    was_distributed = saved.get("distributed") if isinstance(saved, dict) else None
+    if isinstance(was_distributed, dict) and was_distributed.get("num_processes", 1) != 1:
+        raise UsageError(
+            f"--resume: {out}: {t.MULTI_PROCESS_CHECKPOINT}; start it over with --overwrite"
+        )
     if isinstance(saved, dict):  # --resume: options not given come from the run's config.json
         agent_name = args.agent or saved.get("agent", agent_name)
         env = env or saved.get("env")
@@ -359,7 +364,10 @@ def train_command(args) -> int:
     except t.NothingWritten as e:
         raise UsageError(str(e.args[0])) from None
     except Exception as e:  # a bug or out of memory: one line and a log, never exit 0
-        raise Failed(e, _path(target)) from None
+        import jax
+
+        # Only process 0 writes (and has checked and locked) the run directory.
+        raise Failed(e, _path(target) if jax.process_index() == 0 else None) from None
     text = (
         f"done: {summary['steps']} env steps in {summary['wall_s']:.1f} s (compile "
         f"{summary['compile_s']:.1f} s)"
@@ -369,6 +377,8 @@ def train_command(args) -> int:
             f"; eval return {summary['eval_return']:.1f} over {summary['eval_episodes']} "
             f"episodes; run directory {_path(target)}"
         )
+    elif summary["eval_episodes"]:  # process 0, its evaluation unfinished (warned)
+        text += f"; no eval return; run directory {_path(target)}"
     print(text)
     return 0
 

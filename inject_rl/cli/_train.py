@@ -80,12 +80,15 @@ def _state_template(built: Built) -> Any:
     return jax.tree.map(lambda x: jax.ShapeDtypeStruct((n, *x.shape), x.dtype), one)
 
 
+# Why a multi-process run cannot be resumed (yet): process 0 alone writes the run directory.
+MULTI_PROCESS_CHECKPOINT = (
+    "a multi-process run cannot be resumed yet: its checkpoints hold process 0's devices only"
+)
+
+
 def check_resumable(built: Built) -> None:
     if jax.process_count() > 1:
-        raise ValueError(
-            "--resume of a multi-process run is not supported yet; resume on one "
-            "process, or start the run over"
-        )
+        raise ValueError(f"--resume: {MULTI_PROCESS_CHECKPOINT}; start the run over")
 
 
 def restore(built: Built, out: Path) -> tuple[int, Any, dict[str, Any]]:
@@ -256,7 +259,17 @@ def train(
                 _extend.check_extension(built, extends)
             step, state, meta = restore(built, out) if resume else (None, None, None)
         except (ValueError, TypeError) as e:
-            raise NothingWritten(e) from None
+            refused: Exception | None = e
+        else:
+            refused = None
+        # Only process 0 checks the directory: the others learn of its refusal here instead of
+        # waiting for it in their first collective until gloo times out.
+        if loops.agreed(refused is not None) and refused is None:
+            refused = ValueError(
+                f"process 0 refused this run (its error says why); {out} untouched"
+            )
+        if refused is not None:
+            raise NothingWritten(refused) from None
         if not quiet and primary and (note := rounding_note(built.cfg)) is not None:
             print(note, file=sys.stderr)
         stop = runs.StopSignals()
@@ -301,7 +314,10 @@ def _stopped(e: KeyboardInterrupt, run: runs.Run | None, out: Path) -> int:
     exit status."""
     status = e.exit_status if isinstance(e, runs.Stopped) else 130
     step = run.rows[-1]["step"] if run is not None and run.rows else 0
-    if run is not None and run.writes and run.checkpoint is not None:
+    saved = run is not None and run.writes and run.checkpoint is not None
+    if saved and jax.process_count() > 1:
+        text = f"stopped at env step {step} ({MULTI_PROCESS_CHECKPOINT})"
+    elif saved:
         text = (
             f"stopped at env step {step} after checkpoint {run.checkpoint}; continue with "
             f"`inject-rl train --out {out} --resume`"
@@ -376,13 +392,19 @@ def _run_training(
         }
     runs.save_params(out / runs.PARAMS, result.params)
     population = {}
+    try:
+        if built.population is None:
+            eval_return = built.agent.evaluate(result, episodes=eval_episodes)
+        else:  # the best member's params are the run's
+            cfg = result.member_config(result.best)
+            eval_return = evaluate_params(built.agent, cfg, result.params, eval_episodes, 0)
+    except loops.UnfinishedEvaluation as e:  # the training is done and saved all the same
+        print(f"inject-rl: warning: no eval return: {e}", file=sys.stderr)
+        eval_return = None
     if built.population is None:
-        eval_return = built.agent.evaluate(result, episodes=eval_episodes)
         last = run.rows[-1] if run.rows else {}
-    else:  # the best member's params are the run's
+    else:
         best = result.best
-        cfg = result.member_config(best)
-        eval_return = evaluate_params(built.agent, cfg, result.params, eval_episodes, 0)
         last = next((r for r in reversed(run.rows) if r.get("member") == best), {})
         population = {
             "best_member": best,

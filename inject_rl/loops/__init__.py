@@ -17,12 +17,17 @@ from inject_rl.loops._anakin import (
 from inject_rl.loops._collectives import pmean
 from inject_rl.loops._distributed import (
     ProcessResult,
+    agreed,
     free_port,
     init_distributed,
     init_distributed_from_env,
     launch_processes,
 )
-from inject_rl.loops._host_eval import evaluate_host_policy, evaluate_host_policy_returns
+from inject_rl.loops._host_eval import (
+    UnfinishedEvaluation,
+    evaluate_host_policy,
+    evaluate_host_policy_returns,
+)
 from inject_rl.loops._packed import packed_scan
 from inject_rl.loops._replay import ReplayBuffer, ReplayBufferState
 from inject_rl.loops._replicas import local_replicas
@@ -54,6 +59,8 @@ __all__ = [
     "ReplayBuffer",
     "ReplayBufferState",
     "Transition",
+    "UnfinishedEvaluation",
+    "agreed",
     "devices_for",
     "env_step",
     "evaluate_host_policy",

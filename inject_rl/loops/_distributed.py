@@ -75,6 +75,24 @@ def init_distributed_from_env() -> bool:
     return True
 
 
+def agreed(value: int) -> int:
+    """What every process of a run decides together: the first non-zero `value` in process
+    order, or 0 (one process: `value` itself). Every process must call it at the same point; a
+    decision one process takes alone (to stop, to refuse) leaves the others waiting in their
+    next collective for ever.
+
+    >>> agreed(0), agreed(15)
+    (0, 15)
+    """
+    if jax.process_count() == 1:
+        return int(value)
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    every = np.asarray(multihost_utils.process_allgather(np.int32(value)))
+    return next((int(v) for v in every.ravel() if v), 0)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket() as s:

@@ -21,8 +21,8 @@ def evaluate_host_policy(
     """Mean undiscounted return of the first episode of `episodes` parallel host envs.
 
     Args:
-      env_id: a gymnasium id, "module:Env-v0" or "envpool/<TaskId>" (must have a time
-        limit); stepped on gymnasium's sync vector env, or envpool's (`inject_rl.envs.host_env`).
+      env_id: a gymnasium id, "module:Env-v0" or "envpool/<TaskId>"; stepped on gymnasium's
+        sync vector env, or envpool's (`inject_rl.envs.host_env`).
       policy: deterministic `obs [B, *obs] -> action [B, ...]` (e.g. a jitted greedy policy);
         `obs` are the host env's float32 network inputs (its `ObsPreprocessor`'s, as in
         training).
@@ -34,13 +34,18 @@ def evaluate_host_policy(
       The mean return.
 
     Raises:
-      ValueError: the env has no time limit.
+      UnfinishedEvaluation: see `evaluate_host_policy_returns`.
     """
     return float(evaluate_host_policy_returns(env_id, policy, episodes, seed, env_kwargs).mean())
 
 
 # The most steps an evaluation takes on an env without a time limit.
 UNLIMITED_EVAL_STEPS = 100_000
+
+
+class UnfinishedEvaluation(ValueError):
+    """Episodes of an env without a time limit that did not end within `UNLIMITED_EVAL_STEPS`
+    steps (a greedy policy walking in circles): there is no return to report."""
 
 
 def evaluate_host_policy_returns(
@@ -58,7 +63,7 @@ def evaluate_host_policy_returns(
     its evaluation).
 
     Raises:
-      ValueError: an env without a time limit whose episodes did not all end within
+      UnfinishedEvaluation: an env without a time limit whose episodes did not all end within
         `UNLIMITED_EVAL_STEPS` steps.
     """
     with host_env(env_id, episodes, **(env_kwargs or {})) as env:
@@ -74,7 +79,7 @@ def evaluate_host_policy_returns(
                 break
             obs = ts.obs
         if alive.any() and env.max_episode_steps is None:
-            raise ValueError(
+            raise UnfinishedEvaluation(
                 f"{env_id}: {int(alive.sum())} of {episodes} evaluation episodes did not end "
                 f"within {UNLIMITED_EVAL_STEPS} steps, and the env has no time limit"
             )

@@ -3,7 +3,8 @@
 Nothing is written before the first call returns (inputs valid, program compiled): then the
 directory gets config.json (an `--overwrite`n run's old contents go first), metrics rows as they
 come, checkpoints and progress. A stop request (`StopSignals`) checkpoints at the end of the
-call and raises `Stopped`.
+call and raises `Stopped`; one that came before the first call returned writes nothing. In a
+multi-process run every process stops at the boundary where any of them was asked to.
 """
 
 from __future__ import annotations
@@ -111,7 +112,21 @@ class Run:
     def wall_s(self) -> float:
         return self.wall0 + time.perf_counter() - self.t0
 
+    def stop_signal(self) -> int | None:
+        """The stop request at this call boundary: this process's signal, or in a multi-process
+        run any process's (`loops.agreed`: all stop at the same boundary; one process that went
+        on would wait in its next collective for ever, and the others with it)."""
+        from inject_rl.loops import agreed
+
+        mine = self.stop.received if self.stop is not None else None
+        return agreed(mine or 0) or None
+
     def __call__(self, call: int, metrics: dict[str, Any], state: Any = None) -> None:
+        signum = self.stop_signal()
+        if signum is not None and not self.started:
+            # Asked to stop while compiling or during the first call: nothing is written (an
+            # `--overwrite`n run's old contents stay; a resumed run keeps its checkpoints).
+            raise Stopped(signum, self.checkpoint if self.writes else None)
         if not self.started:
             self.start()
         wall = self.wall_s()
@@ -120,7 +135,7 @@ class Run:
         row = max(rows, key=_return)  # a population's progress line: its best member
         if self.progress is not None:
             self.progress.update(row)
-        stopping = self.stop is not None and self.stop.received is not None
+        stopping = signum is not None
         if self.writes:
             for r in rows:
                 self.writer.write(r)
@@ -142,7 +157,7 @@ class Run:
                 self.checkpoint = done
                 self.last_save = time.perf_counter()
         if stopping:
-            raise Stopped(self.stop.received, self.checkpoint if self.writes else None)
+            raise Stopped(signum, self.checkpoint if self.writes else None)
 
     def close(self) -> None:
         """Closes the files (idempotent; safe after a failed `start`)."""

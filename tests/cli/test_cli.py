@@ -437,3 +437,26 @@ def test_a_total_that_is_not_whole_host_calls_gets_a_note():
         "inject-rl: note: --steps 2048 trains 2560 env steps (whole host calls of 2560)"
     )
     assert rounding_note(ppo.Config(total_steps=5120)) is None
+
+
+@pytest.mark.slow  # trains through the CLI (the default suite's 10-minute budget)
+def test_an_evaluation_that_cannot_end_leaves_a_finished_run_without_eval_return(
+    files, tmp_path, monkeypatch, capsys
+):
+    # CliffWalking-v1 has no time limit, and a greedy policy that walks in circles never ends an
+    # episode: the run trained and saved, then exited 1 with a traceback log and no summary.
+    from inject_rl.cli import main
+    from inject_rl.loops import _host_eval
+
+    monkeypatch.setenv("XLA_FLAGS", os.environ.get("XLA_FLAGS", ""))
+    monkeypatch.setenv("INJECT_RL_COMPILE_CACHE", "off")
+    monkeypatch.setattr(_host_eval, "UNLIMITED_EVAL_STEPS", 0)  # no episode ends in 0 steps
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(files / "tiny.json"), "--env", "Blackjack-v1", "--steps", "64"]
+    assert main(["train", "--out", "run", "--eval-episodes", "2", *args]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("inject-rl: warning: no eval return: Blackjack-v1: 2 of 2") == 1, err
+    assert "Traceback" not in err and "no eval return; run directory run" in out
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["eval_return"] is None and summary["steps"] == 64
+    assert (tmp_path / "run" / "params").is_dir() and not (tmp_path / "run" / "error.log").exists()

@@ -114,6 +114,29 @@ def test_absent_empty_or_only_a_stale_lock_is_free(tmp_path):
         check(tmp_path / "absent", resume=True)
 
 
+def test_a_stop_before_the_first_write_keeps_the_old_run(finished):
+    # Ctrl-C while an --overwrite run compiled: its first call's callback deleted the old run,
+    # then wrote one call of the new one, though the stop came before anything was written.
+    import io
+    import os
+    import signal
+
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in finished.rglob("*"))
+    with runs.StopSignals(stream=io.StringIO()) as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # "while compiling": before the first call returns
+        run = runs.Run(
+            finished, {**RECORD, "seed": 1}, num_calls=4, steps_per_call=32, quiet=True,
+            overwrite=True, stop=stop,
+        )  # fmt: skip
+        try:
+            with pytest.raises(runs.Stopped) as e:
+                run(0, {"step": jnp.array([32])}, {"w": jnp.ones(2)})
+        finally:
+            run.close()
+    assert e.value.checkpoint is None and not run.started
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in finished.rglob("*")) == before
+
+
 def test_overwrite_replaces_the_old_contents_at_the_first_write(finished):
     record = {**RECORD, "seed": 1}
     run = runs.Run(finished, record, num_calls=1, steps_per_call=32, quiet=True, overwrite=True)
