@@ -4,7 +4,8 @@ Jaderberg et al. 2017, inside the compiled step (`inject_rl.agents._population` 
 axis this acts on): every `interval` iterations members are ranked by their mean training episode
 return since the last exploit step, the bottom `fraction` copies a random top member's training
 state and multiplies the chosen hyperparameters by a random factor. Pure jax: the same choices on
-every device, deterministic given the seed.
+every device, deterministic given the seed. Only members that finished an episode since the last
+exploit step are ranked.
 """
 
 from __future__ import annotations
@@ -80,6 +81,11 @@ class PBT:
             raise ValueError(f"pbt smoothing must be in [0, 1), got {self.smoothing!r}")
         if isinstance(self.groups, bool) or not isinstance(self.groups, int) or self.groups < 1:
             raise ValueError(f"pbt groups must be an integer >= 1, got {self.groups!r}")
+        if "seed" in self.hyperparams:
+            raise ValueError(
+                "pbt cannot perturb seed: it is read once, at init (a member keeps its own); "
+                "name injected hyperparameters or float Config fields"
+            )
         if size % self.groups or size // self.groups < 2:
             raise ValueError(
                 f"population-based training needs groups of at least 2 members: {size} members "
@@ -108,13 +114,25 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
     k = max(1, int(n * pbt.fraction))
     key, k_pick, k_perturb = jax.random.split(ps.key, 3)
     total, count = ps.window[:, 0], ps.window[:, 1]
+    # Only members that finished an episode since the last exploit step are ranked (a diverged
+    # member counts, at -inf): one without any is neither replaced nor copied, and with fewer
+    # than 2 ranked members in a group nobody is. The bottom k of the ranked copy the top k,
+    # k at most half of them.
+    ranked = (count > 0).reshape(groups, n)
     rank = jnp.where(count > 0, total / jnp.maximum(count, 1.0), -jnp.inf).reshape(groups, n)
-    order = jnp.argsort(-rank, axis=1, stable=True)  # best first; ties: lower index first
-    top, bottom = order[:, :k], order[:, n - k :]
-    picks = jnp.take_along_axis(top, jax.random.randint(k_pick, (groups, k), 0, k), axis=1)
+    # Ranked members first, best first; ties: lower index first.
+    order = jnp.lexsort((-rank, ~ranked), axis=1)
+    position = jnp.argsort(order, axis=1)  # each member's place in `order`
+    num_ranked = ranked.sum(axis=1, keepdims=True)
+    k_now = jnp.minimum(k, num_ranked // 2)
+    slot = position - (num_ranked - k_now)  # 0..k_now-1 for the bottom k_now ranked members
+    replaced = (slot >= 0) & (position < num_ranked)
+    choice = jax.random.randint(k_pick, (groups, k), 0, jnp.maximum(k_now, 1))
+    picks = jnp.take_along_axis(order[:, :k], choice, axis=1)  # the top member each slot copies
+    pick = jnp.take_along_axis(picks, jnp.clip(slot, 0, k - 1), axis=1)
     offset = (jnp.arange(groups) * n)[:, None]
     index = jnp.arange(size)
-    source = index.at[(bottom + offset).ravel()].set((picks + offset).ravel())
+    source = jnp.where(replaced, pick + offset, index.reshape(groups, n)).ravel()
     copied = source != index
 
     def take(x):
@@ -132,7 +150,9 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
         members = members._replace(
             reward_scale=scale._replace(running_return=own.reward_scale.running_return)
         )
-    values = {k_: take(v) for k_, v in ps.values.items()}
+    # A member keeps its own seed (its envs and key are its own: KEEP); the other values are
+    # the copied member's.
+    values = {k_: v if k_ == "seed" else take(v) for k_, v in ps.values.items()}
     factors = jnp.asarray(pbt.perturb, jnp.float32)
     keys = jax.random.split(k_perturb, len(pbt.hyperparams))
     injected = hyperparams(members.opt_state)
@@ -149,7 +169,7 @@ def _exploit(ps: PopulationState, pbt: PBT, size: int) -> tuple[PopulationState,
         if name in injected:
             opt_state = scale_hyperparam(members.opt_state, name, factor, complement=complement)
             members = members._replace(opt_state=opt_state)
-        else:  # a per-member Config field (checked before tracing)
+        if name in values:  # a per-member Config field (too when injected: what it records)
             v = values[name].astype(jnp.float32)
             v = 1.0 - (1.0 - v) * factor if complement else v * factor
             values[name] = v.astype(values[name].dtype)

@@ -12,11 +12,12 @@ program. A field that shapes the program (a size, a count) cannot vary; that is 
 line before anything runs.
 
 PBT (Jaderberg et al. 2017) runs inside the compiled step: every `interval` iterations members are
-ranked by their smoothed training episode return (synced over devices like every episode
-statistic, so every device ranks alike), the bottom `fraction` copies a random top member's
-training state — params, target networks, the whole optimizer state with every schedule's state,
-its Config values — and multiplies the chosen hyperparameters by a random factor. The member keeps
-its own envs, replay buffer, PRNG key and step count (fields named in `KEEP`). Everything is
+ranked by their mean training episode return since the last exploit step (synced over devices
+like every episode statistic, so every device ranks alike; a member that finished no episode in
+that window is not ranked), the bottom `fraction` copies a random top member's training state —
+params, target networks, the whole optimizer state with every schedule's state, its Config
+values — and multiplies the chosen hyperparameters by a random factor. The member keeps its own
+envs, replay buffer, PRNG key, step count (fields named in `KEEP`) and seed. Everything is
 deterministic given the seed, and every device makes the same choices (the PBT key is replicated).
 """
 

@@ -94,10 +94,22 @@ def _population(scores):
         jax.random.split(jax.random.key(0), m),
         jnp.full((m,), 7),
     )
-    values = {"seed": jnp.arange(m, dtype=jnp.int32), "gamma": jnp.full((m,), 0.9)}
+    values = {
+        "seed": jnp.arange(m, dtype=jnp.int32),
+        "gamma": jnp.full((m,), 0.9),
+        "learning_rate": jnp.full((m,), 0.1),  # a Config field that is injected too
+    }
     scores = jnp.asarray(scores, jnp.float32)
+    # Two episodes per member since the last exploit step; -inf: diverged (as the population's
+    # iteration records it), NaN: no episode finished.
     window = jnp.stack(
-        [jnp.where(jnp.isfinite(scores), scores * 2, 0.0), 2.0 * jnp.isfinite(scores)], 1
+        [
+            jnp.where(
+                jnp.isfinite(scores), scores * 2, jnp.where(jnp.isnan(scores), 0.0, -jnp.inf)
+            ),
+            jnp.where(jnp.isfinite(scores), 2.0, jnp.where(jnp.isnan(scores), 0.0, 1.0)),
+        ],
+        1,
     )
     return PopulationState(
         members, values, scores[::-1], window, jax.random.key(3), jnp.asarray(20)
@@ -115,11 +127,35 @@ def test_exploit_copies_the_bottom_from_the_top_and_perturbs_only_copies():
     momentum = hyperparams(out.members.opt_state)["momentum"]
     np.testing.assert_allclose(momentum, [0.9, 0.8, 0.9, 0.9], rtol=1e-5)  # 1 - 2 * 0.1
     np.testing.assert_allclose(out.values["gamma"], [0.9, 0.8, 0.9, 0.9], rtol=1e-5)
-    np.testing.assert_array_equal(out.values["seed"], [0, 2, 2, 3])
+    # An injected hyperparameter that is also a Config value: the value recorded is the one
+    # used (it was copied but not perturbed: 0.1 recorded, 0.2 trained with).
+    np.testing.assert_allclose(out.values["learning_rate"], lr, rtol=1e-6)
+    np.testing.assert_array_equal(out.values["seed"], [0, 1, 2, 3])  # its own envs' and key's
     np.testing.assert_array_equal(out.members.actor, [0, 10, 20, 30])  # kept: its own envs
     assert np.array_equal(jax.random.key_data(out.members.key), jax.random.key_data(ps.members.key))
     assert out.score[1] == ps.score[2]  # inherits its source's smoothed score
     np.testing.assert_array_equal(out.window, 0.0)  # ranked on the window, which restarts
+
+
+def test_exploit_ranks_only_members_that_finished_an_episode():
+    # A member without a finished episode since the last exploit step ranked last (-inf, ties
+    # by index), so with long episodes the last members copied member 0 at every step.
+    pbt = PBT(("learning_rate",), fraction=0.25, perturb=(2.0,))
+    nan = float("nan")
+    out, source = _exploit(_population([nan, nan, nan, nan]), pbt, 4)
+    np.testing.assert_array_equal(source, [-1, -1, -1, -1])  # nothing to rank: nobody copies
+    np.testing.assert_array_equal(
+        out.members.params["w"], _population([nan] * 4).members.params["w"]
+    )
+    out, source = _exploit(_population([5.0, nan, 9.0, nan]), pbt, 4)
+    np.testing.assert_array_equal(source, [2, -1, -1, -1])  # the worse of the ranked two
+    out, source = _exploit(_population([5.0, nan, nan, nan]), pbt, 4)
+    np.testing.assert_array_equal(source, [-1, -1, -1, -1])  # one ranked member: no pair
+
+
+def test_pbt_refuses_to_perturb_the_seed():
+    with pytest.raises(ValueError, match="pbt cannot perturb seed"):
+        PBT(("learning_rate", "seed")).validate(4)
 
 
 def test_exploit_stays_within_groups():
