@@ -140,6 +140,50 @@ def population_learner(
     return init, iteration
 
 
+def unread_values(
+    agent: Agent,
+    cfg: Any,
+    values: Mapping[str, np.ndarray],
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
+    num_devices: int,
+    network: Callable | None = None,
+    env: Any = None,
+) -> list[str]:
+    """The per-member Config fields (other than `seed`) that vary between members yet are read
+    by neither a member's init nor its iteration: traced once with the values as inputs, a field
+    no operation consumes. A sweep over one gave rows that differed in name only."""
+    varied = [k for k, v in values.items() if k != "seed" and len(np.unique(v)) > 1]
+    if not varied:
+        return []
+    env = spaces(cfg.env_id) if env is None else env
+    torso = (network or agent.network)(cfg, env.obs_shape)
+
+    def build(member):
+        member_cfg = dataclasses.replace(cfg, **member)
+        return agent.anakin(member_cfg, env, optimizer(member_cfg), num_devices, torso)
+
+    member = {k: jnp.asarray(v[0]) for k, v in values.items()}
+    try:
+        state = jax.eval_shape(lambda m: build(m).init(jnp.int32(0)), member)
+    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
+        return []
+
+    def one(m, s):
+        learner = build(m)
+        return learner.init(jnp.int32(0)), learner.iteration(s, None)
+
+    try:
+        jaxpr = jax.make_jaxpr(one)(member, state).jaxpr
+    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
+        return []
+    used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars}
+    used |= {id(v) for v in jaxpr.outvars}
+    names = sorted(member)  # a dict's leaves, in key order, are the first inputs
+    return [
+        k for k, v in zip(names, jaxpr.invars, strict=False) if k in varied and id(v) not in used
+    ]
+
+
 def best_member(score: np.ndarray) -> int:
     """The member with the highest finite score (the lowest index among ties; 0 if none)."""
     score = np.where(np.isfinite(score), score, -np.inf)
@@ -206,6 +250,14 @@ def train_population(
     make_opt(cfg)
     devices = loops.devices_for(num_devices)
     env = spaces(cfg.env_id)
+    unread = unread_values(agent, cfg, vals, make_opt, len(devices), network, env)
+    if unread:
+        raise ValueError(
+            f"{agent.name}: {', '.join(unread)} differ(s) between members but this run never "
+            "reads it (a default that another setting replaces, e.g. lr_init once learning_rate "
+            "is given, or a field a custom optimizer ignores): the members would differ in name "
+            "only"
+        )
     init, iteration = population_learner(
         agent, cfg, vals, make_opt, len(devices), network, pbt, env
     )

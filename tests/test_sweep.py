@@ -90,6 +90,7 @@ def test_host_env_cells_run_in_turn():
         (dict(grid={"seed": [1, 2]}), "sweep seeds with `seeds=`"),
         (dict(grid={"lr_init": [1e-3]}, seeds=[]), "seeds must be"),
         (dict(grid={"num_envs": [8, 16]}), "num_envs cannot differ"),
+        (dict(grid={"log_std_init": [0.0, -1.0]}), "log_std_init differ"),  # discrete actions
     ],
 )
 def test_bad_sweeps_are_one_line(kwargs, message):

@@ -153,6 +153,24 @@ def test_exploit_ranks_only_members_that_finished_an_episode():
     np.testing.assert_array_equal(source, [-1, -1, -1, -1])  # one ranked member: no pair
 
 
+def test_unread_values_names_the_fields_no_member_reads():
+    from inject_rl.agents._population import unread_values
+
+    def two(*fields):
+        return {**{f: np.asarray([0.5, 0.25], np.float32) for f in fields}, "seed": np.arange(2)}
+
+    fields = ("lr_init", "kl_target", "gamma", "ent_coef")
+    cfg = _cfg()  # the default learning rate: kl_target(lr_init, target=kl_target)
+    assert unread_values(PPO, cfg, two(*fields), PPO.default_optimizer, 1) == []
+    given = _cfg(learning_rate=3e-4)  # replaces the default schedule: its two fields unread
+    assert unread_values(PPO, given, two(*fields), PPO.default_optimizer, 1) == [
+        "kl_target",
+        "lr_init",
+    ]
+    with pytest.raises(ValueError, match="lr_init differ.* never reads it"):
+        train_population(PPO, given, values={"lr_init": [1e-3, 2e-3]})
+
+
 def test_pbt_refuses_to_perturb_the_seed():
     with pytest.raises(ValueError, match="pbt cannot perturb seed"):
         PBT(("learning_rate", "seed")).validate(4)

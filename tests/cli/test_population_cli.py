@@ -158,8 +158,11 @@ def test_a_sweep_takes_the_run_lock_of_its_directory(tmp_path, monkeypatch, caps
         (["--solved-at", "nan"], "--solved-at must be a finite return"),
         # Found while tracing: the directory claimed for it (and runs/) are removed again.
         (["--grid", "seed=1,2"], "seed"),
+        # lr_init only feeds the default learning-rate schedule that --hp replaces: the rows
+        # were identical runs under different labels.
+        (["--hp", "learning_rate=3e-4"], "lr_init differ(s) between members but this run never"),
     ],
-    ids=["solved_at_nan", "found_while_tracing"],
+    ids=["solved_at_nan", "found_while_tracing", "a_field_the_run_never_reads"],
 )
 def test_a_refused_sweep_leaves_no_directory(extra, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
