@@ -47,6 +47,12 @@ def first_minibatch_only(episode_count: Any, first: Any) -> Any:
     on the return) ignore updates with `episode_count == 0`, so each rollout's episodes count
     once instead of once per minibatch (the rule every agent here follows).
 
+    Under `optax.MultiSteps(opt, k)` the inner optimizer (and its schedules) updates once every
+    k calls, with the signals of the k-th call only: pass the rollout's count on the call that
+    applies the update (`first_minibatch_only(count, mini_step == k - 1)`), or a count of 0 on
+    it leaves every return uncounted; a KL or loss schedule there sees the k-th call's value,
+    not the mean of the k.
+
     >>> float(first_minibatch_only(4.0, True)), float(first_minibatch_only(4.0, False))
     (4.0, 0.0)
     """

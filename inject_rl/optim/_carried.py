@@ -53,9 +53,13 @@ def carried(
 
 
 def current(opt_state: Any, name: str, default: Any = None) -> jax.Array:
-    """The current value of the injected hyperparameter `name`, or `default` when absent.
+    """The value of the injected hyperparameter `name` that the latest update used (the initial
+    value after `init`), or `default` when absent.
 
-    Works under `jit`; use it to read a `carried` coefficient before computing the loss.
+    Works under `jit`; use it to read a `carried` coefficient before computing the loss. As
+    optax's `inject_hyperparams` stores it, a scheduled value is the one its schedule gave at
+    the start of the latest update: a coefficient read this way for the next loss follows its
+    signal one update after a learning rate driven by the same signal and schedule.
 
     Raises:
       ValueError: `name` is absent and no default was given.

@@ -15,7 +15,9 @@ def forward_extra_args(tx: optax.GradientTransformation) -> optax.GradientTransf
     an update that takes none, but a plain `GradientTransformation` whose `update` has
     `**kwargs` (`optax.MultiSteps(...).gradient_transformation()`, a user's own wrapper) takes
     them: dropping them starves the schedules inside it of their signals. Such an update is
-    kept, with its `extra_args`; any other goes through `with_extra_args_support`.
+    kept, with its `extra_args`; any other goes through `with_extra_args_support`. (MultiSteps'
+    inner optimizer updates on every k-th call only, with that call's signals: see
+    `first_minibatch_only` for the episode count.)
 
     Args:
       tx: an optax `GradientTransformation` of either kind.

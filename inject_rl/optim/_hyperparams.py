@@ -12,6 +12,7 @@ import optax
 from jax.tree_util import DictKey, FlattenedIndexKey, GetAttrKey, SequenceKey
 
 from inject_rl.optim._packed_state import repacked, unpacked
+from inject_rl.optim._ranges import check_value
 
 # The legacy `InjectHyperparamsState` (optax < 0.1.9) records no schedule states, so for it we
 # cannot tell scheduled from constant hyperparameters; both are read and may be overridden.
@@ -178,6 +179,7 @@ def set_hyperparam(opt_state: Any, name: str, value: Any) -> Any:
             f"shape {old.shape}"
         ) from e
 
+    check_value("set_hyperparam", name, new)  # as `injected` checks it (a tracer passes)
     entry.node.hyperparams[entry.key] = new
     return repacked(opt_state, new_state)
 
@@ -237,11 +239,14 @@ def scale_hyperparam(opt_state: Any, name: str, factor: Any, *, complement: bool
             value = jnp.maximum(value, sched.min_value)
         if complement and hasattr(sched, "max_value"):
             value = jnp.minimum(value, sched.max_value)
+        check_value("scale_hyperparam", name, value)  # concrete results only
         schedules[entry.key] = sched._replace(value=value.astype(sched.value.dtype), **moved)
         old = jnp.asarray(node.hyperparams[entry.key])
         node.hyperparams[entry.key] = jnp.broadcast_to(value, old.shape).astype(old.dtype)
         return repacked(opt_state, new_state)
-    node.hyperparams[entry.key] = scaled(node.hyperparams[entry.key])
+    value = scaled(node.hyperparams[entry.key])
+    check_value("scale_hyperparam", name, value)  # concrete results only
+    node.hyperparams[entry.key] = value
     return repacked(opt_state, new_state)
 
 

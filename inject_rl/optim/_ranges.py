@@ -127,6 +127,31 @@ def _reach(schedule: Any) -> tuple[float, float] | None:
     return span("value")  # constant
 
 
+def check_value(owner: str, name: str, value: Any) -> None:
+    """Raises ValueError when a concrete value of hyperparameter `name` (a `hyperparams()` name:
+    its last part is looked up in `RANGES`) is non-finite or out of range; a tracer passes.
+
+    >>> check_value("set_hyperparam", "actor/b2", -1.0)
+    Traceback (most recent call last):
+    ValueError: set_hyperparam: actor/b2 must be in [0, 1), got actor/b2=-1.0
+    """
+    array = _numbers(value)
+    if array is None or array.size == 0:
+        return
+    allowed = RANGES.get(name.rsplit("/", 1)[-1])
+    ok = bool(np.all(np.isfinite(array)))
+    if ok and allowed is not None:
+        ok = all(allowed.holds(float(x)) for x in array.ravel())
+    if ok:
+        return
+    shown = array.item() if array.ndim == 0 else array.tolist()
+    if allowed is None:
+        need = "finite"
+    else:
+        need = f"in {allowed}" if not math.isinf(allowed.high) else f"finite and {allowed}"
+    raise ValueError(f"{owner}: {name} must be {need}, got {name}={shown!r}")
+
+
 def check_hyperparams(factory: Callable[..., Any], hyperparams: dict[str, Any]) -> None:
     """Raises ValueError when a readable hyperparameter value is non-finite or out of range.
 

@@ -87,8 +87,10 @@ class Bandit:
             hist_reward = state.hist_reward.at[state.ptr].set(hold_total / held.astype(jnp.float32))
             return state._replace(
                 arm=_ucb_choice(hist_arm, hist_reward, state.exploration, state.values.shape[0]),
-                held=c.i32(0),
-                hold_total=c.f32(0.0),
+                # Zeros of the state's own kind: constants here are not device-varying, and
+                # under shard_map with a per-device state the two cond branches then differed.
+                held=jnp.zeros_like(state.held),
+                hold_total=jnp.zeros_like(state.hold_total),
                 hist_arm=hist_arm,
                 hist_reward=hist_reward,
                 ptr=(state.ptr + 1) % state.hist_arm.shape[0],

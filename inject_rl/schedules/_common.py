@@ -98,8 +98,24 @@ def read_signal(
         )
     counted = jnp.isfinite(value)
     if signal in EPISODE_SIGNALS and "episode_count" in extra_args:
-        counted &= jnp.asarray(extra_args["episode_count"]) > 0
+        counted &= episode_count(owner, extra_args) > 0
     return jnp.where(counted, value, 0.0), counted
+
+
+def episode_count(owner: str, extra_args: Mapping[str, Any]) -> jax.Array:
+    """`extra_args["episode_count"]`, checked to be a scalar: a per-env vector broadcast the
+    schedule's whole state to its shape (each env its own learning rate) without a word.
+
+    Raises:
+      ValueError: the count is not a scalar.
+    """
+    count = jnp.asarray(extra_args["episode_count"])
+    if count.ndim != 0:
+        raise ValueError(
+            f"{owner}: signal 'episode_count' must be a scalar, got shape {count.shape}; "
+            "sum it over envs (and devices: inject_rl.signals.sync) before opt.update"
+        )
+    return count
 
 
 def accumulate(
@@ -239,7 +255,11 @@ def default_bound(owner: str, init_value: Any, scale: float) -> float | jax.Arra
     Bounds follow the value they bound (issue 14 item 2): absolute defaults let a rate fall to
     2e-14 (`plateau`'s floor of 0), or capped every initial value at the same 1e-2. A concrete
     bound is rounded to 12 significant digits so that its repr reads `0.003`, not
-    `0.0029999999999999996`; a traced one is kept traced.
+    `0.0029999999999999996`; a traced one is kept traced, the product in float32. The two may
+    differ in the last bit or two of the float32 bound (`kl_target(1e-3)`'s floor is
+    9.99999997e-07 from a number, 1.00000011e-06 from a traced 1e-3): a run `vmap`ped over
+    initial values matches separate runs up to that rounding once a bound is reached. Pass
+    `min_value` and `max_value` for bounds that are bitwise the same either way.
 
     Raises:
       ValueError: `init_value` is negative (a relative bound needs a value >= 0).

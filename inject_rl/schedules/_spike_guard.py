@@ -73,7 +73,7 @@ class SpikeGuard:
         # with episode_count == 0 is still ignored.)
         nonfinite = ~jnp.isfinite(raw)
         if self.signal in c.EPISODE_SIGNALS and "episode_count" in extra_args:
-            nonfinite &= jnp.asarray(extra_args["episode_count"]) > 0
+            nonfinite &= c.episode_count(_NAME, extra_args) > 0
         window, ready, mean = c.accumulate(state.window, x, counted, self.every)
         # "Jumps above ratio x EMA", written so that it also makes sense for negative signals.
         limit = state.ema + (state.ratio - 1.0) * jnp.abs(state.ema)

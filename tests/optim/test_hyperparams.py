@@ -262,3 +262,60 @@ def test_bounds_of_a_stacked_state_are_per_member():
     np.testing.assert_allclose(low, [1e-6, 1e-4], rtol=1e-6)
     np.testing.assert_allclose(high, [1e-2, 1.0], rtol=1e-6)
     assert bounds(init(1e-3))["learning_rate"] == pytest.approx((1e-6, 1e-2))
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("b2", -1.0, r"set_hyperparam: b2 must be in \[0, 1\), got b2=-1.0"),
+        (
+            "learning_rate",
+            float("nan"),
+            "learning_rate must be finite and > 0, got learning_rate=nan",
+        ),
+        ("eps", float("inf"), "eps must be finite and >= 0"),
+    ],
+)
+def test_set_hyperparam_checks_concrete_values_as_injected_does(name, value, message):
+    # `injected(adam, b2=-1)` was refused while `set_hyperparam(state, "b2", -1.0)` was taken:
+    # the params were NaN after two updates.
+    state = injected(optax.adam, learning_rate=0.1, b2=0.999).init(jnp.zeros(2))
+    with pytest.raises(ValueError, match=message):
+        set_hyperparam(state, name, value)
+    traced = jax.jit(lambda s, v: set_hyperparam(s, "b2", v))(state, 0.5)  # a tracer passes
+    assert float(hyperparams(traced)["b2"]) == 0.5
+
+
+def test_scale_hyperparam_checks_a_concrete_result():
+    from inject_rl.optim import scale_hyperparam
+
+    state = injected(optax.adam, learning_rate=schedules.kl_target(1e-3), b1=0.9).init(jnp.zeros(2))
+    with pytest.raises(ValueError, match=r"scale_hyperparam: b1 must be in \[0, 1\), got b1=1.7"):
+        scale_hyperparam(state, "b1", 2.0)  # without complement=True
+    with pytest.raises(ValueError, match="learning_rate must be finite"):
+        scale_hyperparam(state, "learning_rate", float("inf"))
+    scaled = scale_hyperparam(state, "b1", 2.0, complement=True)  # 1 - 2 * 0.1
+    np.testing.assert_allclose(hyperparams(scaled)["b1"], 0.8, rtol=1e-6)
+
+
+def test_under_multisteps_the_count_goes_on_the_call_that_applies_the_update():
+    # MultiSteps updates its inner optimizer (and its schedules) on every k-th call only, with
+    # that call's signals: `first_minibatch_only(count, first)` left every return uncounted.
+    from inject_rl.optim import first_minibatch_only, forward_extra_args
+
+    def best_after(on_call):
+        tx = forward_extra_args(
+            optax.MultiSteps(
+                injected(optax.sgd, learning_rate=schedules.plateau(1e-3)), 4
+            ).gradient_transformation()  # fmt: skip
+        )
+        state = tx.init(jnp.zeros(2))
+        for rollout in range(3):
+            for mb in range(4):
+                count = first_minibatch_only(8.0, mb == on_call)
+                ret = jnp.float32(10.0 * (rollout + 1))
+                _, state = tx.update(jnp.ones(2), state, episode_return=ret, episode_count=count)
+        return float(state.inner_opt_state.hyperparams_states["learning_rate"].best)
+
+    assert best_after(on_call=0) == -np.inf  # never counted
+    assert best_after(on_call=3) == 30.0  # each rollout's return, once

@@ -193,3 +193,43 @@ def test_constants_live_in_state_so_lowering_does_not_change(case):
         )
 
     assert text(a) == text(b)
+
+
+EPISODE_CASES = [c for c in CASES if c.signal in S.EPISODE_SIGNALS]
+
+
+@pytest.mark.parametrize("case", EPISODE_CASES, ids=[c.id for c in EPISODE_CASES])
+def test_a_per_env_episode_count_is_refused_not_broadcast(case):
+    # A count per env (a vector) broadcast every leaf of the state to its shape: each env got
+    # its own learning rate, with no error outside a scan.
+    sched = case.make()
+    bad = signals(case, 1.0, count=jnp.array([1.0, 0.0, 2.0, 0.0]))
+    with pytest.raises(ValueError, match="'episode_count' must be a scalar, got shape \\(4,\\)"):
+        sched.update(sched.init(), **bad)
+
+
+@case_param
+def test_a_per_device_state_updates_under_shard_map(case):
+    # pmap's layout on shard_map (a state per device, synced signals): bandit's hold reset was
+    # built from constants, and the two branches of its cond differed in their device typing.
+    from jax.sharding import Mesh
+    from jax.sharding import PartitionSpec as P
+
+    from inject_rl.signals import sync
+
+    if jax.device_count() < 2:
+        pytest.skip("needs 2 devices (conftest sets 4 fake CPU devices)")
+    sched = case.make()
+    mesh = Mesh(np.array(jax.devices()[:2]), ("i",))
+
+    def step(state, x):
+        synced = sync(signals(case, x[0]), "i")
+        state = jax.tree.map(lambda leaf: leaf[0], state)
+        return jax.tree.map(lambda leaf: leaf[None], sched.update(state, **synced))
+
+    stacked = jax.tree.map(lambda leaf: jnp.stack([leaf, leaf]), sched.init())
+    run = jax.jit(jax.shard_map(step, mesh=mesh, in_specs=(P("i"), P("i")), out_specs=P("i")))
+    for v in ([1.0, 3.0], [2.0, 0.5], [4.0, 4.0], [0.1, 9.0]):
+        stacked = run(stacked, jnp.array(v, jnp.float32))
+    for leaf in jax.tree.leaves(stacked):  # the replicas stay equal
+        np.testing.assert_array_equal(np.asarray(leaf)[0], np.asarray(leaf)[1])
