@@ -73,6 +73,27 @@ class PopulationResult(NamedTuple):
         return Policy.of(self.agent, self.member_config(self.best), self.params, network=network)
 
 
+def _member_learner(
+    agent: Agent,
+    cfg: Any,
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
+    num_devices: int,
+    network: Callable | None,
+    env: Any,
+) -> Callable[[Mapping[str, jax.Array]], Any]:
+    """`member values -> the agent's anakin learner` for that member's Config and optimizer
+    (rebuilt inside the traced step: the values are state, not program constants)."""
+    env = spaces(cfg.env_id) if env is None else env
+    agent.check_env(env)
+    torso = (network or agent.network)(cfg, env.obs_shape)
+
+    def build(member: Mapping[str, jax.Array]):
+        member_cfg = dataclasses.replace(cfg, **member)
+        return agent.anakin(member_cfg, env, optimizer(member_cfg), num_devices, torso)
+
+    return build
+
+
 def population_learner(
     agent: Agent,
     cfg: Any,
@@ -84,15 +105,8 @@ def population_learner(
     env: Any = None,
 ) -> tuple[Callable, Callable]:
     """`(init, iteration)` of the population on the anakin loop (what `loops.run` takes)."""
-    env = spaces(cfg.env_id) if env is None else env
-    agent.check_env(env)
-    torso = (network or agent.network)(cfg, env.obs_shape)
+    build = _member_learner(agent, cfg, optimizer, num_devices, network, env)
     size = len(next(iter(values.values())))
-
-    def build(member: Mapping[str, jax.Array]):
-        member_cfg = dataclasses.replace(cfg, **member)
-        opt = optimizer(member_cfg)
-        return agent.anakin(member_cfg, env, opt, num_devices, torso)
 
     def init(device_index):
         consts = {k: jnp.asarray(v) for k, v in values.items()}
@@ -155,13 +169,7 @@ def unread_values(
     varied = [k for k, v in values.items() if k != "seed" and len(np.unique(v)) > 1]
     if not varied:
         return []
-    env = spaces(cfg.env_id) if env is None else env
-    torso = (network or agent.network)(cfg, env.obs_shape)
-
-    def build(member):
-        member_cfg = dataclasses.replace(cfg, **member)
-        return agent.anakin(member_cfg, env, optimizer(member_cfg), num_devices, torso)
-
+    build = _member_learner(agent, cfg, optimizer, num_devices, network, env)
     member = {k: jnp.asarray(v[0]) for k, v in values.items()}
     try:
         state = jax.eval_shape(lambda m: build(m).init(jnp.int32(0)), member)
