@@ -1,5 +1,6 @@
 """Per-member Config values of a population (see `agents._population`): checked once, before
-anything runs, and turned into each member's Config.
+anything runs (`member_values`; `unread_values` for fields no member reads), and turned into each
+member's Config and learner (`member_config`, `member_learner`).
 
 Split from `agents/_population.py` when that outgrew one file (STYLE.md "Layout and size").
 """
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 
 from inject_rl.agents._contract import Agent
+from inject_rl.agents._train import spaces
 
 
 def member_config(cfg: Any, values: Mapping[str, Any]) -> Any:
@@ -83,3 +88,62 @@ def member_values(
 
 def _show(values: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in values.items())
+
+
+def member_learner(
+    agent: Agent,
+    cfg: Any,
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
+    num_devices: int,
+    network: Callable | None,
+    env: Any,
+) -> Callable[[Mapping[str, jax.Array]], Any]:
+    """`member values -> the agent's anakin learner` for that member's Config and optimizer
+    (rebuilt inside the traced step: the values are state, not program constants)."""
+    env = spaces(cfg.env_id) if env is None else env
+    agent.check_env(env)
+    torso = (network or agent.network)(cfg, env.obs_shape)
+
+    def build(member: Mapping[str, jax.Array]):
+        member_cfg = dataclasses.replace(cfg, **member)
+        return agent.anakin(member_cfg, env, optimizer(member_cfg), num_devices, torso)
+
+    return build
+
+
+def unread_values(
+    agent: Agent,
+    cfg: Any,
+    values: Mapping[str, np.ndarray],
+    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
+    num_devices: int,
+    network: Callable | None = None,
+    env: Any = None,
+) -> list[str]:
+    """The per-member Config fields (other than `seed`) that vary between members yet are read
+    by neither a member's init nor its iteration: traced once with the values as inputs, a field
+    no operation consumes. A sweep over one gave rows that differed in name only."""
+    varied = [k for k, v in values.items() if k != "seed" and len(np.unique(v)) > 1]
+    if not varied:
+        return []
+    build = member_learner(agent, cfg, optimizer, num_devices, network, env)
+    member = {k: jnp.asarray(v[0]) for k, v in values.items()}
+    try:
+        state = jax.eval_shape(lambda m: build(m).init(jnp.int32(0)), member)
+    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
+        return []
+
+    def one(m, s):
+        learner = build(m)
+        return learner.init(jnp.int32(0)), learner.iteration(s, None)
+
+    try:
+        jaxpr = jax.make_jaxpr(one)(member, state).jaxpr
+    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
+        return []
+    used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars}
+    used |= {id(v) for v in jaxpr.outvars}
+    names = sorted(member)  # a dict's leaves, in key order, are the first inputs
+    return [
+        k for k, v in zip(names, jaxpr.invars, strict=False) if k in varied and id(v) not in used
+    ]

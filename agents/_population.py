@@ -23,7 +23,6 @@ deterministic given the seed, and every device makes the same choices (the PBT k
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -34,7 +33,7 @@ import optax
 
 from inject_rl import loops
 from inject_rl.agents._contract import Agent
-from inject_rl.agents._members import member_config, member_values
+from inject_rl.agents._members import member_config, member_learner, member_values, unread_values
 from inject_rl.agents._pbt import PBT, PopulationState, _exploit
 from inject_rl.agents._train import Diverged, _reported, check_optimizer, spaces
 
@@ -73,27 +72,6 @@ class PopulationResult(NamedTuple):
         return Policy.of(self.agent, self.member_config(self.best), self.params, network=network)
 
 
-def _member_learner(
-    agent: Agent,
-    cfg: Any,
-    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
-    num_devices: int,
-    network: Callable | None,
-    env: Any,
-) -> Callable[[Mapping[str, jax.Array]], Any]:
-    """`member values -> the agent's anakin learner` for that member's Config and optimizer
-    (rebuilt inside the traced step: the values are state, not program constants)."""
-    env = spaces(cfg.env_id) if env is None else env
-    agent.check_env(env)
-    torso = (network or agent.network)(cfg, env.obs_shape)
-
-    def build(member: Mapping[str, jax.Array]):
-        member_cfg = dataclasses.replace(cfg, **member)
-        return agent.anakin(member_cfg, env, optimizer(member_cfg), num_devices, torso)
-
-    return build
-
-
 def population_learner(
     agent: Agent,
     cfg: Any,
@@ -105,7 +83,7 @@ def population_learner(
     env: Any = None,
 ) -> tuple[Callable, Callable]:
     """`(init, iteration)` of the population on the anakin loop (what `loops.run` takes)."""
-    build = _member_learner(agent, cfg, optimizer, num_devices, network, env)
+    build = member_learner(agent, cfg, optimizer, num_devices, network, env)
     size = len(next(iter(values.values())))
 
     def init(device_index):
@@ -152,44 +130,6 @@ def population_learner(
         return ps, {**metrics, **extra}
 
     return init, iteration
-
-
-def unread_values(
-    agent: Agent,
-    cfg: Any,
-    values: Mapping[str, np.ndarray],
-    optimizer: Callable[[Any], optax.GradientTransformationExtraArgs],
-    num_devices: int,
-    network: Callable | None = None,
-    env: Any = None,
-) -> list[str]:
-    """The per-member Config fields (other than `seed`) that vary between members yet are read
-    by neither a member's init nor its iteration: traced once with the values as inputs, a field
-    no operation consumes. A sweep over one gave rows that differed in name only."""
-    varied = [k for k, v in values.items() if k != "seed" and len(np.unique(v)) > 1]
-    if not varied:
-        return []
-    build = _member_learner(agent, cfg, optimizer, num_devices, network, env)
-    member = {k: jnp.asarray(v[0]) for k, v in values.items()}
-    try:
-        state = jax.eval_shape(lambda m: build(m).init(jnp.int32(0)), member)
-    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
-        return []
-
-    def one(m, s):
-        learner = build(m)
-        return learner.init(jnp.int32(0)), learner.iteration(s, None)
-
-    try:
-        jaxpr = jax.make_jaxpr(one)(member, state).jaxpr
-    except jax.errors.JAXTypeError:  # a field that shapes the program: refused when it runs
-        return []
-    used = {id(v) for eqn in jaxpr.eqns for v in eqn.invars}
-    used |= {id(v) for v in jaxpr.outvars}
-    names = sorted(member)  # a dict's leaves, in key order, are the first inputs
-    return [
-        k for k, v in zip(names, jaxpr.invars, strict=False) if k in varied and id(v) not in used
-    ]
 
 
 def best_member(score: np.ndarray) -> int:

@@ -154,7 +154,7 @@ def test_exploit_ranks_only_members_that_finished_an_episode():
 
 
 def test_unread_values_names_the_fields_no_member_reads():
-    from inject_rl.agents._population import unread_values
+    from inject_rl.agents._members import unread_values
 
     def two(*fields):
         return {**{f: np.asarray([0.5, 0.25], np.float32) for f in fields}, "seed": np.arange(2)}
